@@ -1,0 +1,372 @@
+//! The pipeline: enrich, observe state, compute signals, run the policy, record effects.
+//!
+//! Free of HTTP and files: the server, replay and tests call [`Engine::evaluate`] and
+//! [`Engine::record`] with the time passed in.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+use crate::enrich::{DeviceInfo, DeviceParser, GeoInfo, GeoIp};
+use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, Verdict};
+use crate::policy::{Policy, PolicySet, Runtime};
+use crate::signals::{self, Inputs, Signals, TravelLimits};
+use crate::state::{
+    AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, Pending, PendingStage, Store,
+    StoreError,
+};
+
+/// Reason given when the fail-safe decision replaces a failed policy.
+pub const POLICY_ERROR_REASON: &str = "policy_error";
+
+/// Engine behaviour that is not policy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EngineSettings {
+    /// Decision returned when a policy fails or exceeds its limits.
+    pub fail_safe: Decision,
+    /// Lock duration when a policy locks without saying for how long.
+    pub default_lock_seconds: u64,
+    /// Impossible-travel limits.
+    pub travel: TravelLimits,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            fail_safe: Decision::Mfa,
+            default_lock_seconds: 900,
+            travel: TravelLimits::default(),
+        }
+    }
+}
+
+/// Errors the engine cannot turn into a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The state backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The decision engine.
+pub struct Engine {
+    geo: ArcSwap<GeoIp>,
+    devices: DeviceParser,
+    store: Arc<dyn Store>,
+    runtime: Runtime,
+    policies: ArcSwap<PolicySet>,
+    settings: EngineSettings,
+}
+
+/// Everything enrichment found about one attempt.
+struct Enriched {
+    geo: GeoInfo,
+    device: Arc<DeviceInfo>,
+    facts: LoginFacts,
+}
+
+impl Engine {
+    /// An engine over the given parts.
+    pub fn new(
+        geo: GeoIp,
+        devices: DeviceParser,
+        store: Arc<dyn Store>,
+        runtime: Runtime,
+        policies: PolicySet,
+        settings: EngineSettings,
+    ) -> Self {
+        Self {
+            geo: ArcSwap::from_pointee(geo),
+            devices,
+            store,
+            runtime,
+            policies: ArcSwap::from_pointee(policies),
+            settings,
+        }
+    }
+
+    /// The sandboxed policy runtime (to compile policies for this engine).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The state backend.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The active policy set.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.load_full()
+    }
+
+    /// Activates a new policy set atomically.
+    pub fn set_policies(&self, policies: PolicySet) {
+        self.policies.store(Arc::new(policies));
+    }
+
+    /// True when at least one GeoIP database is loaded.
+    pub fn has_geoip(&self) -> bool {
+        !self.geo.load().is_empty()
+    }
+
+    /// Looks an IP up in the GeoIP databases.
+    pub fn geo_lookup(&self, ip: IpAddr) -> GeoInfo {
+        self.geo.load().lookup(ip)
+    }
+
+    /// Scores one attempt and records it. `now` is the event time when the attempt has none.
+    pub fn evaluate(&self, attempt: &Attempt, now: DateTime<Utc>) -> Result<Assessment, EngineError> {
+        let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let enriched = self.enrich(
+            attempt.ip,
+            attempt.device_id.as_deref(),
+            attempt.user_agent.as_deref(),
+            at,
+        );
+        let failed = attempt.password_ok == Some(false);
+        let keys = AttemptKeys {
+            user_id: &attempt.user_id,
+            ip: counting_bucket(attempt.ip),
+            device_id: attempt.device_id.as_deref(),
+            failed,
+        };
+        let observation = self.store.observe(&keys, at)?;
+        let policies = self.policies.load();
+        let signals = Arc::new(signals::compute(Inputs {
+            attempt,
+            at,
+            geo: &enriched.geo,
+            device: enriched.device,
+            facts: &enriched.facts,
+            observation: &observation,
+            lists: policies.lists().matching(attempt.ip, enriched.geo.asn),
+            travel: self.settings.travel,
+        }));
+        let verdict = self.judge(policies.active(attempt.app.as_deref()), &signals);
+        let shadow = policies.shadow().map(|p| self.judge(p, &signals));
+
+        match (verdict.decision, attempt.password_ok) {
+            (Decision::Lock, _) => {
+                // `lock_seconds: 0` refuses this attempt without locking the account.
+                let seconds = verdict.lock_seconds.unwrap_or(0) as Millis;
+                if seconds > 0 {
+                    self.store.lock(&attempt.user_id, at + seconds * 1000)?;
+                }
+            }
+            // A wrong password was counted by `observe`.
+            (_, Some(false)) => {}
+            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, &enriched.facts)?,
+            (decision, password_ok) => {
+                let stage = match password_ok {
+                    Some(_) => PendingStage::Mfa,
+                    None => PendingStage::Password {
+                        mfa_required: decision == Decision::Mfa,
+                    },
+                };
+                let pending = Pending {
+                    user_id: attempt.user_id.clone(),
+                    ip: keys.ip,
+                    device_id: attempt.device_id.clone(),
+                    facts: enriched.facts,
+                    stage,
+                };
+                self.store.put_pending(&request_id, pending)?;
+            }
+        }
+        Ok(Assessment {
+            request_id,
+            verdict,
+            signals,
+            shadow,
+        })
+    }
+
+    /// Records what happened after a decision. `now` is the event time when the event has none.
+    pub fn record(&self, outcome: &Outcome, now: DateTime<Utc>) -> Result<Recorded, EngineError> {
+        let at = outcome.timestamp.unwrap_or(now).timestamp_millis();
+        if outcome.kind == OutcomeKind::DeviceTrusted {
+            return self.trust_device(outcome, at);
+        }
+        let Some(request_id) = outcome.request_id.as_deref() else {
+            return self.record_standalone(outcome, at);
+        };
+        let Some(mut pending) = self.store.take_pending(request_id)? else {
+            return Ok(Recorded::Ignored);
+        };
+        if pending.user_id != outcome.user_id {
+            // Not this user's attempt: leave it parked for the right one.
+            self.store.put_pending(request_id, pending)?;
+            return Ok(Recorded::Ignored);
+        }
+        use OutcomeKind::*;
+        let recorded = match (outcome.kind, pending.stage) {
+            (LoginFailed | MfaFailed, _) => {
+                self.store.count_failure(&pending.keys(), at)?;
+                Recorded::FailureCounted
+            }
+            (LoginSucceeded, PendingStage::Password { mfa_required: true })
+            | (LoginSucceeded, PendingStage::Mfa) => {
+                // The password was right, but the step-up is still owed.
+                pending.stage = PendingStage::Mfa;
+                self.store.put_pending(request_id, pending)?;
+                Recorded::AwaitingMfa
+            }
+            (LoginSucceeded | MfaPassed, _) => {
+                pending.facts.place.at = at;
+                self.store.learn(&pending.user_id, &pending.facts)?;
+                Recorded::Learned
+            }
+            (DeviceTrusted, _) => unreachable!("handled above"),
+        };
+        Ok(recorded)
+    }
+
+    /// An event the IdP did not send to evaluate first: it counts on its own.
+    fn record_standalone(&self, outcome: &Outcome, at: Millis) -> Result<Recorded, EngineError> {
+        let ip = outcome.ip.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        match outcome.kind {
+            OutcomeKind::LoginFailed | OutcomeKind::MfaFailed => {
+                let keys = AttemptKeys {
+                    user_id: &outcome.user_id,
+                    ip: counting_bucket(ip),
+                    device_id: outcome.device_id.as_deref(),
+                    failed: true,
+                };
+                self.store.count_failure(&keys, at)?;
+                Ok(Recorded::FailureCounted)
+            }
+            _ => {
+                let enriched = self.enrich(
+                    ip,
+                    outcome.device_id.as_deref(),
+                    outcome.user_agent.as_deref(),
+                    at,
+                );
+                self.store.learn(&outcome.user_id, &enriched.facts)?;
+                Ok(Recorded::Learned)
+            }
+        }
+    }
+
+    fn trust_device(&self, outcome: &Outcome, at: Millis) -> Result<Recorded, EngineError> {
+        let parked = match outcome.request_id.as_deref() {
+            Some(id) => self.store.take_pending(id)?,
+            None => None,
+        };
+        let device = match &parked {
+            Some(p) if p.user_id == outcome.user_id => p.facts.get(Feature::Device).cloned(),
+            _ => None,
+        }
+        .or_else(|| {
+            let info = self.devices.parse(outcome.user_agent.as_deref());
+            device_value(outcome.device_id.as_deref(), outcome.user_agent.as_deref(), &info)
+        });
+        if let (Some(id), Some(p)) = (outcome.request_id.as_deref(), parked) {
+            self.store.put_pending(id, p)?;
+        }
+        let Some(device) = device else {
+            return Ok(Recorded::Ignored);
+        };
+        self.store.trust_device(&outcome.user_id, &device, at)?;
+        Ok(Recorded::DeviceTrusted)
+    }
+
+    fn judge(&self, policy: &Policy, signals: &Signals) -> Verdict {
+        match self.runtime.run(policy, signals) {
+            Ok(out) => Verdict {
+                decision: out.decision,
+                score: out.score,
+                reasons: out.reasons,
+                lock_seconds: (out.decision == Decision::Lock)
+                    .then(|| out.lock_seconds.unwrap_or(self.settings.default_lock_seconds)),
+                policy: policy.reference(),
+                fallback: false,
+            },
+            Err(error) => {
+                tracing::warn!(%error, "policy failed; returning the fail-safe decision");
+                let decision = self.settings.fail_safe;
+                Verdict {
+                    decision,
+                    score: 1.0,
+                    reasons: vec![POLICY_ERROR_REASON.to_owned()],
+                    lock_seconds: (decision == Decision::Lock)
+                        .then_some(self.settings.default_lock_seconds),
+                    policy: policy.reference(),
+                    fallback: true,
+                }
+            }
+        }
+    }
+
+    fn enrich(
+        &self,
+        ip: IpAddr,
+        device_id: Option<&str>,
+        user_agent: Option<&str>,
+        at: Millis,
+    ) -> Enriched {
+        let geo = self.geo.load().lookup(ip);
+        let device = self.devices.parse(user_agent);
+        let mut facts = LoginFacts::default();
+        let mut set = |feature: Feature, label: Option<String>| {
+            facts.features[feature as usize] = label.map(|l| FeatureValue::new(feature, l));
+        };
+        set(Feature::Country, geo.country.clone());
+        set(Feature::Asn, geo.asn.map(|a| format!("AS{a}")));
+        let known_ua = user_agent.is_some() && !device.browser.is_empty();
+        set(Feature::Browser, known_ua.then(|| device.browser_family()));
+        set(
+            Feature::Os,
+            known_ua.then(|| format!("{} {}", device.os, device.os_version)),
+        );
+        facts.features[Feature::Device as usize] = device_value(device_id, user_agent, &device);
+        facts.place = LoginPlace {
+            at,
+            ip: ip.to_string(),
+            country: geo.country.clone(),
+            city: geo.city.clone(),
+            lat: geo.lat,
+            lon: geo.lon,
+            accuracy_km: geo.accuracy_km,
+            device: facts.features[Feature::Device as usize]
+                .as_ref()
+                .map(|d| d.label.clone()),
+        };
+        Enriched { geo, device, facts }
+    }
+}
+
+/// A device is its explicit id or, without one, its user agent.
+fn device_value(
+    device_id: Option<&str>,
+    user_agent: Option<&str>,
+    info: &DeviceInfo,
+) -> Option<FeatureValue> {
+    match (device_id, user_agent) {
+        (Some(id), _) if !id.is_empty() => Some(FeatureValue::new(Feature::Device, id)),
+        (_, Some(ua)) if !ua.is_empty() => {
+            // Hash the whole agent but label it readably for profile exports.
+            let mut value = FeatureValue::new(Feature::Device, ua);
+            value.label = format!("{} {} on {} {}", info.browser, info.version, info.os, info.os_version);
+            Some(value)
+        }
+        _ => None,
+    }
+}
+
+/// The key IP counters use: the address for IPv4, its /64 network for IPv6 (one subscriber).
+pub fn counting_bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}

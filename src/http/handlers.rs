@@ -1,0 +1,151 @@
+//! Route handlers: thin translations between HTTP and the engine.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ValidJson};
+use crate::model::{Assessment, Attempt, FieldError, Outcome};
+use crate::policy::PolicySet;
+use crate::signals::rfc3339;
+
+/// Client clocks may run this far ahead of ours.
+const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+fn not_in_future(
+    timestamp: Option<chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), FieldError> {
+    match timestamp {
+        Some(t) if t > now + MAX_CLOCK_SKEW => Err(FieldError {
+            field: "timestamp",
+            message: "is more than 5 minutes in the future".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /v1/evaluate`
+pub async fn evaluate(
+    State(state): State<AppState>,
+    ValidJson(attempt): ValidJson<Attempt>,
+) -> Result<Json<Assessment>, ApiError> {
+    let now = Utc::now();
+    not_in_future(attempt.timestamp, now)?;
+    Ok(Json(state.engine.evaluate(&attempt, now)?))
+}
+
+/// `POST /v1/events`
+pub async fn event(
+    State(state): State<AppState>,
+    ValidJson(outcome): ValidJson<Outcome>,
+) -> Result<Json<Value>, ApiError> {
+    let now = Utc::now();
+    not_in_future(outcome.timestamp, now)?;
+    let recorded = state.engine.record(&outcome, now)?;
+    Ok(Json(json!({ "recorded": recorded })))
+}
+
+/// `GET /v1/users/{id}`: everything kept about a user.
+pub async fn user_profile(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.engine.store();
+    let profile = store.profile(&id).map_err(crate::EngineError::from)?;
+    let activity = store.activity(&id).map_err(crate::EngineError::from)?;
+    let now = Utc::now().timestamp_millis();
+    if profile.is_none() && activity == Default::default() {
+        return Err(ApiError::NotFound(format!("no state kept for user `{id}`")));
+    }
+    Ok(Json(json!({
+        "user_id": id,
+        "profile": profile,
+        "failures_24h": activity.failures.count(now, 24 * 3_600_000),
+        "locked_until": activity.locked_until.filter(|&t| t > now).map(rfc3339),
+    })))
+}
+
+/// `DELETE /v1/users/{id}`: erasure.
+pub async fn forget_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match state.engine.store().forget(&id) {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::NotFound(format!("no state kept for user `{id}`"))),
+        Err(e) => Err(crate::EngineError::from(e).into()),
+    }
+}
+
+/// `POST /v1/users/{id}/unlock`
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let unlocked = state
+        .engine
+        .store()
+        .unlock(&id)
+        .map_err(crate::EngineError::from)?;
+    Ok(Json(json!({ "user_id": id, "unlocked": unlocked })))
+}
+
+fn describe(set: &PolicySet) -> Value {
+    let policies: Vec<Value> = set
+        .policies()
+        .map(|p| serde_json::to_value(p.reference()).unwrap_or(Value::Null))
+        .collect();
+    json!({
+        "active": set.active(None).reference(),
+        "shadow": set.shadow().map(|p| p.reference()),
+        "policies": policies,
+        "lists": set.lists().names(),
+    })
+}
+
+/// `GET /v1/policies`
+pub async fn list_policies(State(state): State<AppState>) -> Json<Value> {
+    Json(describe(&state.engine.policies()))
+}
+
+/// `POST /v1/policies/reload`: activates the directory's policies only if all compile.
+pub async fn reload_policies(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let loaded = PolicySet::load(
+        state.engine.runtime(),
+        &state.policies_dir,
+        state.selection.clone(),
+    )
+    .map_err(|e| ApiError::InvalidField {
+        field: None,
+        message: format!("reload refused, the active policies stay: {e}"),
+    })?;
+    let description = describe(&loaded);
+    state.engine.set_policies(loaded);
+    tracing::info!("policies reloaded");
+    Ok(Json(description))
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: ready to take traffic, with what is loaded.
+pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
+    let policies = state.engine.policies();
+    Json(json!({
+        "status": "ready",
+        "policy": policies.active(None).reference(),
+        "geoip": state.engine.has_geoip(),
+    }))
+}
+
+/// Unknown routes get the JSON error shape too.
+pub async fn not_found() -> impl IntoResponse {
+    ApiError::NotFound("no such route".into())
+}

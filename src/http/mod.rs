@@ -1,0 +1,71 @@
+//! The HTTP front door (axum): the risk API, user and policy administration, probes.
+
+pub mod auth;
+pub mod error;
+mod handlers;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::config::Role;
+use crate::engine::Engine;
+use crate::policy::Selection;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The decision engine.
+    pub engine: Arc<Engine>,
+    /// API keys and roles; empty means loopback clients only.
+    pub api_keys: Arc<HashMap<String, Role>>,
+    /// Where policies are reloaded from.
+    pub policies_dir: PathBuf,
+    /// Which policy runs where (kept across reloads).
+    pub selection: Selection,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let client = Router::new()
+        .route("/v1/evaluate", post(handlers::evaluate))
+        .route("/v1/events", post(handlers::event))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::client));
+    let admin = Router::new()
+        .route(
+            "/v1/users/{id}",
+            get(handlers::user_profile).delete(handlers::forget_user),
+        )
+        .route("/v1/users/{id}/unlock", post(handlers::unlock_user))
+        .route("/v1/policies", get(handlers::list_policies))
+        .route("/v1/policies/reload", post(handlers::reload_policies))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
+    Router::new()
+        .merge(client)
+        .merge(admin)
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

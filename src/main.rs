@@ -1,0 +1,165 @@
+//! The `riskgate` command: parses configuration and calls the library.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use riskgate::config::Settings;
+use riskgate::policy::{Limits, Runtime};
+use riskgate::service;
+
+/// Exit code when a policy is invalid.
+const EXIT_INVALID: u8 = 1;
+/// Exit code for other errors (configuration, I/O).
+const EXIT_ERROR: u8 = 3;
+
+/// Adaptive risk-based authentication: allow, step-up (mfa) or lock each login.
+#[derive(Parser)]
+#[command(name = "riskgate", version, about)]
+struct Cli {
+    /// TOML config file [default: ./riskgate.toml when present].
+    #[arg(long, env = "RISKGATE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the risk API over HTTP.
+    Serve,
+    /// Work with policy scripts.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Query the GeoIP databases.
+    Geoip {
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Compile a policy and report syntax errors with line and column.
+    Check {
+        /// The `.rhai` file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum GeoipCommand {
+    /// Show what the configured databases say about an IP.
+    Lookup {
+        /// The address.
+        ip: IpAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RISKGATE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => return check_policy(&file),
+        command => run(command, cli.settings, cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(
+    command: Command,
+    settings: Settings,
+    config_file: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = settings.with_file(config_file.as_deref())?.resolve()?;
+    match command {
+        Command::Serve => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(service::run(config, shutdown_signal()))
+        }
+        Command::Geoip {
+            command: GeoipCommand::Lookup { ip },
+        } => {
+            let geo = service::open_geoip(&config)?.lookup(ip);
+            let json = serde_json::json!({
+                "ip": ip,
+                "country": geo.country,
+                "city": geo.city,
+                "lat": geo.lat,
+                "lon": geo.lon,
+                "accuracy_km": geo.accuracy_km,
+                "asn": geo.asn,
+                "as_org": geo.as_org,
+                "private": geo.private,
+            });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(())
+        }
+        Command::Policy { .. } => unreachable!("handled in main"),
+    }
+}
+
+fn check_policy(file: &std::path::Path) -> ExitCode {
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read `{}`: {e}", file.display());
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let name = file.file_stem().unwrap_or_default().to_string_lossy();
+    let runtime = Runtime::new(Limits::default());
+    match runtime.compile(&name, &file.display().to_string(), &source) {
+        Ok(policy) => {
+            let r = policy.reference();
+            println!("{}: ok ({} {})", file.display(), r.name, r.version);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,260 @@
+//! What crosses the engine's boundary: login attempts, reported outcomes and decisions.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::signals::Signals;
+
+/// Longest accepted `user_id`, in bytes.
+pub const MAX_USER_ID_LEN: usize = 256;
+/// Longest accepted `user_agent`, `device_id`, `app` or `request_id`, in bytes.
+pub const MAX_FIELD_LEN: usize = 1024;
+
+/// One login attempt, as the identity provider reports it to `POST /v1/evaluate`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Attempt {
+    /// The account being logged into.
+    pub user_id: String,
+    /// The client's IP address.
+    pub ip: IpAddr,
+    /// The client's `User-Agent` header.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// A stable device identifier (cookie, app install id), when the IdP has one.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// The application being logged into; selects the policy.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Event time; the server's clock when absent.
+    #[serde(default)]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Whether the password was right; absent for a pre-auth check.
+    #[serde(default)]
+    pub password_ok: Option<bool>,
+    /// Free-form attributes passed through to the policy as `ctx.request.attributes`.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A field that failed validation, with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {message}")]
+pub struct FieldError {
+    /// The JSON field name.
+    pub field: &'static str,
+    /// What is wrong, in lowercase prose.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+fn check_len(field: &'static str, value: Option<&str>, max: usize) -> Result<(), FieldError> {
+    match value {
+        Some(v) if v.len() > max => Err(FieldError::new(
+            field,
+            format!("longer than {max} bytes ({} bytes)", v.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_user_id(user_id: &str) -> Result<(), FieldError> {
+    if user_id.trim().is_empty() {
+        return Err(FieldError::new("user_id", "must not be empty"));
+    }
+    check_len("user_id", Some(user_id), MAX_USER_ID_LEN)
+}
+
+impl Attempt {
+    /// Checks what serde cannot: non-empty and bounded strings.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        check_user_id(&self.user_id)?;
+        check_len("user_agent", self.user_agent.as_deref(), MAX_FIELD_LEN)?;
+        check_len("device_id", self.device_id.as_deref(), MAX_FIELD_LEN)?;
+        check_len("app", self.app.as_deref(), MAX_FIELD_LEN)
+    }
+
+    /// A minimal attempt, for tests and examples.
+    pub fn new(user_id: impl Into<String>, ip: IpAddr) -> Self {
+        Self {
+            user_id: user_id.into(),
+            ip,
+            user_agent: None,
+            device_id: None,
+            app: None,
+            timestamp: None,
+            password_ok: None,
+            attributes: serde_json::Map::new(),
+        }
+    }
+}
+
+/// What the IdP reports after a decision (`POST /v1/events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// The password was wrong.
+    LoginFailed,
+    /// The password was right (and, where asked, MFA passed).
+    LoginSucceeded,
+    /// The user passed the step-up.
+    MfaPassed,
+    /// The user failed the step-up.
+    MfaFailed,
+    /// The user chose to trust this device.
+    DeviceTrusted,
+}
+
+/// An outcome event, tied to an earlier attempt by `request_id` or standing on its own.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Outcome {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: OutcomeKind,
+    /// The account.
+    pub user_id: String,
+    /// The client's IP, needed when the event has no `request_id`.
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    /// The device, needed for `device_trusted` and events without `request_id`.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// The user agent, identifying the device when there is no `device_id`.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// The `request_id` of the attempt this outcome belongs to.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Event time; the server's clock when absent.
+    #[serde(default)]
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+impl Outcome {
+    /// Checks what serde cannot: non-empty and bounded strings.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        check_user_id(&self.user_id)?;
+        check_len("user_agent", self.user_agent.as_deref(), MAX_FIELD_LEN)?;
+        check_len("device_id", self.device_id.as_deref(), MAX_FIELD_LEN)?;
+        check_len("request_id", self.request_id.as_deref(), MAX_FIELD_LEN)?;
+        if self.kind == OutcomeKind::DeviceTrusted
+            && self.device_id.is_none()
+            && self.user_agent.is_none()
+            && self.request_id.is_none()
+        {
+            return Err(FieldError::new(
+                "device_id",
+                "`device_trusted` needs `device_id`, `user_agent` or `request_id`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The three answers riskgate gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Let the login through.
+    Allow,
+    /// Ask for a second factor.
+    Mfa,
+    /// Refuse the login.
+    Lock,
+}
+
+impl Decision {
+    /// The lowercase name used in JSON and in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Mfa => "mfa",
+            Decision::Lock => "lock",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "allow" => Some(Decision::Allow),
+            "mfa" => Some(Decision::Mfa),
+            "lock" => Some(Decision::Lock),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which policy produced a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRef {
+    /// The policy's name (its file stem).
+    pub name: String,
+    /// `sha256:<hex>` of the policy source.
+    pub version: String,
+}
+
+/// One policy's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// allow, mfa or lock.
+    pub decision: Decision,
+    /// The policy's risk score.
+    pub score: f64,
+    /// Why, as short snake_case codes.
+    pub reasons: Vec<String>,
+    /// How long the account stays locked; only with `lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_seconds: Option<u64>,
+    /// The policy that answered.
+    pub policy: PolicyRef,
+    /// True when the policy failed and the fail-safe decision was returned.
+    pub fallback: bool,
+}
+
+/// The engine's full answer to one attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Assessment {
+    /// Ties later outcome events to this attempt.
+    pub request_id: String,
+    /// The active policy's verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// Everything the policy saw.
+    pub signals: Arc<Signals>,
+    /// The shadow policy's verdict (report only), when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Verdict>,
+}
+
+/// What recording an outcome changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recorded {
+    /// The user's profile learned from a fully successful login.
+    Learned,
+    /// A failure was counted.
+    FailureCounted,
+    /// The attempt now waits for its MFA result.
+    AwaitingMfa,
+    /// A device was marked trusted.
+    DeviceTrusted,
+    /// Nothing changed: the attempt's outcome was already counted, or is unknown.
+    Ignored,
+}

@@ -1,0 +1,103 @@
+//! Assembles an engine from a [`Config`] and runs the server: the code `main` and the
+//! integration tests share.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Backend, Config};
+use crate::engine::Engine;
+use crate::enrich::device::DEFAULT_UA_CACHE_CAPACITY;
+use crate::enrich::{DeviceParser, GeoError, GeoIp};
+use crate::http::{self, AppState};
+use crate::policy::{PolicyError, PolicySet, Runtime};
+use crate::state::{MemoryStore, Store};
+
+/// Errors that stop the service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A GeoIP file is configured but unreadable.
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    /// The policies do not load.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the GeoIP files of `config`, warning once when there are none.
+pub fn open_geoip(config: &Config) -> Result<GeoIp, GeoError> {
+    let geo = GeoIp::open(&config.geoip_city, &config.geoip_asn)?;
+    if config.geoip_city.is_empty() {
+        tracing::warn!(
+            "no City/Country GeoIP database: country, city and travel signals stay empty; \
+             set RISKGATE_GEOIP_CITY (see geoip/README.md or run geoip/fetch.sh)"
+        );
+    }
+    if config.geoip_asn.is_empty() {
+        tracing::warn!(
+            "no ASN database: network signals stay empty; set RISKGATE_GEOIP_ASN \
+             (see geoip/README.md or run geoip/fetch.sh)"
+        );
+    }
+    Ok(geo)
+}
+
+/// Builds the engine described by `config`.
+pub fn build_engine(config: &Config) -> Result<Engine, StartError> {
+    let runtime = Runtime::new(config.limits);
+    let policies = PolicySet::load(&runtime, &config.policies_dir, config.selection.clone())?;
+    let store: Arc<dyn Store> = match config.backend {
+        Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
+    };
+    Ok(Engine::new(
+        open_geoip(config)?,
+        DeviceParser::new(DEFAULT_UA_CACHE_CAPACITY),
+        store,
+        runtime,
+        policies,
+        config.engine,
+    ))
+}
+
+/// The shared state of the HTTP handlers for an engine and its config.
+pub fn app_state(engine: Arc<Engine>, config: &Config) -> AppState {
+    AppState {
+        engine,
+        api_keys: Arc::new(config.api_keys.clone()),
+        policies_dir: config.policies_dir.clone(),
+        selection: config.selection.clone(),
+    }
+}
+
+/// Builds the engine, binds `config.listen` and serves until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Arc::new(build_engine(&config)?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let policy = engine.policies().active(None).reference();
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        policy = %policy.name,
+        version = %policy.version,
+        "riskgate listening"
+    );
+    http::serve(listener, app_state(engine, &config), shutdown).await?;
+    tracing::info!("riskgate stopped");
+    Ok(())
+}

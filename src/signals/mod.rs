@@ -1,0 +1,330 @@
+//! Signals: everything known about an attempt, grouped as the policy sees it (`ctx`).
+//!
+//! [`compute`] is pure: the enrichment results, the state observation and the event time go
+//! in, [`Signals`] come out. No signal reads the clock.
+
+pub mod rba;
+pub mod travel;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use rhai::ImmutableString;
+use serde::Serialize;
+
+use crate::Millis;
+use crate::enrich::{DeviceInfo, GeoInfo};
+use crate::model::Attempt;
+use crate::state::{Feature, LoginFacts, Observation};
+pub use travel::TravelLimits;
+
+const MINUTE: Millis = 60_000;
+const HOUR: Millis = 60 * MINUTE;
+
+/// The whole policy context.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Signals {
+    /// The raw request fields.
+    pub request: Arc<RequestSignals>,
+    /// Where the IP is.
+    pub geo: Arc<GeoSignals>,
+    /// What the device is and whether the user knows it.
+    pub device: Arc<DeviceSignals>,
+    /// The user's history and live counters.
+    pub user: Arc<UserSignals>,
+    /// The IP's live counters and lists.
+    pub ip: Arc<IpSignals>,
+    /// The statistical score.
+    pub rba: Arc<RbaSignals>,
+    /// Event time.
+    pub time: Arc<TimeSignals>,
+    /// The application (empty when not given).
+    pub app: ImmutableString,
+}
+
+/// The request as sent.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestSignals {
+    /// The account.
+    pub user_id: ImmutableString,
+    /// The client IP.
+    pub ip: ImmutableString,
+    /// The user agent.
+    pub user_agent: Option<ImmutableString>,
+    /// The device id.
+    pub device_id: Option<ImmutableString>,
+    /// Whether the password was right; `None` for a pre-auth check.
+    pub password_ok: Option<bool>,
+    /// True for a pre-auth check.
+    pub preauth: bool,
+    /// Free-form attributes.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// GeoIP facts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GeoSignals {
+    /// Country code.
+    pub country: Option<ImmutableString>,
+    /// City.
+    pub city: Option<ImmutableString>,
+    /// Latitude.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lon: Option<f64>,
+    /// Accuracy radius, km.
+    pub accuracy_km: Option<f64>,
+    /// Autonomous system number.
+    pub asn: Option<i64>,
+    /// Autonomous system organisation.
+    pub as_org: Option<ImmutableString>,
+    /// Private or reserved address.
+    pub private: bool,
+}
+
+/// Device facts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeviceSignals {
+    /// The device id, or empty when the device is identified by its user agent.
+    pub id: Option<ImmutableString>,
+    /// Parsed user agent.
+    #[serde(flatten)]
+    pub info: Arc<DeviceInfo>,
+    /// The user has fully logged in with this device before.
+    pub known: bool,
+    /// The user marked this device trusted.
+    pub trusted: bool,
+    /// Distinct users on this device id in the last 24 h (shared or attacker device).
+    pub users_24h: i64,
+}
+
+/// The user's history and counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UserSignals {
+    /// Failed logins in the last 15 minutes (this one included).
+    pub failures_15m: i64,
+    /// Failed logins in the last hour.
+    pub failures_1h: i64,
+    /// Failed logins in the last 24 hours.
+    pub failures_24h: i64,
+    /// Fully successful logins ever seen.
+    pub successes: i64,
+    /// No successful login is known: nothing to compare with.
+    pub first_login: bool,
+    /// The device was never part of a successful login.
+    pub new_device: bool,
+    /// The country was never part of a successful login.
+    pub new_country: bool,
+    /// The network (ASN) was never part of a successful login.
+    pub new_asn: bool,
+    /// The network is known: its ASN, or its country when the ASN is unknown.
+    pub known_network: bool,
+    /// Countries known.
+    pub known_countries: i64,
+    /// Devices known.
+    pub known_devices: i64,
+    /// Time of the last successful login.
+    pub last_login_at: Option<String>,
+    /// Country of the last successful login.
+    pub last_country: Option<ImmutableString>,
+    /// Distance from the last successful login, km (minus both accuracy radii).
+    pub distance_km: Option<f64>,
+    /// Hours since the last successful login.
+    pub elapsed_h: Option<f64>,
+    /// Speed needed to get here from the last successful login, km/h.
+    pub speed_kmh: Option<f64>,
+    /// Faster than the configured limit over more than the distance floor.
+    pub impossible_travel: bool,
+    /// The account is locked now.
+    pub locked: bool,
+    /// When the lock ends.
+    pub locked_until: Option<String>,
+    /// Seconds until the lock ends (0 when not locked).
+    pub lock_remaining_s: i64,
+}
+
+/// The IP's counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IpSignals {
+    /// Failed logins from it in the last 10 minutes.
+    pub failures_10m: i64,
+    /// Failed logins from it in the last hour.
+    pub failures_1h: i64,
+    /// Attempts from it in the last minute (this one included).
+    pub attempts_1m: i64,
+    /// Distinct users tried from it in the last hour (password spraying).
+    pub distinct_users_1h: i64,
+    /// Names of the `policies/lists/` it (or its ASN) is on.
+    pub lists: Vec<ImmutableString>,
+}
+
+/// The statistical score.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RbaSignals {
+    /// 0..1, higher is riskier.
+    pub score: f64,
+    /// The underlying surprisal in nats.
+    pub surprisal: f64,
+}
+
+/// Event time.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TimeSignals {
+    /// RFC 3339 event time.
+    pub timestamp: String,
+    /// Hour of day, 0..23 (UTC).
+    pub hour: i64,
+    /// ISO weekday, 1 (Monday) .. 7 (Sunday).
+    pub weekday: i64,
+}
+
+/// Everything [`compute`] needs, gathered by the engine.
+pub struct Inputs<'a> {
+    /// The request.
+    pub attempt: &'a Attempt,
+    /// Event time.
+    pub at: Millis,
+    /// GeoIP result.
+    pub geo: &'a GeoInfo,
+    /// Parsed user agent.
+    pub device: Arc<DeviceInfo>,
+    /// The login's feature values.
+    pub facts: &'a LoginFacts,
+    /// State read for this attempt.
+    pub observation: &'a Observation,
+    /// Lists the IP is on.
+    pub lists: Vec<ImmutableString>,
+    /// Impossible-travel limits.
+    pub travel: TravelLimits,
+}
+
+/// RFC 3339 rendering of an event time.
+pub fn rfc3339(at: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(at)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn string(s: Option<&str>) -> Option<ImmutableString> {
+    s.map(ImmutableString::from)
+}
+
+/// Computes the signals of one attempt.
+pub fn compute(input: Inputs<'_>) -> Signals {
+    let Inputs {
+        attempt,
+        at,
+        geo,
+        device,
+        facts,
+        observation: obs,
+        lists,
+        travel,
+    } = input;
+    let profile = obs.profile.as_deref().filter(|p| p.successes > 0);
+    let known = |feature| {
+        let value = facts.get(feature)?;
+        Some(profile.and_then(|p| p.known(feature, value.id)))
+    };
+    let is_new = |feature| profile.is_some() && known(feature).is_some_and(|k| k.is_none());
+    let device_known = known(Feature::Device).flatten();
+    let network_known = match known(Feature::Asn) {
+        Some(k) => k.is_some(),
+        None => known(Feature::Country).flatten().is_some(),
+    };
+
+    let trip = profile
+        .and_then(|p| p.last_login.as_ref())
+        .and_then(|last| {
+            let from = travel::Fix {
+                lat: last.lat?,
+                lon: last.lon?,
+                accuracy_km: last.accuracy_km.unwrap_or(0.0),
+                at: last.at,
+            };
+            let to = travel::Fix {
+                lat: geo.lat?,
+                lon: geo.lon?,
+                accuracy_km: geo.accuracy_km.unwrap_or(0.0),
+                at,
+            };
+            Some(travel::travel(from, to, travel))
+        });
+    let locked_until = obs.user.locked_until.filter(|&until| until > at);
+    let failures = &obs.user.failures;
+    let user = UserSignals {
+        failures_15m: failures.count(at, 15 * MINUTE),
+        failures_1h: failures.count(at, HOUR),
+        failures_24h: failures.count(at, 24 * HOUR),
+        successes: profile.map_or(0, |p| p.successes as i64),
+        first_login: profile.is_none(),
+        new_device: profile.is_some() && device_known.is_none(),
+        new_country: is_new(Feature::Country),
+        new_asn: is_new(Feature::Asn),
+        known_network: network_known,
+        known_countries: profile.map_or(0, |p| p.known[Feature::Country as usize].len() as i64),
+        known_devices: profile.map_or(0, |p| p.known[Feature::Device as usize].len() as i64),
+        last_login_at: profile
+            .and_then(|p| p.last_login.as_ref())
+            .map(|l| rfc3339(l.at)),
+        last_country: profile
+            .and_then(|p| p.last_login.as_ref())
+            .and_then(|l| string(l.country.as_deref())),
+        distance_km: trip.map(|t| t.distance_km),
+        elapsed_h: trip.map(|t| t.elapsed_h),
+        speed_kmh: trip.map(|t| t.speed_kmh),
+        impossible_travel: trip.is_some_and(|t| t.impossible),
+        locked: locked_until.is_some(),
+        locked_until: locked_until.map(rfc3339),
+        lock_remaining_s: locked_until.map_or(0, |until| (until - at + 999) / 1000),
+    };
+    let ip = IpSignals {
+        failures_10m: obs.ip.failures.count(at, 10 * MINUTE),
+        failures_1h: obs.ip.failures.count(at, HOUR),
+        attempts_1m: obs.ip.attempts.count(at, MINUTE),
+        distinct_users_1h: obs.ip.users.count(at, HOUR),
+        lists,
+    };
+    let rba = rba::score(profile, facts);
+    let time = DateTime::<Utc>::from_timestamp_millis(at).unwrap_or_default();
+    Signals {
+        request: Arc::new(RequestSignals {
+            user_id: attempt.user_id.as_str().into(),
+            ip: attempt.ip.to_string().into(),
+            user_agent: string(attempt.user_agent.as_deref()),
+            device_id: string(attempt.device_id.as_deref()),
+            password_ok: attempt.password_ok,
+            preauth: attempt.password_ok.is_none(),
+            attributes: attempt.attributes.clone(),
+        }),
+        geo: Arc::new(GeoSignals {
+            country: string(geo.country.as_deref()),
+            city: string(geo.city.as_deref()),
+            lat: geo.lat,
+            lon: geo.lon,
+            accuracy_km: geo.accuracy_km,
+            asn: geo.asn.map(i64::from),
+            as_org: string(geo.as_org.as_deref()),
+            private: geo.private,
+        }),
+        device: Arc::new(DeviceSignals {
+            id: string(attempt.device_id.as_deref()),
+            info: device,
+            known: device_known.is_some(),
+            trusted: device_known.is_some_and(|k| k.trusted),
+            users_24h: obs.device.users.count(at, 24 * HOUR),
+        }),
+        user: Arc::new(user),
+        ip: Arc::new(ip),
+        rba: Arc::new(RbaSignals {
+            score: rba.score,
+            surprisal: rba.surprisal,
+        }),
+        time: Arc::new(TimeSignals {
+            timestamp: rfc3339(at),
+            hour: i64::from(time.hour()),
+            weekday: i64::from(time.weekday().number_from_monday()),
+        }),
+        app: attempt.app.as_deref().unwrap_or("").into(),
+    }
+}

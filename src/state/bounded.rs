@@ -1,0 +1,145 @@
+//! A hash map with a hard entry bound: sharded, with two generations per shard.
+//!
+//! Each shard keeps a young and an old generation. Hits in the old generation move to the
+//! young one; when the young generation is full it becomes the old one and the previous old
+//! generation is dropped. Memory therefore never exceeds the configured capacity, the cost of
+//! eviction is O(1) amortised, and entries that keep being used survive (an LRU
+//! approximation). Keys are already-hashed `u64`s.
+
+use std::collections::HashMap;
+
+use nohash_hasher::BuildNoHashHasher;
+use parking_lot::Mutex;
+
+type Generation<V> = HashMap<u64, V, BuildNoHashHasher<u64>>;
+
+struct Shard<V> {
+    young: Generation<V>,
+    old: Generation<V>,
+}
+
+impl<V> Shard<V> {
+    /// Moves `key` into the young generation if it is only in the old one.
+    fn promote(&mut self, key: u64, half: usize) {
+        if !self.young.contains_key(&key)
+            && let Some(value) = self.old.remove(&key)
+        {
+            self.insert_young(key, value, half);
+        }
+    }
+
+    fn insert_young(&mut self, key: u64, value: V, half: usize) {
+        if self.young.len() >= half {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, value);
+    }
+}
+
+/// A concurrent map holding at most `capacity` entries (rounded up to the shard count).
+pub struct BoundedMap<V> {
+    shards: Box<[Mutex<Shard<V>>]>,
+    half: usize,
+}
+
+impl<V> BoundedMap<V> {
+    /// A map that never holds more than `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        let shard_count = if capacity >= 4096 { 64 } else { 1 };
+        let half = (capacity / shard_count / 2).max(1);
+        let shards = (0..shard_count)
+            .map(|_| {
+                Mutex::new(Shard {
+                    young: Generation::default(),
+                    old: Generation::default(),
+                })
+            })
+            .collect();
+        Self { shards, half }
+    }
+
+    fn shard(&self, key: u64) -> &Mutex<Shard<V>> {
+        // The top bits pick the shard; the maps use the low bits.
+        let index = (key >> 58) as usize % self.shards.len();
+        &self.shards[index]
+    }
+
+    /// Runs `f` on the entry for `key`, creating it with `V::default()` when absent.
+    pub fn update<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> R
+    where
+        V: Default,
+    {
+        let mut shard = self.shard(key).lock();
+        shard.promote(key, self.half);
+        if !shard.young.contains_key(&key) {
+            shard.insert_young(key, V::default(), self.half);
+        }
+        let value = shard.young.get_mut(&key).expect("entry was just inserted");
+        f(value)
+    }
+
+    /// Runs `f` on the entry for `key` if it exists.
+    pub fn get<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let mut shard = self.shard(key).lock();
+        shard.promote(key, self.half);
+        shard.young.get_mut(&key).map(f)
+    }
+
+    /// Removes and returns the entry for `key`.
+    pub fn remove(&self, key: u64) -> Option<V> {
+        let mut shard = self.shard(key).lock();
+        let young = shard.young.remove(&key);
+        let old = shard.old.remove(&key);
+        young.or(old)
+    }
+
+    /// Number of entries held now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                s.young.len() + s.old.len()
+            })
+            .sum()
+    }
+
+    /// True when the map holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most entries this map can hold.
+    pub fn capacity(&self) -> usize {
+        self.shards.len() * self.half * 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_exceeds_capacity_under_a_flood_of_new_keys() {
+        let map = BoundedMap::<u64>::new(10_000);
+        for key in 0..1_000_000u64 {
+            map.update(key.wrapping_mul(0x9E37_79B9_7F4A_7C15), |v| *v += 1);
+        }
+        assert!(map.len() <= map.capacity(), "{} > {}", map.len(), map.capacity());
+        assert!(map.capacity() <= 10_048);
+    }
+
+    #[test]
+    fn entries_in_use_survive_rotation() {
+        let map = BoundedMap::<u32>::new(100);
+        map.update(7, |v| *v = 42);
+        for key in 1_000..10_000u64 {
+            map.update(key, |_| ());
+            if key % 10 == 0 {
+                assert_eq!(map.get(7, |v| *v), Some(42));
+            }
+        }
+        assert_eq!(map.remove(7), Some(42));
+        assert_eq!(map.get(7, |v| *v), None);
+    }
+}

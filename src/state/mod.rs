@@ -1,0 +1,165 @@
+//! State behind one trait: per-user, per-IP and per-device activity, learned profiles,
+//! attempts awaiting their outcome.
+//!
+//! Backends implement [`Store`]; the engine owns all decision logic, so a backend only keeps
+//! data. Every call is one atomic step per key, which a remote backend can do in one round
+//! trip.
+
+pub mod bounded;
+pub mod memory;
+pub mod profile;
+pub mod window;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+pub use profile::{Feature, FeatureValue, Known, LoginFacts, LoginPlace, UserProfile};
+pub use window::{DistinctWindow, EventWindow};
+
+use crate::Millis;
+
+const MINUTE: Millis = 60_000;
+const HOUR: Millis = 60 * MINUTE;
+
+/// How long and how many failures are kept per user (the longest user window is 24 h).
+pub const USER_FAILURES: (Millis, usize) = (24 * HOUR, 64);
+/// How long and how many failures are kept per IP (the longest IP window is 1 h).
+pub const IP_FAILURES: (Millis, usize) = (HOUR, 128);
+/// How long and how many attempts are kept per IP.
+pub const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
+/// Distinct users remembered per IP and per device.
+pub const DISTINCT_USERS: usize = 64;
+
+/// Live counters of one user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserActivity {
+    /// Failed logins.
+    pub failures: EventWindow,
+    /// Locked until this time, if locked.
+    pub locked_until: Option<Millis>,
+}
+
+/// Live counters of one IP (IPv6 counted per /64).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IpActivity {
+    /// Failed logins from it.
+    pub failures: EventWindow,
+    /// All attempts from it.
+    pub attempts: EventWindow,
+    /// Users tried from it.
+    pub users: DistinctWindow,
+}
+
+/// Live counters of one device id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceActivity {
+    /// Users seen on it.
+    pub users: DistinctWindow,
+}
+
+/// The keys of one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptKeys<'a> {
+    /// The account.
+    pub user_id: &'a str,
+    /// The client IP, already reduced to its counting bucket.
+    pub ip: IpAddr,
+    /// The explicit device id, when the IdP sent one.
+    pub device_id: Option<&'a str>,
+    /// The password was wrong.
+    pub failed: bool,
+}
+
+/// The state an attempt is judged against, read right after counting it.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    /// The user's counters.
+    pub user: UserActivity,
+    /// The IP's counters.
+    pub ip: IpActivity,
+    /// The device's counters (empty without a device id).
+    pub device: DeviceActivity,
+    /// The user's learned profile, if they ever logged in successfully.
+    pub profile: Option<Arc<UserProfile>>,
+}
+
+/// Where an attempt waiting for its outcome stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingStage {
+    /// A pre-auth check: the password is not verified yet.
+    Password {
+        /// The decision asked for MFA, so a right password alone does not complete it.
+        mfa_required: bool,
+    },
+    /// The password was right and the user was asked for MFA.
+    Mfa,
+}
+
+/// An attempt whose outcome is not known yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The account.
+    pub user_id: String,
+    /// The client IP (bucketed).
+    pub ip: IpAddr,
+    /// The explicit device id.
+    pub device_id: Option<String>,
+    /// What a success would teach.
+    pub facts: LoginFacts,
+    /// What it waits for.
+    pub stage: PendingStage,
+}
+
+impl Pending {
+    /// The keys for counting this attempt's failure.
+    pub fn keys(&self) -> AttemptKeys<'_> {
+        AttemptKeys {
+            user_id: &self.user_id,
+            ip: self.ip,
+            device_id: self.device_id.as_deref(),
+            failed: true,
+        }
+    }
+}
+
+/// Errors from a state backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed or could not be reached.
+    #[error("state backend: {0}")]
+    Backend(String),
+}
+
+/// A state backend.
+pub trait Store: Send + Sync {
+    /// Counts an attempt (and its failure, if `failed`) and returns the state to judge it by.
+    fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError>;
+    /// Counts a failure reported after the attempt was observed (or never observed).
+    fn count_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<(), StoreError>;
+    /// Teaches the user's profile a fully successful login.
+    fn learn(&self, user_id: &str, login: &LoginFacts) -> Result<(), StoreError>;
+    /// Marks a device known and trusted for the user.
+    fn trust_device(
+        &self,
+        user_id: &str,
+        device: &FeatureValue,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+    /// Locks the user until `until` (never shortens an existing lock).
+    fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError>;
+    /// Lifts the user's lock; returns whether there was one.
+    fn unlock(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Parks an attempt until its outcome arrives.
+    fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError>;
+    /// Takes a parked attempt; `None` if unknown or already resolved.
+    fn take_pending(&self, request_id: &str) -> Result<Option<Pending>, StoreError>;
+    /// The user's profile.
+    fn profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError>;
+    /// The user's counters.
+    fn activity(&self, user_id: &str) -> Result<UserActivity, StoreError>;
+    /// Erases everything kept about the user; returns whether anything was kept.
+    fn forget(&self, user_id: &str) -> Result<bool, StoreError>;
+}

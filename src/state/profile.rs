@@ -1,0 +1,239 @@
+//! A user's learned profile: what their fully successful logins looked like.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+
+/// Known values kept per feature; the least recently seen is forgotten first.
+pub const MAX_KNOWN_PER_FEATURE: usize = 16;
+/// Successful logins kept for the profile export.
+pub const MAX_RECENT_LOGINS: usize = 10;
+
+/// The login properties a profile learns, in the order of [`UserProfile::known`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Feature {
+    /// Device id (or user agent when there is none).
+    Device = 0,
+    /// Country code.
+    Country = 1,
+    /// Autonomous system (the network).
+    Asn = 2,
+    /// Browser name and major version.
+    Browser = 3,
+    /// Operating system.
+    Os = 4,
+}
+
+impl Feature {
+    /// All features, in index order.
+    pub const ALL: [Feature; 5] = [
+        Feature::Device,
+        Feature::Country,
+        Feature::Asn,
+        Feature::Browser,
+        Feature::Os,
+    ];
+}
+
+/// One observed value of a feature: a stable hash plus a readable label for exports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureValue {
+    /// Stable hash of the value.
+    pub id: u64,
+    /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...).
+    pub label: String,
+}
+
+impl FeatureValue {
+    /// Hashes `label` (with the feature, so equal labels of different features differ).
+    pub fn new(feature: Feature, label: impl Into<String>) -> Self {
+        let label = label.into();
+        let id = xxhash_rust::xxh3::xxh3_64_with_seed(label.as_bytes(), feature as u64);
+        Self { id, label }
+    }
+}
+
+/// A value the user has logged in with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Known {
+    /// The value.
+    #[serde(flatten)]
+    pub value: FeatureValue,
+    /// Successful logins with it.
+    pub count: u32,
+    /// First successful login with it.
+    pub first_seen: Millis,
+    /// Latest successful login with it.
+    pub last_seen: Millis,
+    /// The user explicitly trusted it (devices only).
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+/// Where and when a successful login happened.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoginPlace {
+    /// Event time.
+    pub at: Millis,
+    /// Client IP.
+    pub ip: String,
+    /// Country code, if known.
+    pub country: Option<String>,
+    /// City, if known.
+    pub city: Option<String>,
+    /// Latitude, if known.
+    pub lat: Option<f64>,
+    /// Longitude, if known.
+    pub lon: Option<f64>,
+    /// Accuracy radius in km, if known.
+    pub accuracy_km: Option<f64>,
+    /// Device label.
+    pub device: Option<String>,
+}
+
+/// Everything a successful login teaches the profile.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoginFacts {
+    /// The value of each feature, by [`Feature`] index; `None` when unknown.
+    pub features: [Option<FeatureValue>; 5],
+    /// Where it happened.
+    pub place: LoginPlace,
+}
+
+impl LoginFacts {
+    /// The value of one feature.
+    pub fn get(&self, feature: Feature) -> Option<&FeatureValue> {
+        self.features[feature as usize].as_ref()
+    }
+}
+
+/// The profile of one user, learned only from fully successful logins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// The user.
+    pub user_id: String,
+    /// First successful login.
+    pub first_seen: Millis,
+    /// Number of successful logins.
+    pub successes: u64,
+    /// Known values per [`Feature`].
+    pub known: [Vec<Known>; 5],
+    /// The latest successful login (the origin for impossible travel).
+    pub last_login: Option<LoginPlace>,
+    /// The latest successful logins, newest last.
+    pub recent_logins: VecDeque<LoginPlace>,
+}
+
+impl UserProfile {
+    /// A profile with nothing learned yet.
+    pub fn new(user_id: &str) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// The known entry for a value, if the user has logged in with it.
+    pub fn known(&self, feature: Feature, id: u64) -> Option<&Known> {
+        self.known[feature as usize].iter().find(|k| k.value.id == id)
+    }
+
+    /// Successful logins seen with any value of `feature` (the denominator of its frequencies).
+    pub fn observations(&self, feature: Feature) -> u64 {
+        self.known[feature as usize]
+            .iter()
+            .map(|k| u64::from(k.count))
+            .sum()
+    }
+
+    /// Learns from a fully successful login.
+    pub fn learn(&mut self, login: &LoginFacts) {
+        let at = login.place.at;
+        if self.successes == 0 {
+            self.first_seen = at;
+        }
+        self.successes += 1;
+        for feature in Feature::ALL {
+            if let Some(value) = login.get(feature) {
+                self.remember(feature, value, at).count += 1;
+            }
+        }
+        if self.last_login.as_ref().is_none_or(|last| last.at <= at) {
+            self.last_login = Some(login.place.clone());
+        }
+        self.recent_logins.push_back(login.place.clone());
+        while self.recent_logins.len() > MAX_RECENT_LOGINS {
+            self.recent_logins.pop_front();
+        }
+    }
+
+    /// Marks a device known and trusted.
+    pub fn trust_device(&mut self, device: &FeatureValue, at: Millis) {
+        self.remember(Feature::Device, device, at).trusted = true;
+    }
+
+    fn remember(&mut self, feature: Feature, value: &FeatureValue, at: Millis) -> &mut Known {
+        let list = &mut self.known[feature as usize];
+        let index = match list.iter().position(|k| k.value.id == value.id) {
+            Some(i) => i,
+            None => {
+                if list.len() >= MAX_KNOWN_PER_FEATURE
+                    && let Some(stalest) = (0..list.len()).min_by_key(|&i| list[i].last_seen)
+                {
+                    list.swap_remove(stalest);
+                }
+                list.push(Known {
+                    value: value.clone(),
+                    count: 0,
+                    first_seen: at,
+                    last_seen: at,
+                    trusted: false,
+                });
+                list.len() - 1
+            }
+        };
+        let entry = &mut list[index];
+        entry.last_seen = entry.last_seen.max(at);
+        entry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(at: Millis, device: &str, country: &str) -> LoginFacts {
+        let mut facts = LoginFacts::default();
+        facts.features[Feature::Device as usize] = Some(FeatureValue::new(Feature::Device, device));
+        facts.features[Feature::Country as usize] =
+            Some(FeatureValue::new(Feature::Country, country));
+        facts.place.at = at;
+        facts
+    }
+
+    #[test]
+    fn learns_counts_and_evicts_the_stalest_value() {
+        let mut p = UserProfile::new("alice");
+        p.learn(&login(1, "laptop", "DE"));
+        p.learn(&login(2, "laptop", "DE"));
+        let laptop = FeatureValue::new(Feature::Device, "laptop");
+        assert_eq!(p.known(Feature::Device, laptop.id).map(|k| k.count), Some(2));
+        for i in 0..MAX_KNOWN_PER_FEATURE as i64 {
+            p.learn(&login(10 + i, &format!("phone{i}"), "DE"));
+        }
+        assert!(p.known(Feature::Device, laptop.id).is_none(), "stalest evicted");
+        assert_eq!(p.known[Feature::Device as usize].len(), MAX_KNOWN_PER_FEATURE);
+        assert_eq!(p.recent_logins.len(), MAX_RECENT_LOGINS);
+        assert_eq!(p.successes, 2 + MAX_KNOWN_PER_FEATURE as u64);
+    }
+
+    #[test]
+    fn same_label_in_different_features_differs() {
+        assert_ne!(
+            FeatureValue::new(Feature::Device, "x").id,
+            FeatureValue::new(Feature::Os, "x").id
+        );
+    }
+}
