@@ -397,7 +397,10 @@ mod tests {
             ..Settings::default()
         };
         let err = bad.resolve().unwrap_err().to_string();
-        assert!(err.contains("RISKGATE_FAIL_SAFE") && err.contains("maybe"), "{err}");
+        assert!(
+            err.contains("RISKGATE_FAIL_SAFE") && err.contains("maybe"),
+            "{err}"
+        );
         let keys = parse_api_keys("abcdefgh12:admin, client-key-1").unwrap();
         assert_eq!(keys["abcdefgh12"], Role::Admin);
         assert_eq!(keys["client-key-1"], Role::Client);

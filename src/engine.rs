@@ -120,7 +120,11 @@ impl Engine {
     }
 
     /// Scores one attempt and records it. `now` is the event time when the attempt has none.
-    pub fn evaluate(&self, attempt: &Attempt, now: DateTime<Utc>) -> Result<Assessment, EngineError> {
+    pub fn evaluate(
+        &self,
+        attempt: &Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<Assessment, EngineError> {
         let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let enriched = self.enrich(
@@ -265,7 +269,11 @@ impl Engine {
         }
         .or_else(|| {
             let info = self.devices.parse(outcome.user_agent.as_deref());
-            device_value(outcome.device_id.as_deref(), outcome.user_agent.as_deref(), &info)
+            device_value(
+                outcome.device_id.as_deref(),
+                outcome.user_agent.as_deref(),
+                &info,
+            )
         });
         if let (Some(id), Some(p)) = (outcome.request_id.as_deref(), parked) {
             self.store.put_pending(id, p)?;
@@ -283,8 +291,10 @@ impl Engine {
                 decision: out.decision,
                 score: out.score,
                 reasons: out.reasons,
-                lock_seconds: (out.decision == Decision::Lock)
-                    .then(|| out.lock_seconds.unwrap_or(self.settings.default_lock_seconds)),
+                lock_seconds: (out.decision == Decision::Lock).then(|| {
+                    out.lock_seconds
+                        .unwrap_or(self.settings.default_lock_seconds)
+                }),
                 policy: policy.reference(),
                 fallback: false,
             },
@@ -353,7 +363,10 @@ fn device_value(
         (_, Some(ua)) if !ua.is_empty() => {
             // Hash the whole agent but label it readably for profile exports.
             let mut value = FeatureValue::new(Feature::Device, ua);
-            value.label = format!("{} {} on {} {}", info.browser, info.version, info.os, info.os_version);
+            value.label = format!(
+                "{} {} on {} {}",
+                info.browser, info.version, info.os, info.os_version
+            );
             Some(value)
         }
         _ => None,

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use maxminddb::Reader;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// What the GeoIP databases say about one IP. Empty for private or unknown addresses.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -69,7 +69,10 @@ impl GeoIp {
     /// Opens the given City/Country files and ASN files (`.mmdb` or `.csv`); each may be
     /// split into IPv4 and IPv6 files, which are tried in order.
     pub fn open(city: &[PathBuf], asn: &[PathBuf]) -> Result<Self, GeoError> {
-        let city = city.iter().map(|p| open_mmdb(p)).collect::<Result<_, _>>()?;
+        let city = city
+            .iter()
+            .map(|p| open_mmdb(p))
+            .collect::<Result<_, _>>()?;
         let asn = asn
             .iter()
             .map(|p| {
@@ -175,10 +178,12 @@ struct CityRecord<'a> {
     #[serde(borrow)]
     registered_country: Option<IsoCode<'a>>,
     location: Option<Location>,
-    // ip-location-db (flat)
+    // ip-location-db (flat; coordinates stored as f32)
     #[serde(borrow)]
     country_code: Option<&'a str>,
+    #[serde(default, deserialize_with = "coordinate")]
     latitude: Option<f64>,
+    #[serde(default, deserialize_with = "coordinate")]
     longitude: Option<f64>,
     // both: a `names` map in GeoIP2, a plain string in the flat schema
     #[serde(borrow)]
@@ -193,7 +198,9 @@ struct IsoCode<'a> {
 
 #[derive(Deserialize, Default)]
 struct Location {
+    #[serde(default, deserialize_with = "coordinate")]
     latitude: Option<f64>,
+    #[serde(default, deserialize_with = "coordinate")]
     longitude: Option<f64>,
     accuracy_radius: Option<u16>,
 }
@@ -203,6 +210,31 @@ struct AsnRecord<'a> {
     autonomous_system_number: Option<u32>,
     #[serde(borrow)]
     autonomous_system_organization: Option<&'a str>,
+}
+
+/// A coordinate stored as a double (GeoIP2) or a float (ip-location-db).
+fn coordinate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    struct Coordinate;
+    impl Visitor<'_> for Coordinate {
+        type Value = Option<f64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_f32<E: de::Error>(self, v: f32) -> Result<Self::Value, E> {
+            // Through the shortest decimal form, so 51.5f32 reads as 51.5, not 51.49999...
+            Ok(v.to_string().parse().ok())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+    }
+    deserializer.deserialize_any(Coordinate)
 }
 
 /// The English city name, from `{"names": {"en": ..}}` or from a bare string.
@@ -335,7 +367,14 @@ mod tests {
     #[test]
     fn private_addresses_get_empty_geo() {
         let geo = GeoIp::default();
-        for ip in ["10.1.2.3", "127.0.0.1", "192.168.1.1", "::1", "fd00::1", "100.64.0.1"] {
+        for ip in [
+            "10.1.2.3",
+            "127.0.0.1",
+            "192.168.1.1",
+            "::1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
             let info = geo.lookup(ip.parse().unwrap());
             assert!(info.private, "{ip}");
             assert_eq!(info.country, None);

@@ -12,7 +12,12 @@ use super::error::ApiError;
 use crate::config::Role;
 
 /// Checks the caller may use a route that needs `required`.
-pub fn check(state: &AppState, peer: SocketAddr, req: &Request, required: Role) -> Result<(), ApiError> {
+pub fn check(
+    state: &AppState,
+    peer: SocketAddr,
+    req: &Request,
+    required: Role,
+) -> Result<(), ApiError> {
     if state.api_keys.is_empty() {
         return if peer.ip().to_canonical().is_loopback() {
             Ok(())
@@ -27,10 +32,14 @@ pub fn check(state: &AppState, peer: SocketAddr, req: &Request, required: Role) 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized("missing `Authorization: Bearer <key>` header"))?;
+        .ok_or(ApiError::Unauthorized(
+            "missing `Authorization: Bearer <key>` header",
+        ))?;
     match (state.api_keys.get(key.trim()), required) {
         (None, _) => Err(ApiError::Unauthorized("unknown API key")),
-        (Some(Role::Client), Role::Admin) => Err(ApiError::Forbidden("this route needs an admin key")),
+        (Some(Role::Client), Role::Admin) => {
+            Err(ApiError::Forbidden("this route needs an admin key"))
+        }
         (Some(_), _) => Ok(()),
     }
 }

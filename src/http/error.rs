@@ -210,8 +210,7 @@ mod tests {
     fn error(body: &str) -> ApiError {
         parse::<Attempt>(body.as_bytes())
             .and_then(|a| a.validate().map_err(ApiError::from))
-            .err()
-            .expect("should fail")
+            .expect_err("should fail")
     }
 
     fn field_of(e: &ApiError) -> Option<&str> {
@@ -223,7 +222,10 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        assert!(matches!(error("{\"user_id\": "), ApiError::MalformedJson(_)));
+        assert!(matches!(
+            error("{\"user_id\": "),
+            ApiError::MalformedJson(_)
+        ));
         let e = error(r#"{"ip": "1.2.3.4"}"#);
         assert_eq!(field_of(&e), Some("user_id"), "{e}");
         let e = error(r#"{"user_id": "a", "ip": "1.2.3.400"}"#);

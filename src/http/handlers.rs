@@ -66,7 +66,8 @@ pub async fn user_profile(
         "user_id": id,
         "profile": profile,
         "failures_24h": activity.failures.count(now, 24 * 3_600_000),
-        "locked_until": activity.locked_until.filter(|&t| t > now).map(rfc3339),
+        "locked": activity.locked_until.is_some_and(|t| t > now),
+        "locked_until": activity.locked_until.map(rfc3339),
     })))
 }
 

@@ -70,12 +70,25 @@ macro_rules! register {
 
 /// Makes `ctx` and its groups readable from scripts.
 pub fn register(engine: &mut Engine) {
-    register!(engine, Signals, "Ctx", [request, geo, device, user, ip, rba, time, app]);
+    register!(
+        engine,
+        Signals,
+        "Ctx",
+        [request, geo, device, user, ip, rba, time, app]
+    );
     register!(
         engine,
         Arc<RequestSignals>,
         "Request",
-        [user_id, ip, user_agent, device_id, password_ok, preauth, attributes]
+        [
+            user_id,
+            ip,
+            user_agent,
+            device_id,
+            password_ok,
+            preauth,
+            attributes
+        ]
     );
     register!(
         engine,
@@ -83,7 +96,12 @@ pub fn register(engine: &mut Engine) {
         "Geo",
         [country, city, lat, lon, accuracy_km, asn, as_org, private]
     );
-    register!(engine, Arc<DeviceSignals>, "Device", [id, known, trusted, users_24h]);
+    register!(
+        engine,
+        Arc<DeviceSignals>,
+        "Device",
+        [id, known, trusted, users_24h]
+    );
     register!(
         engine,
         Arc<UserSignals>,
@@ -115,7 +133,13 @@ pub fn register(engine: &mut Engine) {
         engine,
         Arc<IpSignals>,
         "Ip",
-        [failures_10m, failures_1h, attempts_1m, distinct_users_1h, lists]
+        [
+            failures_10m,
+            failures_1h,
+            attempts_1m,
+            distinct_users_1h,
+            lists
+        ]
     );
     register!(engine, Arc<RbaSignals>, "Rba", [score, surprisal]);
     register!(engine, Arc<TimeSignals>, "Time", [timestamp, hour, weekday]);

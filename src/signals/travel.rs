@@ -96,9 +96,17 @@ mod tests {
         let london = fix(51.5074, -0.1278, 0);
         let d = haversine_km(51.5074, -0.1278, 40.7128, -74.0060);
         assert!((d - 5570.0).abs() < 10.0, "{d}");
-        let fast = travel(london, fix(40.7128, -74.0060, HOUR), TravelLimits::default());
+        let fast = travel(
+            london,
+            fix(40.7128, -74.0060, HOUR),
+            TravelLimits::default(),
+        );
         assert!(fast.impossible && fast.speed_kmh > 5000.0);
-        let slow = travel(london, fix(40.7128, -74.0060, 10 * HOUR), TravelLimits::default());
+        let slow = travel(
+            london,
+            fix(40.7128, -74.0060, 10 * HOUR),
+            TravelLimits::default(),
+        );
         assert!(!slow.impossible, "{slow:?}");
     }
 
@@ -107,7 +115,10 @@ mod tests {
         let mut a = fix(48.8566, 2.3522, 0); // Paris
         let b = fix(50.8503, 4.3517, HOUR / 6); // Brussels, 264 km, 10 minutes later
         let t = travel(a, b, TravelLimits::default());
-        assert!(t.speed_kmh > 900.0 && !t.impossible, "under the 500 km floor");
+        assert!(
+            t.speed_kmh > 900.0 && !t.impossible,
+            "under the 500 km floor"
+        );
         a.accuracy_km = 1000.0;
         assert_eq!(travel(a, b, TravelLimits::default()).distance_km, 0.0);
     }

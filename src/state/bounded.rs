@@ -125,7 +125,12 @@ mod tests {
         for key in 0..1_000_000u64 {
             map.update(key.wrapping_mul(0x9E37_79B9_7F4A_7C15), |v| *v += 1);
         }
-        assert!(map.len() <= map.capacity(), "{} > {}", map.len(), map.capacity());
+        assert!(
+            map.len() <= map.capacity(),
+            "{} > {}",
+            map.len(),
+            map.capacity()
+        );
         assert!(map.capacity() <= 10_048);
     }
 

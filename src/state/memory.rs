@@ -110,12 +110,14 @@ impl Store for MemoryStore {
             ip.users.push(user_key, now, DISTINCT_USERS);
             ip.clone()
         });
-        let device = attempt.device_id.map_or_else(DeviceActivity::default, |id| {
-            self.devices.update(key(id), |d| {
-                d.users.push(user_key, now, DISTINCT_USERS);
-                d.clone()
-            })
-        });
+        let device = attempt
+            .device_id
+            .map_or_else(DeviceActivity::default, |id| {
+                self.devices.update(key(id), |d| {
+                    d.users.push(user_key, now, DISTINCT_USERS);
+                    d.clone()
+                })
+            });
         let profile = self.profiles.get(user_key, |p| Arc::clone(p));
         Ok(Observation {
             user,
@@ -172,7 +174,8 @@ impl Store for MemoryStore {
     }
 
     fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {
-        self.pending.update(key(request_id), |slot| *slot = Some(pending));
+        self.pending
+            .update(key(request_id), |slot| *slot = Some(pending));
         Ok(())
     }
 

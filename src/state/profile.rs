@@ -27,6 +27,17 @@ pub enum Feature {
 }
 
 impl Feature {
+    /// The plural name used in exports (`devices`, `countries`...).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Feature::Device => "devices",
+            Feature::Country => "countries",
+            Feature::Asn => "asns",
+            Feature::Browser => "browsers",
+            Feature::Os => "os",
+        }
+    }
+
     /// All features, in index order.
     pub const ALL: [Feature; 5] = [
         Feature::Device,
@@ -119,6 +130,7 @@ pub struct UserProfile {
     /// Number of successful logins.
     pub successes: u64,
     /// Known values per [`Feature`].
+    #[serde(with = "by_feature_name")]
     pub known: [Vec<Known>; 5],
     /// The latest successful login (the origin for impossible travel).
     pub last_login: Option<LoginPlace>,
@@ -137,7 +149,9 @@ impl UserProfile {
 
     /// The known entry for a value, if the user has logged in with it.
     pub fn known(&self, feature: Feature, id: u64) -> Option<&Known> {
-        self.known[feature as usize].iter().find(|k| k.value.id == id)
+        self.known[feature as usize]
+            .iter()
+            .find(|k| k.value.id == id)
     }
 
     /// Successful logins seen with any value of `feature` (the denominator of its frequencies).
@@ -200,6 +214,28 @@ impl UserProfile {
     }
 }
 
+/// Serialises the known lists as a map keyed by feature name, readable in exports.
+mod by_feature_name {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Feature, Known};
+
+    pub fn serialize<S: Serializer>(known: &[Vec<Known>; 5], s: S) -> Result<S::Ok, S::Error> {
+        let map: BTreeMap<&str, &Vec<Known>> = Feature::ALL
+            .iter()
+            .map(|&f| (f.plural(), &known[f as usize]))
+            .collect();
+        map.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Vec<Known>; 5], D::Error> {
+        let mut map = BTreeMap::<String, Vec<Known>>::deserialize(d)?;
+        Ok(Feature::ALL.map(|f| map.remove(f.plural()).unwrap_or_default()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,12 +255,21 @@ mod tests {
         p.learn(&login(1, "laptop", "DE"));
         p.learn(&login(2, "laptop", "DE"));
         let laptop = FeatureValue::new(Feature::Device, "laptop");
-        assert_eq!(p.known(Feature::Device, laptop.id).map(|k| k.count), Some(2));
+        assert_eq!(
+            p.known(Feature::Device, laptop.id).map(|k| k.count),
+            Some(2)
+        );
         for i in 0..MAX_KNOWN_PER_FEATURE as i64 {
             p.learn(&login(10 + i, &format!("phone{i}"), "DE"));
         }
-        assert!(p.known(Feature::Device, laptop.id).is_none(), "stalest evicted");
-        assert_eq!(p.known[Feature::Device as usize].len(), MAX_KNOWN_PER_FEATURE);
+        assert!(
+            p.known(Feature::Device, laptop.id).is_none(),
+            "stalest evicted"
+        );
+        assert_eq!(
+            p.known[Feature::Device as usize].len(),
+            MAX_KNOWN_PER_FEATURE
+        );
         assert_eq!(p.recent_logins.len(), MAX_RECENT_LOGINS);
         assert_eq!(p.successes, 2 + MAX_KNOWN_PER_FEATURE as u64);
     }

@@ -81,9 +81,21 @@ mod tests {
         let t0 = 1_700_000_000_000;
         w.push(t0, 24 * 60 * MIN, 64);
         assert_eq!(w.count(t0, 15 * MIN), 1, "an event at now counts");
-        assert_eq!(w.count(t0 + 15 * MIN - 1, 15 * MIN), 1, "1 ms before the edge");
-        assert_eq!(w.count(t0 + 15 * MIN, 15 * MIN), 0, "exactly one window later");
-        assert_eq!(w.count(t0 - 1, 15 * MIN), 0, "events after now do not count");
+        assert_eq!(
+            w.count(t0 + 15 * MIN - 1, 15 * MIN),
+            1,
+            "1 ms before the edge"
+        );
+        assert_eq!(
+            w.count(t0 + 15 * MIN, 15 * MIN),
+            0,
+            "exactly one window later"
+        );
+        assert_eq!(
+            w.count(t0 - 1, 15 * MIN),
+            0,
+            "events after now do not count"
+        );
     }
 
     #[test]
@@ -95,7 +107,11 @@ mod tests {
         assert_eq!(w.count(5 * MIN, 60 * MIN), 3, "capped to the newest three");
         assert_eq!(w.count(3 * MIN, 60 * MIN), 1);
         w.push(200 * MIN, 60 * MIN, 3);
-        assert_eq!(w.count(200 * MIN, 1000 * MIN), 1, "older than the horizon is dropped");
+        assert_eq!(
+            w.count(200 * MIN, 1000 * MIN),
+            1,
+            "older than the horizon is dropped"
+        );
         assert_eq!(w.last(), Some(200 * MIN));
     }
 
@@ -106,7 +122,11 @@ mod tests {
         d.push(1, 2 * MIN, 2);
         d.push(2, 3 * MIN, 2);
         assert_eq!(d.count(3 * MIN, 60 * MIN), 2);
-        assert_eq!(d.count(62 * MIN, 60 * MIN), 1, "id 1 was last seen at 2 min");
+        assert_eq!(
+            d.count(62 * MIN, 60 * MIN),
+            1,
+            "id 1 was last seen at 2 min"
+        );
         d.push(3, 4 * MIN, 2);
         assert_eq!(d.count(4 * MIN, 60 * MIN), 2, "id 1 evicted");
     }

@@ -1,0 +1,544 @@
+//! The risk API end to end: a real server on a loopback port, real GeoIP files, the shipped
+//! default policy.
+
+mod common;
+
+use common::*;
+use riskgate::config::Settings;
+use serde_json::json;
+
+#[tokio::test]
+async fn home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up() {
+    let server = TestServer::default().await;
+    let first = server
+        .evaluate(login(
+            "alice",
+            LONDON,
+            "laptop",
+            CHROME_WIN,
+            "2026-11-02T08:00:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(first["decision"], "allow", "{first}");
+    let home = server
+        .evaluate(login(
+            "alice",
+            LONDON,
+            "laptop",
+            CHROME_WIN,
+            "2026-11-03T08:00:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(home["decision"], "allow", "{home}");
+    let signals = &home["signals"];
+    assert_eq!(signals["geo"]["country"], "GB");
+    assert_eq!(signals["geo"]["city"], "London");
+    assert_eq!(signals["geo"]["asn"], 20712);
+    assert_eq!(signals["device"]["known"], true);
+    assert_eq!(signals["device"]["browser"], "Chrome");
+    assert_eq!(signals["user"]["new_country"], false);
+    assert!(
+        home["policy"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(home.get("lock_seconds").is_none());
+
+    let away = server
+        .evaluate(login(
+            "alice",
+            SEATTLE,
+            "phone",
+            FIREFOX_LINUX,
+            "2026-11-03T20:00:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(away["decision"], "mfa", "{away}");
+    let why = reasons(&away);
+    assert!(
+        why.contains(&"new_device".into()) && why.contains(&"new_country".into()),
+        "{why:?}"
+    );
+    assert_eq!(
+        away["signals"]["user"]["impossible_travel"], false,
+        "12 h is enough for 7,700 km"
+    );
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa() {
+    let server = TestServer::default().await;
+    for day in ["2026-11-01", "2026-11-02"] {
+        let ok = server
+            .evaluate(login(
+                "bob",
+                LONDON,
+                "bob-laptop",
+                CHROME_WIN,
+                &format!("{day}T09:00:00Z"),
+                Some(true),
+            ))
+            .await;
+        assert_eq!(ok["decision"], "allow");
+    }
+    let mut last = json!(null);
+    for i in 0..10 {
+        let at = format!("2026-11-03T10:00:{:02}Z", i * 5);
+        last = server
+            .evaluate(login(
+                "bob",
+                CHINA,
+                "attacker",
+                FIREFOX_LINUX,
+                &at,
+                Some(false),
+            ))
+            .await;
+        if i < 9 {
+            assert_ne!(last["decision"], "lock", "attempt {i}: {last}");
+        }
+    }
+    assert_eq!(last["decision"], "lock", "{last}");
+    assert_eq!(last["lock_seconds"], 900);
+    assert_eq!(last["signals"]["user"]["failures_15m"], 10);
+    assert_eq!(reasons(&last), ["brute_force"]);
+
+    let during = server
+        .evaluate(login(
+            "bob",
+            CHINA,
+            "attacker",
+            FIREFOX_LINUX,
+            "2026-11-03T10:02:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(during["decision"], "lock", "{during}");
+    let remaining = during["lock_seconds"].as_u64().unwrap();
+    assert!(remaining > 0 && remaining <= 900, "{remaining}");
+
+    let real = server
+        .evaluate(login(
+            "bob",
+            LONDON_2,
+            "bob-laptop",
+            CHROME_WIN,
+            "2026-11-03T10:03:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(real["decision"], "mfa", "smart lockout: {real}");
+    assert!(reasons(&real).contains(&"known_device_and_network".into()));
+    assert_eq!(real["signals"]["user"]["locked"], true);
+
+    let (status, profile) = server.get("/v1/users/bob").await;
+    assert_eq!(status, 200);
+    assert!(profile["locked_until"].is_string(), "{profile}");
+}
+
+#[tokio::test]
+async fn pre_auth_counts_toward_velocity_but_never_teaches_the_profile() {
+    let server = TestServer::default().await;
+    server
+        .evaluate(login(
+            "carol",
+            LONDON,
+            "carol-laptop",
+            CHROME_WIN,
+            "2026-11-03T09:00:00Z",
+            Some(true),
+        ))
+        .await;
+    let first = server
+        .evaluate(login(
+            "carol",
+            LONDON,
+            "carol-tablet",
+            FIREFOX_LINUX,
+            "2026-11-03T09:10:00Z",
+            None,
+        ))
+        .await;
+    assert_eq!(first["signals"]["request"]["preauth"], true);
+    assert_eq!(first["signals"]["ip"]["attempts_1m"], 1);
+    let second = server
+        .evaluate(login(
+            "carol",
+            LONDON,
+            "carol-tablet",
+            FIREFOX_LINUX,
+            "2026-11-03T09:10:20Z",
+            None,
+        ))
+        .await;
+    assert_eq!(
+        second["signals"]["ip"]["attempts_1m"], 2,
+        "pre-auth calls count as attempts"
+    );
+    assert_eq!(
+        second["signals"]["device"]["known"], false,
+        "pre-auth never teaches"
+    );
+    assert_eq!(
+        second["signals"]["user"]["failures_15m"], 0,
+        "nor counts a failure"
+    );
+
+    // The IdP then reports the outcome of that pre-auth attempt: only now is it learned.
+    let request_id = second["request_id"].as_str().unwrap();
+    let recorded = server
+        .event(
+            json!({"type": "login_succeeded", "user_id": "carol", "request_id": request_id,
+                      "timestamp": "2026-11-03T09:10:21Z"}),
+        )
+        .await;
+    assert_eq!(second["decision"], "allow", "{second}");
+    assert_eq!(recorded["recorded"], "learned");
+    let again = server
+        .event(json!({"type": "login_succeeded", "user_id": "carol", "request_id": request_id}))
+        .await;
+    assert_eq!(again["recorded"], "ignored", "an outcome counts once");
+    let third = server
+        .evaluate(login(
+            "carol",
+            LONDON,
+            "carol-tablet",
+            FIREFOX_LINUX,
+            "2026-11-03T09:30:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(third["signals"]["device"]["known"], true);
+}
+
+#[tokio::test]
+async fn one_ip_trying_thirty_users_is_password_spraying() {
+    let server = TestServer::default().await;
+    let mut last = json!(null);
+    for i in 0..30 {
+        let at = format!("2026-11-03T11:{:02}:00Z", i);
+        last = server
+            .evaluate(login(
+                &format!("user{i}"),
+                SWEDEN,
+                "sprayer",
+                FIREFOX_LINUX,
+                &at,
+                Some(false),
+            ))
+            .await;
+    }
+    assert_eq!(last["signals"]["ip"]["distinct_users_1h"], 30);
+    assert!(
+        ["mfa", "lock"].contains(&last["decision"].as_str().unwrap()),
+        "{last}"
+    );
+    assert!(
+        reasons(&last).contains(&"password_spraying".into()),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn two_logins_an_hour_apart_from_distant_cities_are_impossible_travel() {
+    let server = TestServer::default().await;
+    server
+        .evaluate(login(
+            "dave",
+            LONDON,
+            "dave-laptop",
+            CHROME_WIN,
+            "2026-11-03T09:00:00Z",
+            Some(true),
+        ))
+        .await;
+    let answer = server
+        .evaluate(login(
+            "dave",
+            SEATTLE,
+            "dave-laptop",
+            CHROME_WIN,
+            "2026-11-03T10:00:00Z",
+            Some(true),
+        ))
+        .await;
+    let user = &answer["signals"]["user"];
+    assert_eq!(user["impossible_travel"], true, "{answer}");
+    assert!(user["distance_km"].as_f64().unwrap() > 6000.0);
+    assert!(user["speed_kmh"].as_f64().unwrap() > 6000.0);
+    assert_eq!(answer["decision"], "mfa");
+    assert!(reasons(&answer).contains(&"impossible_travel".into()));
+}
+
+#[tokio::test]
+async fn failed_and_stepped_up_attackers_never_become_known() {
+    let server = TestServer::default().await;
+    server
+        .evaluate(login(
+            "erin",
+            LONDON,
+            "erin-laptop",
+            CHROME_WIN,
+            "2026-11-03T09:00:00Z",
+            Some(true),
+        ))
+        .await;
+    let step_up = server
+        .evaluate(login(
+            "erin",
+            CHINA,
+            "evil",
+            FIREFOX_LINUX,
+            "2026-11-03T12:00:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(step_up["decision"], "mfa");
+    let id = step_up["request_id"].as_str().unwrap();
+    let failed = server
+        .event(
+            json!({"type": "mfa_failed", "user_id": "erin", "request_id": id,
+                      "timestamp": "2026-11-03T12:00:30Z"}),
+        )
+        .await;
+    assert_eq!(failed["recorded"], "failure_counted");
+    server
+        .evaluate(login(
+            "erin",
+            CHINA,
+            "evil-2",
+            FIREFOX_LINUX,
+            "2026-11-03T12:01:00Z",
+            Some(false),
+        ))
+        .await;
+    let again = server
+        .evaluate(login(
+            "erin",
+            CHINA,
+            "evil",
+            FIREFOX_LINUX,
+            "2026-11-03T12:02:00Z",
+            Some(true),
+        ))
+        .await;
+    assert_eq!(again["signals"]["device"]["known"], false);
+    assert_eq!(again["signals"]["user"]["new_country"], true);
+    assert_eq!(again["signals"]["user"]["failures_15m"], 2);
+
+    let (_, profile) = server.get("/v1/users/erin").await;
+    let profile = &profile["profile"];
+    assert_eq!(profile["successes"], 1, "{profile}");
+    assert_eq!(profile["known"]["countries"][0]["label"], "GB");
+    assert_eq!(profile["known"]["countries"].as_array().unwrap().len(), 1);
+    assert_eq!(profile["known"]["devices"].as_array().unwrap().len(), 1);
+
+    // Passing the step-up is what teaches.
+    let id = again["request_id"].as_str().unwrap();
+    let passed = server
+        .event(
+            json!({"type": "mfa_passed", "user_id": "erin", "request_id": id,
+                      "timestamp": "2026-11-03T12:02:30Z"}),
+        )
+        .await;
+    assert_eq!(passed["recorded"], "learned");
+    let (_, profile) = server.get("/v1/users/erin").await;
+    assert_eq!(
+        profile["profile"]["known"]["countries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_loops_forever_returns_the_fail_safe_marked_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("loop.rhai"),
+        "fn evaluate(ctx) { loop { } }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.rhai"),
+        "fn evaluate(ctx) { #{decision: \"maybe\"} }",
+    )
+    .unwrap();
+    for (policy, why) in [("loop", "operations"), ("bad", "maybe")] {
+        let server = TestServer::start(Settings {
+            policies_dir: Some(dir.path().to_owned()),
+            policy: Some(policy.into()),
+            ..Settings::default()
+        })
+        .await;
+        let answer = server
+            .evaluate(json!({"user_id": "frank", "ip": LONDON, "password_ok": true}))
+            .await;
+        assert_eq!(answer["decision"], "mfa", "{answer}");
+        assert_eq!(answer["fallback"], true);
+        assert_eq!(reasons(&answer), ["policy_error"]);
+        assert_eq!(answer["policy"]["name"], policy);
+        let _ = why;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_json_error() {
+    let server = TestServer::default().await;
+    let long_user = "u".repeat(300);
+    let cases = [
+        (
+            r#"{"user_id": "a", "ip": "#.to_owned(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        (
+            r#"{"ip": "81.2.69.10"}"#.to_owned(),
+            400,
+            "invalid_field",
+            Some("user_id"),
+        ),
+        (
+            r#"{"user_id": "a", "ip": "81.2.69.300"}"#.to_owned(),
+            400,
+            "invalid_field",
+            Some("ip"),
+        ),
+        (
+            r#"{"user_id": "", "ip": "81.2.69.10"}"#.to_owned(),
+            400,
+            "invalid_field",
+            Some("user_id"),
+        ),
+        (
+            format!(r#"{{"user_id": "{long_user}", "ip": "81.2.69.10"}}"#),
+            400,
+            "invalid_field",
+            Some("user_id"),
+        ),
+        (
+            r#"{"user_id": "a", "ip": "81.2.69.10", "timestamp": "soon"}"#.to_owned(),
+            400,
+            "invalid_field",
+            Some("timestamp"),
+        ),
+        (
+            r#"{"user_id": "a", "ip": "81.2.69.10", "password_ok": "yes"}"#.to_owned(),
+            400,
+            "invalid_field",
+            Some("password_ok"),
+        ),
+        (
+            r#"{"user_id": "a", "ip": "81.2.69.10", "timestamp": "2099-01-01T00:00:00Z"}"#
+                .to_owned(),
+            400,
+            "invalid_field",
+            Some("timestamp"),
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let response = server
+            .client
+            .post(server.url("/v1/evaluate"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(json["error"], code, "{body}: {json}");
+        assert!(!json["message"].as_str().unwrap().is_empty());
+        if let Some(field) = field {
+            assert_eq!(json["field"], field, "{body}: {json}");
+            assert!(json["message"].as_str().unwrap().contains(field), "{json}");
+        }
+    }
+
+    let huge = json!({"user_id": "a", "ip": LONDON, "user_agent": "x".repeat(70 * 1024)});
+    let (status, json) = server.post("/v1/evaluate", &huge).await;
+    assert_eq!(status, 413, "{json}");
+    assert_eq!(json["error"], "payload_too_large");
+
+    let response = server
+        .client
+        .post(server.url("/v1/evaluate"))
+        .header("content-type", "text/plain")
+        .body(r#"{"user_id": "a", "ip": "81.2.69.10"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(json["error"], "unsupported_media_type");
+
+    let (status, json) = server
+        .post(
+            "/v1/events",
+            &json!({"type": "password_reset", "user_id": "a"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    assert_eq!(json["field"], "type");
+
+    let (status, _) = server.get("/v1/nowhere").await;
+    assert_eq!(status, 404);
+    let (status, health) = server.get("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!((status, ready["geoip"].as_bool()), (200, Some(true)));
+}
+
+#[tokio::test]
+async fn api_keys_gate_clients_and_admins() {
+    let server = TestServer::start(Settings {
+        api_keys: Some("client-key-1:client,admin-key-1:admin".into()),
+        ..Settings::default()
+    })
+    .await;
+    let body = json!({"user_id": "gina", "ip": LONDON, "password_ok": true});
+    let send = |key: Option<&'static str>, path: &'static str| {
+        let mut request = server.client.post(server.url(path)).json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    assert_eq!(send(None, "/v1/evaluate").await.unwrap().status(), 401);
+    assert_eq!(
+        send(Some("wrong-key-123"), "/v1/evaluate")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        send(Some("client-key-1"), "/v1/evaluate")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(Some("client-key-1"), "/v1/users/gina/unlock")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        send(Some("admin-key-1"), "/v1/users/gina/unlock")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200, "probes need no key");
+}

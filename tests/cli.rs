@@ -1,0 +1,193 @@
+//! The `riskgate` binary: policy check, geoip lookup, and serve without GeoIP data.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use common::*;
+use mmdb_writer::{IpVersion, Value, Writer};
+
+fn riskgate() -> Command {
+    let mut cmd = Command::new(cargo_bin("riskgate"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn policy_check_accepts_the_shipped_policy_and_reports_syntax_errors_with_position() {
+    let ok = riskgate()
+        .args(["policy", "check"])
+        .arg(shipped_policies().join("default.rhai"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("sha256:"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.rhai");
+    std::fs::write(&broken, "fn evaluate(ctx) {\n    let x = ;\n}\n").unwrap();
+    let out = riskgate()
+        .args(["policy", "check"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.rhai:2:13"),
+        "line and column: {stderr}"
+    );
+
+    let no_entry = dir.path().join("no_entry.rhai");
+    std::fs::write(&no_entry, "fn decide(ctx) { 1 }").unwrap();
+    let out = riskgate()
+        .args(["policy", "check"])
+        .arg(&no_entry)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fn evaluate(ctx)"));
+}
+
+/// An ip-location-db style database: flat records, f32 coordinates, one file per IP version.
+fn write_flat_dbs(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let record = |country: &str, city: &str, lat: f32, lon: f32| {
+        Value::map([
+            ("country_code", Value::from(country)),
+            ("city", Value::from(city)),
+            ("state1", Value::from("")),
+            ("latitude", Value::Float(lat)),
+            ("longitude", Value::Float(lon)),
+        ])
+    };
+    let mut v4 = Writer::builder("ip-location-db-city")
+        .ip_version(IpVersion::V4)
+        .build();
+    v4.insert_value(
+        "81.2.69.0/24".parse::<ipnet::IpNet>().unwrap(),
+        record("GB", "London", 51.5, -0.12),
+    )
+    .unwrap();
+    let mut v6 = Writer::new("ip-location-db-city");
+    v6.insert_value(
+        "2a02:8100::/32".parse::<ipnet::IpNet>().unwrap(),
+        record("DE", "Berlin", 52.52, 13.4),
+    )
+    .unwrap();
+    let (p4, p6) = (dir.join("city-ipv4.mmdb"), dir.join("city-ipv6.mmdb"));
+    std::fs::write(&p4, v4.to_bytes().unwrap()).unwrap();
+    std::fs::write(&p6, v6.to_bytes().unwrap()).unwrap();
+    (p4, p6)
+}
+
+fn lookup(env: &[(&str, String)], ip: &str) -> serde_json::Value {
+    let out = riskgate()
+        .envs(env.iter().cloned())
+        .args(["geoip", "lookup", ip])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn geoip_lookup_reads_the_geoip2_and_the_flat_schema_and_asn_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (city, asn) = write_geoip(dir.path());
+    let env = [
+        ("RISKGATE_GEOIP_CITY", city.display().to_string()),
+        ("RISKGATE_GEOIP_ASN", asn.display().to_string()),
+    ];
+    let geo = lookup(&env, LONDON);
+    assert_eq!(geo["country"], "GB");
+    assert_eq!(geo["city"], "London");
+    assert_eq!(geo["asn"], 20712);
+    assert_eq!(geo["as_org"], "Andrews & Arnold Ltd");
+    assert_eq!(geo["accuracy_km"], 20.0);
+    let private = lookup(&env, "192.168.1.20");
+    assert_eq!(private["private"], true);
+    assert!(private["country"].is_null());
+    assert!(
+        lookup(&env, "8.8.8.8")["country"].is_null(),
+        "missing from the DB: empty"
+    );
+
+    let (v4, v6) = write_flat_dbs(dir.path());
+    let csv = dir.path().join("asn-ipv4.csv");
+    std::fs::write(
+        &csv,
+        "81.2.69.0,81.2.69.255,20712,\"Andrews & Arnold, Ltd\"\n",
+    )
+    .unwrap();
+    let env = [
+        (
+            "RISKGATE_GEOIP_CITY",
+            format!("{},{}", v4.display(), v6.display()),
+        ),
+        ("RISKGATE_GEOIP_ASN", csv.display().to_string()),
+    ];
+    let geo = lookup(&env, LONDON);
+    assert_eq!(geo["country"], "GB");
+    assert_eq!(geo["city"], "London");
+    assert!(
+        (geo["lat"].as_f64().unwrap() - 51.5).abs() < 1e-4,
+        "f32 coordinates: {geo}"
+    );
+    assert_eq!(geo["as_org"], "Andrews & Arnold, Ltd");
+    let berlin = lookup(&env, "2a02:8100::1");
+    assert_eq!(berlin["city"], "Berlin", "IPv6 from the second file");
+}
+
+#[test]
+fn serve_starts_without_geoip_warns_once_and_stops_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = riskgate()
+        .current_dir(dir.path())
+        .env("RISKGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RISKGATE_POLICIES_DIR", shipped_policies())
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(stderr.matches("RISKGATE_GEOIP_CITY").count(), 1, "{stderr}");
+    assert!(stderr.contains("RISKGATE_GEOIP_ASN"), "{stderr}");
+}
