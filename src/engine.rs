@@ -152,6 +152,8 @@ impl Engine {
             lists: policies.lists().matching(attempt.ip, enriched.geo.asn),
             travel: self.settings.travel,
         }));
+        // Release the profile before learning, so the store updates it in place.
+        drop(observation);
         let verdict = self.judge(policies.active(attempt.app.as_deref()), &signals);
         let shadow = policies.shadow().map(|p| self.judge(p, &signals));
 
@@ -165,7 +167,7 @@ impl Engine {
             }
             // A wrong password was counted by `observe`.
             (_, Some(false)) => {}
-            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, &enriched.facts)?,
+            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, enriched.facts)?,
             (decision, password_ok) => {
                 let stage = match password_ok {
                     Some(_) => PendingStage::Mfa,
@@ -223,7 +225,7 @@ impl Engine {
             }
             (LoginSucceeded | MfaPassed, _) => {
                 pending.facts.place.at = at;
-                self.store.learn(&pending.user_id, &pending.facts)?;
+                self.store.learn(&pending.user_id, pending.facts)?;
                 Recorded::Learned
             }
             (DeviceTrusted, _) => unreachable!("handled above"),
@@ -252,7 +254,7 @@ impl Engine {
                     outcome.user_agent.as_deref(),
                     at,
                 );
-                self.store.learn(&outcome.user_id, &enriched.facts)?;
+                self.store.learn(&outcome.user_id, enriched.facts)?;
                 Ok(Recorded::Learned)
             }
         }
@@ -281,7 +283,7 @@ impl Engine {
         let Some(device) = device else {
             return Ok(Recorded::Ignored);
         };
-        self.store.trust_device(&outcome.user_id, &device, at)?;
+        self.store.trust_device(&outcome.user_id, device, at)?;
         Ok(Recorded::DeviceTrusted)
     }
 
@@ -338,7 +340,7 @@ impl Engine {
         facts.features[Feature::Device as usize] = device_value(device_id, user_agent, &device);
         facts.place = LoginPlace {
             at,
-            ip: ip.to_string(),
+            ip,
             country: geo.country.clone(),
             city: geo.city.clone(),
             lat: geo.lat,

@@ -9,8 +9,8 @@ use rhai::{Array, Dynamic, Engine, ImmutableString};
 
 use crate::enrich::DeviceInfo;
 use crate::signals::{
-    DeviceSignals, GeoSignals, IpSignals, RbaSignals, RequestSignals, Signals, TimeSignals,
-    UserSignals,
+    DeviceSignals, EventTime, GeoSignals, IpSignals, RbaSignals, RequestSignals, Signals,
+    TimeSignals, UserSignals, rfc3339,
 };
 
 /// Conversion of a signal field into a Rhai value.
@@ -41,6 +41,12 @@ to_rhai_by_clone!(
     Arc<RbaSignals>,
     Arc<TimeSignals>
 );
+
+impl ToRhai for EventTime {
+    fn to_rhai(&self) -> Dynamic {
+        rfc3339(self.0).into()
+    }
+}
 
 impl<T: ToRhai> ToRhai for Option<T> {
     fn to_rhai(&self) -> Dynamic {

@@ -138,8 +138,11 @@ impl Runtime {
     }
 
     /// Compiles a policy; `origin` names it in error messages.
+    ///
+    /// Top-level statements run once, here: the constants they declare are then compiled
+    /// into the functions, so `const LOCK_AFTER = 10;` costs nothing per call.
     pub fn compile(&self, name: &str, origin: &str, source: &str) -> Result<Policy, PolicyError> {
-        let ast = self.engine.compile(source).map_err(|e| {
+        let syntax = |e: rhai::ParseError| {
             let pos = e.position();
             PolicyError::Syntax {
                 path: origin.to_owned(),
@@ -147,7 +150,19 @@ impl Runtime {
                 column: pos.position().unwrap_or(0),
                 message: e.err_type().to_string(),
             }
-        })?;
+        };
+        let ast = self.engine.compile(source).map_err(syntax)?;
+        let mut constants = Scope::new();
+        self.engine
+            .run_ast_with_scope(&mut constants, &ast)
+            .map_err(|e| PolicyError::Runtime {
+                name: name.to_owned(),
+                message: format!("top-level statements failed: {e}"),
+            })?;
+        let ast = self
+            .engine
+            .compile_with_scope(&constants, source)
+            .map_err(syntax)?;
         if !ast
             .iter_functions()
             .any(|f| f.name == ENTRY_POINT && f.params.len() == 1)

@@ -18,8 +18,15 @@ use crate::model::Attempt;
 use crate::state::{Feature, LoginFacts, Observation};
 pub use travel::TravelLimits;
 
-const MINUTE: Millis = 60_000;
-const HOUR: Millis = 60 * MINUTE;
+/// An event time, kept as milliseconds and rendered as RFC 3339 only when shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventTime(pub Millis);
+
+impl Serialize for EventTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339(self.0))
+    }
+}
 
 /// The whole policy context.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -124,7 +131,7 @@ pub struct UserSignals {
     /// Devices known.
     pub known_devices: i64,
     /// Time of the last successful login.
-    pub last_login_at: Option<String>,
+    pub last_login_at: Option<EventTime>,
     /// Country of the last successful login.
     pub last_country: Option<ImmutableString>,
     /// Distance from the last successful login, km (minus both accuracy radii).
@@ -138,7 +145,7 @@ pub struct UserSignals {
     /// The account is locked now.
     pub locked: bool,
     /// When the lock ends.
-    pub locked_until: Option<String>,
+    pub locked_until: Option<EventTime>,
     /// Seconds until the lock ends (0 when not locked).
     pub lock_remaining_s: i64,
 }
@@ -170,8 +177,8 @@ pub struct RbaSignals {
 /// Event time.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TimeSignals {
-    /// RFC 3339 event time.
-    pub timestamp: String,
+    /// Event time (RFC 3339 in JSON and scripts).
+    pub timestamp: EventTime,
     /// Hour of day, 0..23 (UTC).
     pub hour: i64,
     /// ISO weekday, 1 (Monday) .. 7 (Sunday).
@@ -233,29 +240,29 @@ pub fn compute(input: Inputs<'_>) -> Signals {
         None => known(Feature::Country).flatten().is_some(),
     };
 
-    let trip = profile
-        .and_then(|p| p.last_login.as_ref())
-        .and_then(|last| {
-            let from = travel::Fix {
-                lat: last.lat?,
-                lon: last.lon?,
-                accuracy_km: last.accuracy_km.unwrap_or(0.0),
-                at: last.at,
-            };
-            let to = travel::Fix {
-                lat: geo.lat?,
-                lon: geo.lon?,
-                accuracy_km: geo.accuracy_km.unwrap_or(0.0),
-                at,
-            };
-            Some(travel::travel(from, to, travel))
-        });
-    let locked_until = obs.user.locked_until.filter(|&until| until > at);
-    let failures = &obs.user.failures;
+    let last_login = profile.and_then(|p| p.last_login());
+    let trip = last_login.and_then(|last| {
+        let from = travel::Fix {
+            lat: last.lat?,
+            lon: last.lon?,
+            accuracy_km: last.accuracy_km.unwrap_or(0.0),
+            at: last.at,
+        };
+        let to = travel::Fix {
+            lat: geo.lat?,
+            lon: geo.lon?,
+            accuracy_km: geo.accuracy_km.unwrap_or(0.0),
+            at,
+        };
+        Some(travel::travel(from, to, travel))
+    });
+    let locked_until = obs.locked_until.filter(|&until| until > at);
+    let counts = &obs.counts;
+    let [failures_15m, failures_1h, failures_24h] = counts.user_failures;
     let user = UserSignals {
-        failures_15m: failures.count(at, 15 * MINUTE),
-        failures_1h: failures.count(at, HOUR),
-        failures_24h: failures.count(at, 24 * HOUR),
+        failures_15m,
+        failures_1h,
+        failures_24h,
         successes: profile.map_or(0, |p| p.successes as i64),
         first_login: profile.is_none(),
         new_device: profile.is_some() && device_known.is_none(),
@@ -264,25 +271,22 @@ pub fn compute(input: Inputs<'_>) -> Signals {
         known_network: network_known,
         known_countries: profile.map_or(0, |p| p.known[Feature::Country as usize].len() as i64),
         known_devices: profile.map_or(0, |p| p.known[Feature::Device as usize].len() as i64),
-        last_login_at: profile
-            .and_then(|p| p.last_login.as_ref())
-            .map(|l| rfc3339(l.at)),
-        last_country: profile
-            .and_then(|p| p.last_login.as_ref())
-            .and_then(|l| string(l.country.as_deref())),
+        last_login_at: last_login.map(|l| EventTime(l.at)),
+        last_country: last_login.and_then(|l| string(l.country.as_deref())),
         distance_km: trip.map(|t| t.distance_km),
         elapsed_h: trip.map(|t| t.elapsed_h),
         speed_kmh: trip.map(|t| t.speed_kmh),
         impossible_travel: trip.is_some_and(|t| t.impossible),
         locked: locked_until.is_some(),
-        locked_until: locked_until.map(rfc3339),
+        locked_until: locked_until.map(EventTime),
         lock_remaining_s: locked_until.map_or(0, |until| (until - at + 999) / 1000),
     };
+    let [failures_10m, ip_failures_1h] = counts.ip_failures;
     let ip = IpSignals {
-        failures_10m: obs.ip.failures.count(at, 10 * MINUTE),
-        failures_1h: obs.ip.failures.count(at, HOUR),
-        attempts_1m: obs.ip.attempts.count(at, MINUTE),
-        distinct_users_1h: obs.ip.users.count(at, HOUR),
+        failures_10m,
+        failures_1h: ip_failures_1h,
+        attempts_1m: counts.ip_attempts_1m,
+        distinct_users_1h: counts.ip_users_1h,
         lists,
     };
     let rba = rba::score(profile, facts);
@@ -312,7 +316,7 @@ pub fn compute(input: Inputs<'_>) -> Signals {
             info: device,
             known: device_known.is_some(),
             trusted: device_known.is_some_and(|k| k.trusted),
-            users_24h: obs.device.users.count(at, 24 * HOUR),
+            users_24h: counts.device_users_24h,
         }),
         user: Arc::new(user),
         ip: Arc::new(ip),
@@ -321,7 +325,7 @@ pub fn compute(input: Inputs<'_>) -> Signals {
             surprisal: rba.surprisal,
         }),
         time: Arc::new(TimeSignals {
-            timestamp: rfc3339(at),
+            timestamp: EventTime(at),
             hour: i64::from(time.hour()),
             weekday: i64::from(time.weekday().number_from_monday()),
         }),

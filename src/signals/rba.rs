@@ -65,11 +65,11 @@ mod tests {
     fn familiar_logins_score_zero_and_novelty_grows_with_history() {
         assert_eq!(score(None, &login("a", "DE")).score, 0.0);
         let mut profile = UserProfile::new("u");
-        profile.learn(&login("a", "DE"));
+        profile.learn(login("a", "DE"));
         assert_eq!(score(Some(&profile), &login("a", "DE")).surprisal, 0.0);
         let short = score(Some(&profile), &login("b", "US"));
         for _ in 0..9 {
-            profile.learn(&login("a", "DE"));
+            profile.learn(login("a", "DE"));
         }
         let long = score(Some(&profile), &login("b", "US"));
         assert!((long.surprisal - 2.0 * 11f64.ln()).abs() < 1e-9);

@@ -7,9 +7,9 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::bounded::BoundedMap;
 use super::{
-    AttemptKeys, DISTINCT_USERS, DeviceActivity, FeatureValue, IP_ATTEMPTS, IP_FAILURES,
-    IpActivity, LoginFacts, Observation, Pending, Store, StoreError, USER_FAILURES, UserActivity,
-    UserProfile,
+    AttemptKeys, Counts, DEVICE_USERS_WINDOW, DISTINCT_USERS, DeviceActivity, FeatureValue,
+    IP_ATTEMPTS, IP_FAILURES, IpActivity, LoginFacts, Observation, Pending, Store, StoreError,
+    USER_FAILURES, UserActivity, UserProfile,
 };
 use crate::Millis;
 
@@ -84,15 +84,31 @@ impl MemoryStore {
         ]
     }
 
-    fn record_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> UserActivity {
+    fn record_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> UserActivityView {
         let (horizon, cap) = IP_FAILURES;
         self.ips
             .update(ip_key(attempt.ip), |ip| ip.failures.push(now, horizon, cap));
         let (horizon, cap) = USER_FAILURES;
         self.users.update(key(attempt.user_id), |user| {
             user.failures.push(now, horizon, cap);
-            user.clone()
+            UserActivityView::of(user, now)
         })
+    }
+}
+
+/// What an observation needs of a user's counters, read under the shard lock.
+#[derive(Default)]
+struct UserActivityView {
+    failures: [i64; 3],
+    locked_until: Option<Millis>,
+}
+
+impl UserActivityView {
+    fn of(user: &UserActivity, now: Millis) -> Self {
+        Self {
+            failures: user.failure_counts(now),
+            locked_until: user.locked_until,
+        }
     }
 }
 
@@ -102,28 +118,30 @@ impl Store for MemoryStore {
         let user = if attempt.failed {
             self.record_failure(attempt, now)
         } else {
-            self.users.get(user_key, |u| u.clone()).unwrap_or_default()
+            self.users
+                .get(user_key, |u| UserActivityView::of(u, now))
+                .unwrap_or_default()
         };
-        let ip = self.ips.update(ip_key(attempt.ip), |ip| {
+        let mut counts = Counts {
+            user_failures: user.failures,
+            ..Counts::default()
+        };
+        self.ips.update(ip_key(attempt.ip), |ip| {
             let (horizon, cap) = IP_ATTEMPTS;
             ip.attempts.push(now, horizon, cap);
             ip.users.push(user_key, now, DISTINCT_USERS);
-            ip.clone()
+            ip.fill(now, &mut counts);
         });
-        let device = attempt
-            .device_id
-            .map_or_else(DeviceActivity::default, |id| {
-                self.devices.update(key(id), |d| {
-                    d.users.push(user_key, now, DISTINCT_USERS);
-                    d.clone()
-                })
+        if let Some(id) = attempt.device_id {
+            counts.device_users_24h = self.devices.update(key(id), |d| {
+                d.users.push(user_key, now, DISTINCT_USERS);
+                d.users.count(now, DEVICE_USERS_WINDOW)
             });
-        let profile = self.profiles.get(user_key, |p| Arc::clone(p));
+        }
         Ok(Observation {
-            user,
-            ip,
-            device,
-            profile,
+            counts,
+            locked_until: user.locked_until,
+            profile: self.profiles.get(user_key, |p| Arc::clone(p)),
         })
     }
 
@@ -132,7 +150,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn learn(&self, user_id: &str, login: &LoginFacts) -> Result<(), StoreError> {
+    fn learn(&self, user_id: &str, login: LoginFacts) -> Result<(), StoreError> {
         self.profiles.update(key(user_id), |p| {
             let profile = Arc::make_mut(p);
             if profile.user_id.is_empty() {
@@ -146,7 +164,7 @@ impl Store for MemoryStore {
     fn trust_device(
         &self,
         user_id: &str,
-        device: &FeatureValue,
+        device: FeatureValue,
         now: Millis,
     ) -> Result<(), StoreError> {
         self.profiles.update(key(user_id), |p| {

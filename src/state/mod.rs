@@ -32,6 +32,8 @@ pub const IP_FAILURES: (Millis, usize) = (HOUR, 128);
 pub const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
 /// Distinct users remembered per IP and per device.
 pub const DISTINCT_USERS: usize = 64;
+/// Window of [`Counts::device_users_24h`].
+pub const DEVICE_USERS_WINDOW: Millis = 24 * HOUR;
 
 /// Live counters of one user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -73,15 +75,49 @@ pub struct AttemptKeys<'a> {
     pub failed: bool,
 }
 
+/// Event counts over the windows the signals use, each in `(now - window, now]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// The user's failures in 15 minutes, 1 hour, 24 hours.
+    pub user_failures: [i64; 3],
+    /// The IP's failures in 10 minutes and 1 hour.
+    pub ip_failures: [i64; 2],
+    /// The IP's attempts in the last minute.
+    pub ip_attempts_1m: i64,
+    /// Distinct users tried from the IP in the last hour.
+    pub ip_users_1h: i64,
+    /// Distinct users on the device id in the last 24 hours.
+    pub device_users_24h: i64,
+}
+
+/// Window lengths of [`Counts::user_failures`].
+pub const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, 24 * HOUR];
+/// Window lengths of [`Counts::ip_failures`].
+pub const IP_FAILURE_WINDOWS: [Millis; 2] = [10 * MINUTE, HOUR];
+
+impl UserActivity {
+    /// Failures over [`USER_FAILURE_WINDOWS`].
+    pub fn failure_counts(&self, now: Millis) -> [i64; 3] {
+        USER_FAILURE_WINDOWS.map(|w| self.failures.count(now, w))
+    }
+}
+
+impl IpActivity {
+    /// Writes this IP's counts into `counts`.
+    pub fn fill(&self, now: Millis, counts: &mut Counts) {
+        counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
+        counts.ip_attempts_1m = self.attempts.count(now, MINUTE);
+        counts.ip_users_1h = self.users.count(now, HOUR);
+    }
+}
+
 /// The state an attempt is judged against, read right after counting it.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
-    /// The user's counters.
-    pub user: UserActivity,
-    /// The IP's counters.
-    pub ip: IpActivity,
-    /// The device's counters (empty without a device id).
-    pub device: DeviceActivity,
+    /// Live counters.
+    pub counts: Counts,
+    /// The user's lock, if any (possibly expired).
+    pub locked_until: Option<Millis>,
     /// The user's learned profile, if they ever logged in successfully.
     pub profile: Option<Arc<UserProfile>>,
 }
@@ -140,12 +176,12 @@ pub trait Store: Send + Sync {
     /// Counts a failure reported after the attempt was observed (or never observed).
     fn count_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<(), StoreError>;
     /// Teaches the user's profile a fully successful login.
-    fn learn(&self, user_id: &str, login: &LoginFacts) -> Result<(), StoreError>;
+    fn learn(&self, user_id: &str, login: LoginFacts) -> Result<(), StoreError>;
     /// Marks a device known and trusted for the user.
     fn trust_device(
         &self,
         user_id: &str,
-        device: &FeatureValue,
+        device: FeatureValue,
         now: Millis,
     ) -> Result<(), StoreError>;
     /// Locks the user until `until` (never shortens an existing lock).

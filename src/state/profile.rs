@@ -84,12 +84,12 @@ pub struct Known {
 }
 
 /// Where and when a successful login happened.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginPlace {
     /// Event time.
     pub at: Millis,
     /// Client IP.
-    pub ip: String,
+    pub ip: std::net::IpAddr,
     /// Country code, if known.
     pub country: Option<String>,
     /// City, if known.
@@ -102,6 +102,21 @@ pub struct LoginPlace {
     pub accuracy_km: Option<f64>,
     /// Device label.
     pub device: Option<String>,
+}
+
+impl Default for LoginPlace {
+    fn default() -> Self {
+        Self {
+            at: 0,
+            ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            country: None,
+            city: None,
+            lat: None,
+            lon: None,
+            accuracy_km: None,
+            device: None,
+        }
+    }
 }
 
 /// Everything a successful login teaches the profile.
@@ -132,9 +147,7 @@ pub struct UserProfile {
     /// Known values per [`Feature`].
     #[serde(with = "by_feature_name")]
     pub known: [Vec<Known>; 5],
-    /// The latest successful login (the origin for impossible travel).
-    pub last_login: Option<LoginPlace>,
-    /// The latest successful logins, newest last.
+    /// The latest successful logins in event-time order, newest last.
     pub recent_logins: VecDeque<LoginPlace>,
 }
 
@@ -162,33 +175,36 @@ impl UserProfile {
             .sum()
     }
 
+    /// The latest successful login (the origin for impossible travel).
+    pub fn last_login(&self) -> Option<&LoginPlace> {
+        self.recent_logins.back()
+    }
+
     /// Learns from a fully successful login.
-    pub fn learn(&mut self, login: &LoginFacts) {
+    pub fn learn(&mut self, login: LoginFacts) {
         let at = login.place.at;
         if self.successes == 0 {
             self.first_seen = at;
         }
         self.successes += 1;
-        for feature in Feature::ALL {
-            if let Some(value) = login.get(feature) {
+        for (feature, value) in Feature::ALL.into_iter().zip(login.features) {
+            if let Some(value) = value {
                 self.remember(feature, value, at).count += 1;
             }
         }
-        if self.last_login.as_ref().is_none_or(|last| last.at <= at) {
-            self.last_login = Some(login.place.clone());
-        }
-        self.recent_logins.push_back(login.place.clone());
-        while self.recent_logins.len() > MAX_RECENT_LOGINS {
+        let pos = self.recent_logins.partition_point(|l| l.at <= at);
+        self.recent_logins.insert(pos, login.place);
+        if self.recent_logins.len() > MAX_RECENT_LOGINS {
             self.recent_logins.pop_front();
         }
     }
 
     /// Marks a device known and trusted.
-    pub fn trust_device(&mut self, device: &FeatureValue, at: Millis) {
+    pub fn trust_device(&mut self, device: FeatureValue, at: Millis) {
         self.remember(Feature::Device, device, at).trusted = true;
     }
 
-    fn remember(&mut self, feature: Feature, value: &FeatureValue, at: Millis) -> &mut Known {
+    fn remember(&mut self, feature: Feature, value: FeatureValue, at: Millis) -> &mut Known {
         let list = &mut self.known[feature as usize];
         let index = match list.iter().position(|k| k.value.id == value.id) {
             Some(i) => i,
@@ -199,7 +215,7 @@ impl UserProfile {
                     list.swap_remove(stalest);
                 }
                 list.push(Known {
-                    value: value.clone(),
+                    value,
                     count: 0,
                     first_seen: at,
                     last_seen: at,
@@ -252,15 +268,15 @@ mod tests {
     #[test]
     fn learns_counts_and_evicts_the_stalest_value() {
         let mut p = UserProfile::new("alice");
-        p.learn(&login(1, "laptop", "DE"));
-        p.learn(&login(2, "laptop", "DE"));
+        p.learn(login(1, "laptop", "DE"));
+        p.learn(login(2, "laptop", "DE"));
         let laptop = FeatureValue::new(Feature::Device, "laptop");
         assert_eq!(
             p.known(Feature::Device, laptop.id).map(|k| k.count),
             Some(2)
         );
         for i in 0..MAX_KNOWN_PER_FEATURE as i64 {
-            p.learn(&login(10 + i, &format!("phone{i}"), "DE"));
+            p.learn(login(10 + i, &format!("phone{i}"), "DE"));
         }
         assert!(
             p.known(Feature::Device, laptop.id).is_none(),
@@ -272,6 +288,15 @@ mod tests {
         );
         assert_eq!(p.recent_logins.len(), MAX_RECENT_LOGINS);
         assert_eq!(p.successes, 2 + MAX_KNOWN_PER_FEATURE as u64);
+        assert_eq!(
+            p.last_login().map(|l| l.at),
+            Some(10 + MAX_KNOWN_PER_FEATURE as i64 - 1)
+        );
+        p.learn(login(5, "laptop", "DE"));
+        assert_eq!(
+            p.last_login().map(|l| l.at),
+            Some(10 + MAX_KNOWN_PER_FEATURE as i64 - 1)
+        );
     }
 
     #[test]

@@ -1,0 +1,111 @@
+//! Full in-process `Engine::evaluate`: GeoIP + user agent + state + the default policy.
+//!
+//! Run: `cargo bench --bench evaluate`. Criterion reports the median; the `percentiles` line
+//! printed after it gives p50/p99 over individually timed calls.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use common::{CHROME_WIN, FIREFOX_LINUX, PLACES, shipped_policies, write_geoip};
+use criterion::{Criterion, criterion_group, criterion_main};
+use riskgate::config::Settings;
+use riskgate::{Attempt, Engine};
+
+// The same allocator as the `riskgate` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USERS: usize = 10_000;
+
+fn engine(dir: &std::path::Path) -> Engine {
+    let (city, asn) = write_geoip(dir);
+    let config = Settings {
+        policies_dir: Some(shipped_policies()),
+        geoip_city: Some(city.display().to_string()),
+        geoip_asn: Some(asn.display().to_string()),
+        ..Settings::default()
+    }
+    .resolve()
+    .unwrap();
+    riskgate::service::build_engine(&config).unwrap()
+}
+
+/// A realistic mix: mostly returning users on their device, some new devices, some failures.
+fn attempts() -> Vec<Attempt> {
+    (0..USERS * 4)
+        .map(|i| {
+            // Each user has a home IP in one of the test cities, shared with ~8 others.
+            let user = i % USERS;
+            let place = &PLACES[user % 5];
+            let base: std::net::Ipv4Addr = place.net.split('/').next().unwrap().parse().unwrap();
+            let ip = std::net::Ipv4Addr::from(u32::from(base) + (user / 5 % 250) as u32 + 1);
+            let mut a = Attempt::new(format!("user{user}"), ip.into());
+            let odd = i % 10 == 0;
+            a.user_agent = Some(if odd { FIREFOX_LINUX } else { CHROME_WIN }.to_owned());
+            a.device_id = Some(format!("dev{}{}", i % USERS, if odd { "x" } else { "" }));
+            a.password_ok = Some(i % 17 != 0);
+            a
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(engine(dir.path()));
+    let attempts = attempts();
+    let start: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
+    // Warm the state: every user has a history.
+    for (i, a) in attempts.iter().enumerate() {
+        engine
+            .evaluate(a, start + Duration::seconds(i as i64))
+            .unwrap();
+    }
+    let mut i = 0usize;
+    let mut now = start + Duration::days(1);
+    c.bench_function("evaluate/full", |b| {
+        b.iter(|| {
+            i = (i + 1) % attempts.len();
+            now += Duration::milliseconds(50);
+            black_box(engine.evaluate(black_box(&attempts[i]), now).unwrap())
+        })
+    });
+
+    let sample = engine.evaluate(&attempts[1], now).unwrap();
+    let policies = engine.policies();
+    let policy = policies.active(None);
+    c.bench_function("parts/policy", |b| {
+        b.iter(|| black_box(engine.runtime().run(policy, &sample.signals).unwrap()))
+    });
+    c.bench_function("parts/geoip", |b| {
+        b.iter(|| black_box(engine.geo_lookup(black_box(attempts[1].ip))))
+    });
+
+    let mut samples: Vec<u64> = (0..200_000)
+        .map(|_| {
+            i = (i + 1) % attempts.len();
+            now += Duration::milliseconds(50);
+            let t = Instant::now();
+            black_box(engine.evaluate(&attempts[i], now).unwrap());
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    samples.sort_unstable();
+    let pct = |p: f64| {
+        samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64 / 1000.0
+    };
+    println!(
+        "evaluate/full percentiles over {} calls: p50 {:.2} µs, p90 {:.2} µs, p99 {:.2} µs",
+        samples.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99)
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
