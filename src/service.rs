@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Backend, Config};
+use std::path::Path;
+
+use crate::config::{Backend, Config, DEFAULT_POLICIES_DIR};
 use crate::engine::Engine;
 use crate::enrich::device::DEFAULT_UA_CACHE_CAPACITY;
 use crate::enrich::{DeviceParser, GeoError, GeoIp};
@@ -51,10 +53,23 @@ pub fn open_geoip(config: &Config) -> Result<GeoIp, GeoError> {
     Ok(geo)
 }
 
+/// The policies directory, or the embedded defaults when the default directory is absent.
+fn load_policies(runtime: &Runtime, config: &Config) -> Result<PolicySet, PolicyError> {
+    let default_dir = config.policies_dir == Path::new(DEFAULT_POLICIES_DIR);
+    if default_dir && !config.policies_dir.is_dir() {
+        tracing::info!(
+            "no ./policies directory: using the embedded default policy \
+             (set RISKGATE_POLICIES_DIR to use your own)"
+        );
+        return PolicySet::embedded(runtime, config.selection.clone());
+    }
+    PolicySet::load(runtime, &config.policies_dir, config.selection.clone())
+}
+
 /// Builds the engine described by `config`.
 pub fn build_engine(config: &Config) -> Result<Engine, StartError> {
     let runtime = Runtime::new(config.limits);
-    let policies = PolicySet::load(&runtime, &config.policies_dir, config.selection.clone())?;
+    let policies = load_policies(&runtime, config)?;
     let store: Arc<dyn Store> = match config.backend {
         Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
     };

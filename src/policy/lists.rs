@@ -78,6 +78,21 @@ impl Lists {
         Ok(Self { lists })
     }
 
+    /// Parses lists from `(name, text)` pairs, e.g. lists compiled into the binary.
+    pub fn from_texts(texts: &[(&str, &str)]) -> Result<Self, ListError> {
+        let lists = texts
+            .iter()
+            .map(|(name, text)| {
+                NamedList::parse(name, text).map_err(|(line, text)| ListError::Entry {
+                    path: PathBuf::from(format!("{name}.txt")),
+                    line,
+                    text,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { lists })
+    }
+
     /// Names of the lists holding `ip` or `asn`.
     pub fn matching(&self, ip: IpAddr, asn: Option<u32>) -> Vec<ImmutableString> {
         let ip = ip.to_canonical();

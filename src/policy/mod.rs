@@ -26,6 +26,17 @@ pub const ENTRY_POINT: &str = "evaluate";
 /// The policy used when no app mapping applies.
 pub const DEFAULT_POLICY: &str = "default";
 
+/// The shipped default policy, compiled into the binary.
+const EMBEDDED_POLICY: &str = include_str!("../../policies/default.rhai");
+/// The shipped lists, compiled into the binary.
+const EMBEDDED_LISTS: &[(&str, &str)] = &[
+    (
+        "blocklist",
+        include_str!("../../policies/lists/blocklist.txt"),
+    ),
+    ("hosting", include_str!("../../policies/lists/hosting.txt")),
+];
+
 /// Sandbox limits applied to every policy call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -344,6 +355,14 @@ impl PolicySet {
         Self::new(policies, selection, Lists::load(&dir.join("lists"))?)
     }
 
+    /// The policy and lists shipped in `policies/`, compiled into the binary, for running
+    /// without a policies directory.
+    pub fn embedded(runtime: &Runtime, selection: Selection) -> Result<Self, PolicyError> {
+        let policy = runtime.compile(DEFAULT_POLICY, "<embedded default.rhai>", EMBEDDED_POLICY)?;
+        let policies = BTreeMap::from([(DEFAULT_POLICY.to_owned(), Arc::new(policy))]);
+        Self::new(policies, selection, Lists::from_texts(EMBEDDED_LISTS)?)
+    }
+
     /// A set from compiled policies; fails if a selected policy is missing.
     pub fn new(
         policies: BTreeMap<String, Arc<Policy>>,
@@ -386,5 +405,67 @@ impl PolicySet {
     /// All policies by name.
     pub fn policies(&self) -> impl Iterator<Item = &Arc<Policy>> {
         self.policies.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_policy_is_the_shipped_one_and_compiles() {
+        let runtime = Runtime::new(Limits::default());
+        let selection = Selection {
+            default: DEFAULT_POLICY.into(),
+            ..Selection::default()
+        };
+        let embedded = PolicySet::embedded(&runtime, selection.clone()).unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let shipped = PolicySet::load(&runtime, &dir, selection).unwrap();
+        assert_eq!(
+            embedded.active(None).reference(),
+            shipped.active(None).reference()
+        );
+        assert_eq!(embedded.lists().names(), shipped.lists().names());
+    }
+
+    #[test]
+    fn top_level_constants_reach_functions_and_bad_results_are_rejected() {
+        let runtime = Runtime::new(Limits::default());
+        let policy = runtime
+            .compile(
+                "t",
+                "t.rhai",
+                "const LIMIT = 3; fn evaluate(ctx) { #{decision: if 4 > LIMIT { \"mfa\" } else { \"allow\" }, score: 1} }",
+            )
+            .unwrap();
+        let out = runtime.run(&policy, &Signals::default()).unwrap();
+        assert_eq!((out.decision, out.score), (Decision::Mfa, 1.0));
+        for (source, why) in [
+            ("fn evaluate(ctx) { 42 }", "expected a map"),
+            (
+                "fn evaluate(ctx) { #{decision: \"maybe\"} }",
+                "allow, mfa or lock",
+            ),
+            (
+                "fn evaluate(ctx) { #{decision: \"lock\", lock_seconds: -5} }",
+                "non-negative",
+            ),
+            (
+                "fn evaluate(ctx) { #{decision: \"allow\", reasons: [1]} }",
+                "array of strings",
+            ),
+            (
+                "fn evaluate(ctx) { ctx.user.no_such_signal }",
+                "no_such_signal",
+            ),
+        ] {
+            let policy = runtime.compile("t", "t.rhai", source).unwrap();
+            let err = runtime
+                .run(&policy, &Signals::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{source}: {err}");
+        }
     }
 }
