@@ -89,6 +89,12 @@ pub struct Settings {
     /// API keys as `key:role,key:role` (roles `client`, `admin`); unset: loopback clients only.
     #[arg(long, env = "RISKGATE_API_KEYS", global = true, hide_env_values = true)]
     pub api_keys: Option<String>,
+    /// Append one JSON line per evaluation and event to this file (unset: off).
+    #[arg(long, env = "RISKGATE_DECISION_LOG", global = true)]
+    pub decision_log: Option<PathBuf>,
+    /// Rotate the decision log at this size in bytes [default: 268435456].
+    #[arg(long, env = "RISKGATE_DECISION_LOG_MAX_BYTES", global = true)]
+    pub decision_log_max_bytes: Option<u64>,
     /// Policy used when no app mapping applies [default: default].
     #[arg(long, env = "RISKGATE_POLICY", global = true)]
     pub policy: Option<String>,
@@ -160,6 +166,10 @@ pub struct Config {
     pub redis_url: String,
     /// API keys and their roles; empty means loopback clients only.
     pub api_keys: HashMap<String, Role>,
+    /// Decision log file, if logging is on.
+    pub decision_log: Option<PathBuf>,
+    /// Size at which the decision log rotates.
+    pub decision_log_max_bytes: u64,
     /// Which policy runs where.
     pub selection: Selection,
     /// Engine behaviour.
@@ -197,6 +207,8 @@ impl Settings {
             state_backend,
             redis_url,
             api_keys,
+            decision_log,
+            decision_log_max_bytes,
             policy,
             shadow_policy,
             fail_safe,
@@ -286,6 +298,10 @@ impl Settings {
                 .redis_url
                 .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
             api_keys: parse_api_keys(self.api_keys.as_deref().unwrap_or(""))?,
+            decision_log: self.decision_log,
+            decision_log_max_bytes: self
+                .decision_log_max_bytes
+                .unwrap_or(crate::decision_log::DEFAULT_MAX_BYTES),
             selection: Selection {
                 default: self.policy.unwrap_or_else(|| DEFAULT_POLICY.to_owned()),
                 apps: self.apps,

@@ -125,14 +125,36 @@ impl Engine {
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<Assessment, EngineError> {
+        self.evaluate_with_geo(attempt, now, None)
+    }
+
+    /// [`Engine::evaluate`], with location facts a log already carries (country, city, ASN)
+    /// taking precedence over the GeoIP lookup.
+    pub fn evaluate_with_geo(
+        &self,
+        attempt: &Attempt,
+        now: DateTime<Utc>,
+        known_geo: Option<&GeoInfo>,
+    ) -> Result<Assessment, EngineError> {
         let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
-        let enriched = self.enrich(
+        let mut enriched = self.enrich(
             attempt.ip,
             attempt.device_id.as_deref(),
             attempt.user_agent.as_deref(),
             at,
         );
+        if let Some(known) = known_geo {
+            enriched.geo.overlay(known);
+            enriched.facts = login_facts(
+                attempt.ip,
+                &enriched.geo,
+                &enriched.device,
+                attempt.device_id.as_deref(),
+                attempt.user_agent.as_deref(),
+                at,
+            );
+        }
         let failed = attempt.password_ok == Some(false);
         let keys = AttemptKeys {
             user_id: &attempt.user_id,
@@ -325,33 +347,46 @@ impl Engine {
     ) -> Enriched {
         let geo = self.geo.load().lookup(ip);
         let device = self.devices.parse(user_agent);
-        let mut facts = LoginFacts::default();
-        let mut set = |feature: Feature, label: Option<String>| {
-            facts.features[feature as usize] = label.map(|l| FeatureValue::new(feature, l));
-        };
-        set(Feature::Country, geo.country.clone());
-        set(Feature::Asn, geo.asn.map(|a| format!("AS{a}")));
-        let known_ua = user_agent.is_some() && !device.browser.is_empty();
-        set(Feature::Browser, known_ua.then(|| device.browser_family()));
-        set(
-            Feature::Os,
-            known_ua.then(|| format!("{} {}", device.os, device.os_version)),
-        );
-        facts.features[Feature::Device as usize] = device_value(device_id, user_agent, &device);
-        facts.place = LoginPlace {
-            at,
-            ip,
-            country: geo.country.clone(),
-            city: geo.city.clone(),
-            lat: geo.lat,
-            lon: geo.lon,
-            accuracy_km: geo.accuracy_km,
-            device: facts.features[Feature::Device as usize]
-                .as_ref()
-                .map(|d| d.label.clone()),
-        };
+        let facts = login_facts(ip, &geo, &device, device_id, user_agent, at);
         Enriched { geo, device, facts }
     }
+}
+
+/// What a successful login with these properties teaches a profile.
+fn login_facts(
+    ip: IpAddr,
+    geo: &GeoInfo,
+    device: &DeviceInfo,
+    device_id: Option<&str>,
+    user_agent: Option<&str>,
+    at: Millis,
+) -> LoginFacts {
+    let mut facts = LoginFacts::default();
+    let mut set = |feature: Feature, label: Option<String>| {
+        facts.features[feature as usize] = label.map(|l| FeatureValue::new(feature, l));
+    };
+    set(Feature::Country, geo.country.clone());
+    set(Feature::Asn, geo.asn.map(|a| format!("AS{a}")));
+    let known_ua = user_agent.is_some() && !device.browser.is_empty();
+    set(Feature::Browser, known_ua.then(|| device.browser_family()));
+    set(
+        Feature::Os,
+        known_ua.then(|| format!("{} {}", device.os, device.os_version)),
+    );
+    facts.features[Feature::Device as usize] = device_value(device_id, user_agent, device);
+    facts.place = LoginPlace {
+        at,
+        ip,
+        country: geo.country.clone(),
+        city: geo.city.clone(),
+        lat: geo.lat,
+        lon: geo.lon,
+        accuracy_km: geo.accuracy_km,
+        device: facts.features[Feature::Device as usize]
+            .as_ref()
+            .map(|d| d.label.clone()),
+    };
+    facts
 }
 
 /// A device is its explicit id or, without one, its user agent.

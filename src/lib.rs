@@ -12,14 +12,19 @@
 //! - [`state`]: the [`state::Store`] trait and its in-memory backend.
 //! - [`policy`]: the Rhai sandbox, compiled policies, named lists.
 //! - [`config`]: settings from file, environment and flags.
+//! - [`decision_log`]: the JSONL record of every evaluation and event, written off the
+//!   request path.
+//! - [`replay`]: historical logs through a fresh engine, in event time, with metrics.
 //! - [`http`]: the axum front door; [`service`] assembles it all from a config.
 
 pub mod config;
+pub mod decision_log;
 pub mod engine;
 pub mod enrich;
 pub mod http;
 pub mod model;
 pub mod policy;
+pub mod replay;
 pub mod service;
 pub mod signals;
 pub mod state;

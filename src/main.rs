@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use riskgate::config::Settings;
 use riskgate::policy::{Limits, Runtime};
+use riskgate::replay::command::{GenArgs, ReplayArgs, run_gen, run_replay};
 use riskgate::service;
 
 // glibc's allocator spends a third of an evaluation consolidating small blocks; mimalloc
@@ -41,6 +42,10 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Replay a login log through a fresh engine: decisions, metrics, A/B, report.
+    Replay(ReplayArgs),
+    /// Write a labelled synthetic login corpus (RBA dataset schema).
+    Gen(GenArgs),
     /// Query the GeoIP databases.
     Geoip {
         #[command(subcommand)]
@@ -119,6 +124,8 @@ fn run(
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(())
         }
+        Command::Replay(args) => run_replay(args, config).map(|_| ()),
+        Command::Gen(args) => run_gen(args),
         Command::Policy { .. } => unreachable!("handled in main"),
     }
 }

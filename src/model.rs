@@ -244,7 +244,7 @@ pub struct Assessment {
 }
 
 /// What recording an outcome changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recorded {
     /// The user's profile learned from a fully successful login.

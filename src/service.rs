@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use std::path::Path;
 
 use crate::config::{Backend, Config, DEFAULT_POLICIES_DIR};
+use crate::decision_log::DecisionLog;
 use crate::engine::Engine;
 use crate::enrich::device::DEFAULT_UA_CACHE_CAPACITY;
 use crate::enrich::{DeviceParser, GeoError, GeoIp};
@@ -54,7 +55,7 @@ pub fn open_geoip(config: &Config) -> Result<GeoIp, GeoError> {
 }
 
 /// The policies directory, or the embedded defaults when the default directory is absent.
-fn load_policies(runtime: &Runtime, config: &Config) -> Result<PolicySet, PolicyError> {
+pub fn load_policies(runtime: &Runtime, config: &Config) -> Result<PolicySet, PolicyError> {
     let default_dir = config.policies_dir == Path::new(DEFAULT_POLICIES_DIR);
     if default_dir && !config.policies_dir.is_dir() {
         tracing::info!(
@@ -70,6 +71,15 @@ fn load_policies(runtime: &Runtime, config: &Config) -> Result<PolicySet, Policy
 pub fn build_engine(config: &Config) -> Result<Engine, StartError> {
     let runtime = Runtime::new(config.limits);
     let policies = load_policies(&runtime, config)?;
+    build_engine_with(config, runtime, policies)
+}
+
+/// Builds an engine from `config` with the given runtime and policies.
+pub fn build_engine_with(
+    config: &Config,
+    runtime: Runtime,
+    policies: PolicySet,
+) -> Result<Engine, StartError> {
     let store: Arc<dyn Store> = match config.backend {
         Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
     };
@@ -83,13 +93,19 @@ pub fn build_engine(config: &Config) -> Result<Engine, StartError> {
     ))
 }
 
-/// The shared state of the HTTP handlers for an engine and its config.
+/// The shared state of the HTTP handlers for an engine and its config; starts the decision
+/// log writer when one is configured (call within a tokio runtime).
 pub fn app_state(engine: Arc<Engine>, config: &Config) -> AppState {
+    let decision_log = config.decision_log.as_ref().map(|path| {
+        tracing::info!(path = %path.display(), "decision log on");
+        DecisionLog::spawn(path.clone(), config.decision_log_max_bytes).0
+    });
     AppState {
         engine,
         api_keys: Arc::new(config.api_keys.clone()),
         policies_dir: config.policies_dir.clone(),
         selection: config.selection.clone(),
+        decision_log,
     }
 }
 

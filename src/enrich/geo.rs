@@ -32,6 +32,30 @@ pub struct GeoInfo {
     pub private: bool,
 }
 
+impl GeoInfo {
+    /// Takes the fields `known` has (from a log that records them) over the looked-up ones.
+    /// When the countries disagree the looked-up city and coordinates are dropped too, as
+    /// they describe somewhere else.
+    pub fn overlay(&mut self, known: &GeoInfo) {
+        if known.country.is_some() && known.country != self.country {
+            *self = GeoInfo {
+                private: self.private,
+                asn: self.asn,
+                as_org: self.as_org.take(),
+                ..GeoInfo::default()
+            };
+            self.country = known.country.clone();
+        }
+        if known.city.is_some() {
+            self.city = known.city.clone();
+        }
+        if known.asn.is_some() && known.asn != self.asn {
+            self.asn = known.asn;
+            self.as_org = known.as_org.clone();
+        }
+    }
+}
+
 /// Errors opening GeoIP files.
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {

@@ -36,7 +36,13 @@ pub async fn evaluate(
 ) -> Result<Json<Assessment>, ApiError> {
     let now = Utc::now();
     not_in_future(attempt.timestamp, now)?;
-    Ok(Json(state.engine.evaluate(&attempt, now)?))
+    let started = std::time::Instant::now();
+    let answer = state.engine.evaluate(&attempt, now)?;
+    if let Some(log) = &state.decision_log {
+        let latency_us = started.elapsed().as_micros() as u64;
+        log.evaluation(now, &attempt, &answer, latency_us);
+    }
+    Ok(Json(answer))
 }
 
 /// `POST /v1/events`
@@ -47,6 +53,9 @@ pub async fn event(
     let now = Utc::now();
     not_in_future(outcome.timestamp, now)?;
     let recorded = state.engine.record(&outcome, now)?;
+    if let Some(log) = &state.decision_log {
+        log.event(now, &outcome, recorded);
+    }
     Ok(Json(json!({ "recorded": recorded })))
 }
 

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::config::Role;
+use crate::decision_log::DecisionLog;
 use crate::engine::Engine;
 use crate::policy::Selection;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub policies_dir: PathBuf,
     /// Which policy runs where (kept across reloads).
     pub selection: Selection,
+    /// Where evaluations and events are logged, if enabled.
+    pub decision_log: Option<DecisionLog>,
 }
 
 /// All routes.

@@ -384,6 +384,16 @@ impl PolicySet {
         })
     }
 
+    /// Adds (or replaces) a policy, e.g. one given as a file on the command line.
+    pub fn insert(&mut self, policy: Policy) {
+        self.policies.insert(policy.name.clone(), Arc::new(policy));
+    }
+
+    /// Changes which policy runs where; fails if a selected policy is missing.
+    pub fn select(self, selection: Selection) -> Result<Self, PolicyError> {
+        Self::new(self.policies, selection, self.lists)
+    }
+
     /// The policy for an app (the default when the app is not mapped).
     pub fn active(&self, app: Option<&str>) -> &Arc<Policy> {
         let name = app

@@ -155,6 +155,8 @@ pub fn shipped_policies() -> PathBuf {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// The settings the server runs with (GeoIP files, policies...).
+    pub settings: Settings,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -170,7 +172,7 @@ impl TestServer {
             geoip_asn: Some(asn.display().to_string()),
             ..Settings::default()
         });
-        let config = settings.resolve().unwrap();
+        let config = settings.clone().resolve().unwrap();
         let engine = Arc::new(riskgate::service::build_engine(&config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -182,8 +184,16 @@ impl TestServer {
         Self {
             addr,
             client: reqwest::Client::new(),
+            settings,
             _dir: dir,
             stop: Some(stop),
+        }
+    }
+
+    /// Stops serving (the GeoIP files stay until the value is dropped).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 
@@ -233,9 +243,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop();
     }
 }
 

@@ -1,0 +1,76 @@
+//! Replay throughput on a generated 1M-row labelled corpus with the default policy.
+//!
+//! Run: `cargo bench --bench replay`. Criterion reports rows per second (`thrpt`); set
+//! `RISKGATE_BENCH_ROWS` for another corpus size.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use riskgate::config::Settings;
+use riskgate::replay::UnlabelledMfa;
+use riskgate::replay::command::{ReplayArgs, run_replay};
+use riskgate::replay::corpus::{CorpusSpec, generate};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn bench(c: &mut Criterion) {
+    let rows: usize = std::env::var("RISKGATE_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus-rba.csv");
+    let spec = CorpusSpec {
+        users: rows / 10,
+        rows,
+        ..CorpusSpec::default()
+    };
+    generate(
+        &spec,
+        std::io::BufWriter::new(std::fs::File::create(&corpus).unwrap()),
+    )
+    .unwrap();
+    let config = || {
+        Settings {
+            policies_dir: Some(common::shipped_policies()),
+            geoip_city: Some(String::new()),
+            geoip_asn: Some(String::new()),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap()
+    };
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(60));
+    for threads in [1, 2] {
+        group.bench_function(format!("default_policy/{threads}_threads"), |b| {
+            b.iter(|| {
+                let args = ReplayArgs {
+                    input: corpus.clone(),
+                    format: None,
+                    policy: None,
+                    compare: None,
+                    report: None,
+                    out: None,
+                    map: None,
+                    map_file: None,
+                    threads,
+                    unlabelled_mfa: UnlabelledMfa::Pass,
+                    reorder_window: 100_000,
+                    samples: 50,
+                };
+                run_replay(args, config()).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

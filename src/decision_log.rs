@@ -1,0 +1,276 @@
+//! The decision log: one JSON line per evaluation and per outcome event, the production record
+//! analysts replay.
+//!
+//! Lines are written off the request path: handlers hand a [`LogLine`] to a bounded channel and
+//! a writer task serialises and appends them. When the channel is full the line is dropped and
+//! counted, so logging never blocks a login. The file is rotated by size
+//! (`decisions.jsonl` → `decisions.jsonl.1` → ...).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::model::{Assessment, Attempt, Outcome, Recorded};
+
+/// Lines buffered between handlers and the writer.
+pub const CHANNEL_CAPACITY: usize = 16_384;
+/// Size at which the log is rotated.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Rotated files kept beside the current one.
+pub const KEEP_ROTATED: usize = 5;
+
+/// One line of the decision log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LogLine {
+    /// A `POST /v1/evaluate`.
+    Evaluate {
+        /// Server time of the call.
+        at: DateTime<Utc>,
+        /// The attempt as received.
+        request: Attempt,
+        /// The full answer (decision, score, reasons, signals, policy, shadow).
+        answer: serde_json::Value,
+        /// Time spent in the engine, in microseconds.
+        latency_us: u64,
+    },
+    /// A `POST /v1/events`.
+    Event {
+        /// Server time of the call.
+        at: DateTime<Utc>,
+        /// The event as received.
+        event: Outcome,
+        /// What it changed.
+        recorded: Recorded,
+    },
+}
+
+impl LogLine {
+    /// The line for an evaluation.
+    pub fn evaluate(
+        at: DateTime<Utc>,
+        request: &Attempt,
+        answer: &Assessment,
+        latency_us: u64,
+    ) -> Self {
+        LogLine::Evaluate {
+            at,
+            request: request.clone(),
+            answer: serde_json::to_value(answer).unwrap_or_default(),
+            latency_us,
+        }
+    }
+}
+
+/// The sending side, shared by handlers.
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: mpsc::Sender<Pending>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// What handlers send: serialisation of the answer happens in the writer task.
+enum Pending {
+    Evaluate(Box<Evaluation>),
+    Line(LogLine),
+}
+
+struct Evaluation {
+    at: DateTime<Utc>,
+    request: Attempt,
+    answer: Assessment,
+    latency_us: u64,
+}
+
+impl Pending {
+    fn into_line(self) -> LogLine {
+        match self {
+            Pending::Evaluate(e) => LogLine::evaluate(e.at, &e.request, &e.answer, e.latency_us),
+            Pending::Line(line) => line,
+        }
+    }
+}
+
+impl DecisionLog {
+    /// Starts the writer task appending to `path`; returns the handle and the task, which ends
+    /// (after flushing) once every handle is dropped.
+    pub fn spawn(path: PathBuf, max_bytes: u64) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let task = tokio::spawn(write_lines(path, max_bytes, rx));
+        let log = Self {
+            tx,
+            dropped: Arc::default(),
+        };
+        (log, task)
+    }
+
+    /// Queues an evaluation; never waits.
+    pub fn evaluation(
+        &self,
+        at: DateTime<Utc>,
+        request: &Attempt,
+        answer: &Assessment,
+        latency_us: u64,
+    ) {
+        self.send(Pending::Evaluate(Box::new(Evaluation {
+            at,
+            request: request.clone(),
+            answer: answer.clone(),
+            latency_us,
+        })));
+    }
+
+    /// Queues an outcome event; never waits.
+    pub fn event(&self, at: DateTime<Utc>, event: &Outcome, recorded: Recorded) {
+        self.send(Pending::Line(LogLine::Event {
+            at,
+            event: event.clone(),
+            recorded,
+        }));
+    }
+
+    /// Lines dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, pending: Pending) {
+        if self.tx.try_send(pending).is_err() {
+            let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if total.is_power_of_two() {
+                tracing::warn!(dropped = total, "decision log is behind; lines dropped");
+            }
+        }
+    }
+}
+
+async fn write_lines(path: PathBuf, max_bytes: u64, mut rx: mpsc::Receiver<Pending>) {
+    let mut file = match LogFile::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the decision log; logging is off");
+            return;
+        }
+    };
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+            if batch.len() >= 1024 {
+                break;
+            }
+        }
+        let mut buf = Vec::with_capacity(batch.len() * 1024);
+        for pending in batch {
+            if serde_json::to_writer(&mut buf, &pending.into_line()).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        if let Err(e) = file.append(&buf, max_bytes).await {
+            tracing::error!(error = %e, "decision log write failed");
+        }
+    }
+    if let Err(e) = file.file.flush().await {
+        tracing::error!(error = %e, "decision log flush failed");
+    }
+}
+
+struct LogFile {
+    path: PathBuf,
+    file: tokio::fs::File,
+    size: u64,
+}
+
+impl LogFile {
+    async fn open(path: PathBuf) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await?;
+        let size = file.metadata().await?.len();
+        Ok(Self { path, file, size })
+    }
+
+    async fn append(&mut self, bytes: &[u8], max_bytes: u64) -> std::io::Result<()> {
+        if self.size > 0 && self.size + bytes.len() as u64 > max_bytes {
+            self.rotate().await?;
+        }
+        self.file.write_all(bytes).await?;
+        self.file.flush().await?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.flush().await?;
+        for i in (1..KEEP_ROTATED).rev() {
+            let from = rotated(&self.path, i);
+            if tokio::fs::try_exists(&from).await? {
+                tokio::fs::rename(&from, rotated(&self.path, i + 1)).await?;
+            }
+        }
+        tokio::fs::rename(&self.path, rotated(&self.path, 1)).await?;
+        *self = Self::open(self.path.clone()).await?;
+        Ok(())
+    }
+}
+
+/// `decisions.jsonl.N`
+fn rotated(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OutcomeKind;
+
+    #[tokio::test]
+    async fn lines_are_appended_and_rotated_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let (log, task) = DecisionLog::spawn(path.clone(), 2000);
+        let event = Outcome {
+            kind: OutcomeKind::LoginFailed,
+            user_id: "alice".into(),
+            ip: None,
+            device_id: None,
+            user_agent: None,
+            request_id: None,
+            timestamp: None,
+        };
+        for _ in 0..20 {
+            log.event(Utc::now(), &event, Recorded::FailureCounted);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(log);
+        task.await.unwrap();
+        let current = std::fs::read_to_string(&path).unwrap();
+        let first: LogLine = serde_json::from_str(current.lines().next().unwrap()).unwrap();
+        assert!(matches!(
+            first,
+            LogLine::Event {
+                recorded: Recorded::FailureCounted,
+                ..
+            }
+        ));
+        assert!(rotated(&path, 1).exists(), "rotated at 2000 bytes");
+        let total: usize = [path.clone(), rotated(&path, 1), rotated(&path, 2)]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .map(|t| t.lines().count())
+            .sum();
+        assert_eq!(total, 20, "every line kept across the rotated files");
+    }
+}

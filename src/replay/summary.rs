@@ -1,0 +1,441 @@
+//! What a replay measured: decision counts, reasons, and against labels the confusion matrix,
+//! detection and friction, a threshold sweep; with a second policy, the A/B differences.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Label, Login, ReadError};
+use crate::model::{Assessment, Decision, PolicyRef, Verdict};
+
+/// Score histogram bins: `floor(score * 100)`, scores clamped to 0..=1.
+pub const SCORE_BINS: usize = 101;
+/// Detection rates for which a threshold is suggested.
+pub const TARGETS: [f64; 5] = [0.5, 0.8, 0.9, 0.95, 0.99];
+const MAX_SKIP_EXAMPLES: usize = 5;
+
+/// Counts per decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionCounts {
+    /// Allowed.
+    pub allow: u64,
+    /// Stepped up.
+    pub mfa: u64,
+    /// Locked.
+    pub lock: u64,
+}
+
+impl DecisionCounts {
+    fn add(&mut self, decision: Decision) {
+        *self.slot(decision) += 1;
+    }
+
+    fn slot(&mut self, decision: Decision) -> &mut u64 {
+        match decision {
+            Decision::Allow => &mut self.allow,
+            Decision::Mfa => &mut self.mfa,
+            Decision::Lock => &mut self.lock,
+        }
+    }
+
+    /// All decisions.
+    pub fn total(&self) -> u64 {
+        self.allow + self.mfa + self.lock
+    }
+
+    /// Stepped up or locked.
+    pub fn challenged(&self) -> u64 {
+        self.mfa + self.lock
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Per-label decision counts and score histograms of one policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Labelled {
+    /// Decisions for attack rows.
+    pub attack: DecisionCounts,
+    /// Decisions for account-takeover rows (a subset of attacks).
+    pub takeover: DecisionCounts,
+    /// Decisions for legitimate rows.
+    pub legitimate: DecisionCounts,
+    /// Decisions for legitimate rows with the right password (where friction is felt).
+    pub legitimate_success: DecisionCounts,
+    /// Score histogram of attack rows.
+    pub attack_scores: Vec<u64>,
+    /// Score histogram of takeover rows.
+    pub takeover_scores: Vec<u64>,
+    /// Score histogram of legitimate rows with the right password.
+    pub legitimate_scores: Vec<u64>,
+}
+
+impl Default for Labelled {
+    fn default() -> Self {
+        Self {
+            attack: DecisionCounts::default(),
+            takeover: DecisionCounts::default(),
+            legitimate: DecisionCounts::default(),
+            legitimate_success: DecisionCounts::default(),
+            attack_scores: vec![0; SCORE_BINS],
+            takeover_scores: vec![0; SCORE_BINS],
+            legitimate_scores: vec![0; SCORE_BINS],
+        }
+    }
+}
+
+/// Detection and friction at one score threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// Rows scoring at least this would be challenged.
+    pub threshold: f64,
+    /// Share of attack rows at or above the threshold.
+    pub detection_rate: f64,
+    /// Share of takeover rows at or above the threshold.
+    pub takeover_detection_rate: f64,
+    /// Share of legitimate successful logins at or above the threshold.
+    pub friction: f64,
+}
+
+/// The quality of one policy against labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Share of attack rows that got mfa or lock.
+    pub detection_rate: f64,
+    /// Share of account-takeover rows that got mfa or lock.
+    pub takeover_detection_rate: f64,
+    /// Share of legitimate successful logins asked for MFA.
+    pub friction_mfa: f64,
+    /// Share of legitimate successful logins locked.
+    pub friction_lock: f64,
+    /// Thresholds 0, 0.05 .. 1 on the policy score.
+    pub sweep: Vec<SweepPoint>,
+    /// For each target detection rate, the highest threshold reaching it.
+    pub suggested: Vec<SweepPoint>,
+}
+
+/// Everything measured for one policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Side {
+    /// The policy.
+    pub policy: Option<PolicyRef>,
+    /// Decisions over all login rows.
+    pub decisions: DecisionCounts,
+    /// How often each reason was given.
+    pub reasons: BTreeMap<String, u64>,
+    /// Per-label counts, when the log has labels.
+    pub labelled: Option<Labelled>,
+    /// Metrics derived from `labelled`.
+    pub quality: Option<Quality>,
+}
+
+impl Side {
+    fn add(&mut self, verdict: &Verdict, login: &Login) {
+        if self.policy.is_none() {
+            self.policy = Some(verdict.policy.clone());
+        }
+        self.decisions.add(verdict.decision);
+        for reason in &verdict.reasons {
+            match self.reasons.get_mut(reason) {
+                Some(n) => *n += 1,
+                None => {
+                    self.reasons.insert(reason.clone(), 1);
+                }
+            }
+        }
+        let Some(label) = login.label else { return };
+        let labelled = self.labelled.get_or_insert_with(Labelled::default);
+        let bin = ((verdict.score.clamp(0.0, 1.0) * 100.0) as usize).min(SCORE_BINS - 1);
+        if label.attack {
+            labelled.attack.add(verdict.decision);
+            labelled.attack_scores[bin] += 1;
+            if label.takeover {
+                labelled.takeover.add(verdict.decision);
+                labelled.takeover_scores[bin] += 1;
+            }
+        } else {
+            labelled.legitimate.add(verdict.decision);
+            if login.attempt.password_ok == Some(true) {
+                labelled.legitimate_success.add(verdict.decision);
+                labelled.legitimate_scores[bin] += 1;
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.quality = self.labelled.as_ref().map(quality);
+    }
+}
+
+fn quality(l: &Labelled) -> Quality {
+    let above = |hist: &[u64], bin: usize| -> f64 {
+        let total: u64 = hist.iter().sum();
+        share(hist[bin..].iter().sum(), total)
+    };
+    let point = |bin: usize| SweepPoint {
+        threshold: bin as f64 / 100.0,
+        detection_rate: above(&l.attack_scores, bin),
+        takeover_detection_rate: above(&l.takeover_scores, bin),
+        friction: above(&l.legitimate_scores, bin),
+    };
+    let has_attacks = l.attack.total() > 0;
+    Quality {
+        detection_rate: share(l.attack.challenged(), l.attack.total()),
+        takeover_detection_rate: share(l.takeover.challenged(), l.takeover.total()),
+        friction_mfa: share(l.legitimate_success.mfa, l.legitimate_success.total()),
+        friction_lock: share(l.legitimate_success.lock, l.legitimate_success.total()),
+        sweep: (0..SCORE_BINS).step_by(5).map(point).collect(),
+        suggested: TARGETS
+            .iter()
+            .filter(|_| has_attacks)
+            .filter_map(|&target| {
+                (0..SCORE_BINS)
+                    .rev()
+                    .map(point)
+                    .find(|p| p.detection_rate >= target)
+            })
+            .collect(),
+    }
+}
+
+/// Decisions that differ between the active and the compared policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Input row.
+    pub row: u64,
+    /// The user.
+    pub user_id: String,
+    /// Event time.
+    pub timestamp: String,
+    /// The active policy's verdict.
+    pub active: Verdict,
+    /// The compared policy's verdict.
+    pub compare: Verdict,
+    /// The row's label.
+    pub label: Option<Label>,
+    /// The signals both policies saw.
+    pub signals: serde_json::Value,
+}
+
+/// The A/B comparison of two policies on the same stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The compared policy's own measurements.
+    pub side: Side,
+    /// `matrix[active][compare]`, decisions in the order allow, mfa, lock.
+    pub matrix: [[u64; 3]; 3],
+    /// The first changed rows.
+    pub samples: Vec<Change>,
+}
+
+/// Everything a replay measured that does not depend on the machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Login rows scored.
+    pub rows: u64,
+    /// Outcome events applied (decision-log input).
+    pub events: u64,
+    /// Rows that could not be parsed.
+    pub skipped: u64,
+    /// The first parse errors.
+    pub skipped_examples: Vec<String>,
+    /// Rows older than one already scored (beyond the reorder window).
+    pub out_of_order: u64,
+    /// The active policy.
+    pub active: Side,
+    /// The compared policy, with `--compare`.
+    pub compare: Option<Comparison>,
+    /// Decisions per UTC day.
+    pub timeline: BTreeMap<String, DecisionCounts>,
+    /// For decision-log input: how often the replay agreed with the server.
+    pub logged_agreement: Option<Agreement>,
+}
+
+/// Replayed decisions against the decisions a log recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Rows decided the same.
+    pub same: u64,
+    /// Rows decided differently.
+    pub different: u64,
+}
+
+/// How fast the replay ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Performance {
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Login rows and events per second.
+    pub events_per_second: f64,
+}
+
+/// The result of a replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// What was measured.
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    /// Speed (varies by machine).
+    pub performance: Performance,
+    #[serde(skip)]
+    samples_wanted: usize,
+}
+
+fn index(decision: Decision) -> usize {
+    match decision {
+        Decision::Allow => 0,
+        Decision::Mfa => 1,
+        Decision::Lock => 2,
+    }
+}
+
+impl Summary {
+    /// An empty summary keeping up to `samples` changed rows.
+    pub fn new(samples: usize) -> Self {
+        Self {
+            samples_wanted: samples,
+            ..Self::default()
+        }
+    }
+
+    /// Counts a row that could not be parsed.
+    pub fn skip(&mut self, error: &ReadError) {
+        let m = &mut self.metrics;
+        m.skipped += 1;
+        if m.skipped_examples.len() < MAX_SKIP_EXAMPLES {
+            m.skipped_examples.push(error.to_string());
+        }
+    }
+
+    /// Counts one scored login.
+    pub fn add(&mut self, row: u64, login: &Login, answer: &Assessment) {
+        let m = &mut self.metrics;
+        m.rows += 1;
+        let verdict = &answer.verdict;
+        m.active.add(verdict, login);
+        let day = answer.signals.time.timestamp;
+        let day = crate::signals::rfc3339(day.0)[..10].to_owned();
+        m.timeline.entry(day).or_default().add(verdict.decision);
+        if let Some(logged) = login.logged {
+            let agreement = m.logged_agreement.get_or_insert_with(Agreement::default);
+            if logged == verdict.decision {
+                agreement.same += 1;
+            } else {
+                agreement.different += 1;
+            }
+        }
+        if let Some(shadow) = &answer.shadow {
+            let comparison = m.compare.get_or_insert_with(Comparison::default);
+            comparison.side.add(shadow, login);
+            comparison.matrix[index(verdict.decision)][index(shadow.decision)] += 1;
+            if shadow.decision != verdict.decision && comparison.samples.len() < self.samples_wanted
+            {
+                comparison.samples.push(Change {
+                    row,
+                    user_id: login.attempt.user_id.clone(),
+                    timestamp: crate::signals::rfc3339(answer.signals.time.timestamp.0),
+                    active: verdict.clone(),
+                    compare: shadow.clone(),
+                    label: login.label,
+                    signals: serde_json::to_value(&*answer.signals).unwrap_or_default(),
+                });
+            }
+        }
+    }
+
+    /// Derives the rates and records the elapsed time.
+    pub fn finish(&mut self, elapsed: Duration) {
+        let m = &mut self.metrics;
+        m.active.finish();
+        if let Some(c) = &mut m.compare {
+            c.side.finish();
+        }
+        let seconds = elapsed.as_secs_f64();
+        self.performance = Performance {
+            seconds,
+            events_per_second: (m.rows + m.events) as f64 / seconds.max(1e-9),
+        };
+    }
+
+    /// The terminal summary.
+    pub fn render(&self) -> String {
+        let m = &self.metrics;
+        let mut s = String::new();
+        let total = m.active.decisions.total();
+        let _ = writeln!(
+            s,
+            "rows {}  events {}  skipped {}  out of order {}  ({:.1} s, {:.0} events/s)",
+            m.rows,
+            m.events,
+            m.skipped,
+            m.out_of_order,
+            self.performance.seconds,
+            self.performance.events_per_second
+        );
+        for example in &m.skipped_examples {
+            let _ = writeln!(s, "  skipped: {example}");
+        }
+        render_side(&mut s, "policy", &m.active, total);
+        if let Some(c) = &m.compare {
+            render_side(&mut s, "compare", &c.side, total);
+            let _ = writeln!(s, "decision changes (rows: active, columns: compare)");
+            let _ = writeln!(s, "{:>8} {:>10} {:>10} {:>10}", "", "allow", "mfa", "lock");
+            for (name, row) in ["allow", "mfa", "lock"].iter().zip(c.matrix) {
+                let _ = writeln!(s, "{name:>8} {:>10} {:>10} {:>10}", row[0], row[1], row[2]);
+            }
+        }
+        if let Some(a) = &m.logged_agreement {
+            let _ = writeln!(
+                s,
+                "agreement with the logged decisions: {} same, {} different",
+                a.same, a.different
+            );
+        }
+        s
+    }
+}
+
+fn render_side(s: &mut String, title: &str, side: &Side, total: u64) {
+    let d = &side.decisions;
+    let name = side.policy.as_ref().map_or("-", |p| p.name.as_str());
+    let _ = writeln!(s, "{title} `{name}`:");
+    for (decision, n) in [("allow", d.allow), ("mfa", d.mfa), ("lock", d.lock)] {
+        let _ = writeln!(
+            s,
+            "  {decision:<6} {n:>10}  {:>6.2}%",
+            100.0 * share(n, total)
+        );
+    }
+    let mut reasons: Vec<_> = side.reasons.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (reason, n) in reasons.iter().take(12) {
+        let _ = writeln!(s, "    {reason:<28} {n:>10}");
+    }
+    if let Some(q) = &side.quality {
+        let _ = writeln!(
+            s,
+            "  detection {:.2}%  takeover detection {:.2}%  friction: mfa {:.2}% lock {:.3}%",
+            100.0 * q.detection_rate,
+            100.0 * q.takeover_detection_rate,
+            100.0 * q.friction_mfa,
+            100.0 * q.friction_lock
+        );
+        for p in &q.suggested {
+            let _ = writeln!(
+                s,
+                "    score >= {:.2}: detection {:.1}%, friction {:.2}%",
+                p.threshold,
+                100.0 * p.detection_rate,
+                100.0 * p.friction
+            );
+        }
+    }
+}
