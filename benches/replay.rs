@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use riskgate::config::Settings;
-use riskgate::replay::UnlabelledMfa;
-use riskgate::replay::command::{ReplayArgs, run_replay};
+use riskgate::replay::command::run_replay;
 use riskgate::replay::corpus::{CorpusSpec, generate};
 
 #[global_allocator]
@@ -51,20 +50,8 @@ fn bench(c: &mut Criterion) {
     for threads in [1, 2] {
         group.bench_function(format!("default_policy/{threads}_threads"), |b| {
             b.iter(|| {
-                let args = ReplayArgs {
-                    input: corpus.clone(),
-                    format: None,
-                    policy: None,
-                    compare: None,
-                    report: None,
-                    out: None,
-                    map: None,
-                    map_file: None,
-                    threads,
-                    unlabelled_mfa: UnlabelledMfa::Pass,
-                    reorder_window: 100_000,
-                    samples: 50,
-                };
+                let mut args = common::replay_args(&corpus);
+                args.threads = threads;
                 run_replay(args, config()).unwrap()
             })
         });

@@ -138,23 +138,13 @@ impl Engine {
     ) -> Result<Assessment, EngineError> {
         let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
-        let mut enriched = self.enrich(
+        let enriched = self.enrich(
             attempt.ip,
             attempt.device_id.as_deref(),
             attempt.user_agent.as_deref(),
             at,
+            known_geo,
         );
-        if let Some(known) = known_geo {
-            enriched.geo.overlay(known);
-            enriched.facts = login_facts(
-                attempt.ip,
-                &enriched.geo,
-                &enriched.device,
-                attempt.device_id.as_deref(),
-                attempt.user_agent.as_deref(),
-                at,
-            );
-        }
         let failed = attempt.password_ok == Some(false);
         let keys = AttemptKeys {
             user_id: &attempt.user_id,
@@ -275,6 +265,7 @@ impl Engine {
                     outcome.device_id.as_deref(),
                     outcome.user_agent.as_deref(),
                     at,
+                    None,
                 );
                 self.store.learn(&outcome.user_id, enriched.facts)?;
                 Ok(Recorded::Learned)
@@ -338,14 +329,19 @@ impl Engine {
         }
     }
 
+    /// GeoIP (under what a log already knows), device and the login's facts.
     fn enrich(
         &self,
         ip: IpAddr,
         device_id: Option<&str>,
         user_agent: Option<&str>,
         at: Millis,
+        known_geo: Option<&GeoInfo>,
     ) -> Enriched {
-        let geo = self.geo.load().lookup(ip);
+        let mut geo = self.geo.load().lookup(ip);
+        if let Some(known) = known_geo {
+            geo.overlay(known);
+        }
         let device = self.devices.parse(user_agent);
         let facts = login_facts(ip, &geo, &device, device_id, user_agent, at);
         Enriched { geo, device, facts }

@@ -9,10 +9,10 @@ use std::process::Command;
 use assert_cmd::cargo::cargo_bin;
 use common::*;
 use riskgate::config::Settings;
+use riskgate::replay::Summary;
 use riskgate::replay::command::{ReplayArgs, run_replay};
 use riskgate::replay::corpus::{CorpusSpec, generate};
 use riskgate::replay::summary::DecisionCounts;
-use riskgate::replay::{Summary, UnlabelledMfa};
 use serde_json::json;
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -22,20 +22,10 @@ fn fixture(name: &str) -> std::path::PathBuf {
 }
 
 fn args(input: &Path) -> ReplayArgs {
-    ReplayArgs {
-        input: input.to_owned(),
-        format: None,
-        policy: None,
-        compare: None,
-        report: None,
-        out: None,
-        map: None,
-        map_file: None,
-        threads: 2,
-        unlabelled_mfa: UnlabelledMfa::Pass,
-        reorder_window: 1000,
-        samples: 10,
-    }
+    let mut args = replay_args(input);
+    args.reorder_window = 1000;
+    args.samples = 10;
+    args
 }
 
 fn settings() -> Settings {

@@ -152,6 +152,7 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
         "status": "ready",
         "policy": policies.active(None).reference(),
         "geoip": state.engine.has_geoip(),
+        "decision_log_dropped": state.decision_log.as_ref().map(|log| log.dropped()),
     }))
 }
 

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::corpus::{self, CorpusSpec};
@@ -13,8 +13,9 @@ use crate::config::Config;
 use crate::policy::{Policy, PolicySet, Runtime, Selection};
 use crate::service;
 
-/// `riskgate replay`.
-#[derive(Debug, Args)]
+/// `riskgate replay`. Also a standalone parser, so callers can build arguments with the
+/// command line's defaults: `ReplayArgs::parse_from(["replay", "--input", "log.csv"])`.
+#[derive(Debug, Parser)]
 pub struct ReplayArgs {
     /// The log to replay (`.gz` accepted).
     #[arg(long)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::summary::{DecisionCounts, SCORE_BINS, Side, Summary, SweepPoint};
+use super::summary::{DAY, DecisionCounts, SCORE_BINS, Side, Summary, SweepPoint};
 
 type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -281,7 +281,11 @@ fn timeline_svg(summary: &Summary) -> PlotResult<String> {
         curve("mfa", ORANGE, |c| c.mfa),
         curve("lock", RED, |c| c.lock),
     ];
-    let day = |i: &f64| days.get(*i as usize).map_or(String::new(), |d| d.0.clone());
+    let day = |i: &f64| {
+        days.get(*i as usize).map_or(String::new(), |d| {
+            crate::signals::rfc3339(d.0 * DAY)[..10].to_owned()
+        })
+    };
     let last = days.len().saturating_sub(1).max(1) as f64;
     line_chart(
         curves,

@@ -15,6 +15,8 @@ pub const SCORE_BINS: usize = 101;
 /// Detection rates for which a threshold is suggested.
 pub const TARGETS: [f64; 5] = [0.5, 0.8, 0.9, 0.95, 0.99];
 const MAX_SKIP_EXAMPLES: usize = 5;
+/// Milliseconds per day.
+pub const DAY: i64 = 86_400_000;
 
 /// Counts per decision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,8 +255,8 @@ pub struct Metrics {
     pub active: Side,
     /// The compared policy, with `--compare`.
     pub compare: Option<Comparison>,
-    /// Decisions per UTC day.
-    pub timeline: BTreeMap<String, DecisionCounts>,
+    /// Decisions per UTC day (days since the Unix epoch).
+    pub timeline: BTreeMap<i64, DecisionCounts>,
     /// For decision-log input: how often the replay agreed with the server.
     pub logged_agreement: Option<Agreement>,
 }
@@ -321,8 +323,7 @@ impl Summary {
         m.rows += 1;
         let verdict = &answer.verdict;
         m.active.add(verdict, login);
-        let day = answer.signals.time.timestamp;
-        let day = crate::signals::rfc3339(day.0)[..10].to_owned();
+        let day = answer.signals.time.timestamp.0.div_euclid(DAY);
         m.timeline.entry(day).or_default().add(verdict.decision);
         if let Some(logged) = login.logged {
             let agreement = m.logged_agreement.get_or_insert_with(Agreement::default);

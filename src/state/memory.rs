@@ -219,3 +219,38 @@ impl Store for MemoryStore {
         Ok(had_profile || had_activity)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_random_users_and_ips_stays_within_the_bounds() {
+        let capacity = Capacity {
+            users: 5_000,
+            profiles: 1_000,
+            ips: 5_000,
+            devices: 5_000,
+            pending: 1_000,
+        };
+        let store = MemoryStore::new(capacity);
+        for i in 0..200_000u32 {
+            let user = format!("random-{i}");
+            let device = format!("dev-{i}");
+            let keys = AttemptKeys {
+                user_id: &user,
+                ip: IpAddr::V4(i.into()),
+                device_id: Some(&device),
+                failed: i % 2 == 0,
+            };
+            store.observe(&keys, i64::from(i)).unwrap();
+        }
+        let [users, profiles, ips, devices, pending] = store.sizes();
+        assert!(users <= 5_000 + 64 && ips <= 5_000 + 64 && devices <= 5_000 + 64);
+        assert_eq!(
+            (profiles, pending),
+            (0, 0),
+            "failing strangers never create profiles"
+        );
+    }
+}
