@@ -17,10 +17,12 @@ use riskgate::replay::corpus::{CorpusSpec, generate};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
+    // `cargo test --benches` runs each benchmark once: a small corpus keeps that quick.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
     let rows: usize = std::env::var("RISKGATE_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if benchmarking { 1_000_000 } else { 5_000 });
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus-rba.csv");
     let spec = CorpusSpec {
