@@ -138,11 +138,12 @@ fn side_tables(h: &mut String, title: &str, side: &Side) {
             pct(q.friction_lock)
         );
         h.push_str("<table><tr><th>target detection</th><th>score threshold</th><th>detection</th><th>takeover detection</th><th>friction</th></tr>");
-        for (target, p) in super::summary::TARGETS.iter().zip(&q.suggested) {
+        for s in &q.suggested {
+            let p = &s.at;
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                pct(*target),
+                pct(s.target),
                 p.threshold,
                 pct(p.detection_rate),
                 pct(p.takeover_detection_rate),

@@ -120,8 +120,18 @@ pub struct Quality {
     pub friction_lock: f64,
     /// Thresholds 0, 0.05 .. 1 on the policy score.
     pub sweep: Vec<SweepPoint>,
-    /// For each target detection rate, the highest threshold reaching it.
-    pub suggested: Vec<SweepPoint>,
+    /// For each reachable target detection rate, the highest threshold reaching it.
+    pub suggested: Vec<Suggestion>,
+}
+
+/// The highest score threshold that still reaches a target detection rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// The detection rate aimed for.
+    pub target: f64,
+    /// The threshold and what it gives.
+    #[serde(flatten)]
+    pub at: SweepPoint,
 }
 
 /// Everything measured for one policy.
@@ -199,10 +209,11 @@ fn quality(l: &Labelled) -> Quality {
             .iter()
             .filter(|_| has_attacks)
             .filter_map(|&target| {
-                (0..SCORE_BINS)
+                let at = (0..SCORE_BINS)
                     .rev()
                     .map(point)
-                    .find(|p| p.detection_rate >= target)
+                    .find(|p| p.detection_rate >= target)?;
+                Some(Suggestion { target, at })
             })
             .collect(),
     }
@@ -429,13 +440,14 @@ fn render_side(s: &mut String, title: &str, side: &Side, total: u64) {
             100.0 * q.friction_mfa,
             100.0 * q.friction_lock
         );
-        for p in &q.suggested {
+        for Suggestion { target, at } in &q.suggested {
             let _ = writeln!(
                 s,
-                "    score >= {:.2}: detection {:.1}%, friction {:.2}%",
-                p.threshold,
-                100.0 * p.detection_rate,
-                100.0 * p.friction
+                "    for {:.0}% detection: score >= {:.2} (detection {:.1}%, friction {:.2}%)",
+                100.0 * target,
+                at.threshold,
+                100.0 * at.detection_rate,
+                100.0 * at.friction
             );
         }
     }
