@@ -62,11 +62,14 @@ pub struct Engine {
     settings: EngineSettings,
 }
 
-/// Everything enrichment found about one attempt.
-struct Enriched {
-    geo: GeoInfo,
-    device: Arc<DeviceInfo>,
-    facts: LoginFacts,
+/// What the GeoIP databases and the user-agent parser say about an attempt. Computed by
+/// [`Engine::enrichment`], possibly ahead of time on another thread (replay does).
+#[derive(Debug, Clone)]
+pub struct Enrichment {
+    /// Location and network.
+    pub geo: GeoInfo,
+    /// Parsed user agent.
+    pub device: Arc<DeviceInfo>,
 }
 
 impl Engine {
@@ -125,25 +128,45 @@ impl Engine {
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<Assessment, EngineError> {
-        self.evaluate_with_geo(attempt, now, None)
+        let enrichment = self.enrichment(attempt.ip, attempt.user_agent.as_deref(), None);
+        self.evaluate_enriched(attempt, now, enrichment)
     }
 
-    /// [`Engine::evaluate`], with location facts a log already carries (country, city, ASN)
-    /// taking precedence over the GeoIP lookup.
-    pub fn evaluate_with_geo(
+    /// Looks up an attempt's IP and parses its user agent; location facts a log already
+    /// carries (`known_geo`: country, city, ASN) take precedence over the GeoIP lookup.
+    pub fn enrichment(
+        &self,
+        ip: IpAddr,
+        user_agent: Option<&str>,
+        known_geo: Option<&GeoInfo>,
+    ) -> Enrichment {
+        let mut geo = self.geo.load().lookup(ip);
+        if let Some(known) = known_geo {
+            geo.overlay(known);
+        }
+        Enrichment {
+            geo,
+            device: self.devices.parse(user_agent),
+        }
+    }
+
+    /// [`Engine::evaluate`] with the enrichment already done.
+    pub fn evaluate_enriched(
         &self,
         attempt: &Attempt,
         now: DateTime<Utc>,
-        known_geo: Option<&GeoInfo>,
+        enrichment: Enrichment,
     ) -> Result<Assessment, EngineError> {
         let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
-        let enriched = self.enrich(
+        let Enrichment { geo, device } = enrichment;
+        let facts = login_facts(
             attempt.ip,
+            &geo,
+            &device,
             attempt.device_id.as_deref(),
             attempt.user_agent.as_deref(),
             at,
-            known_geo,
         );
         let failed = attempt.password_ok == Some(false);
         let keys = AttemptKeys {
@@ -157,11 +180,11 @@ impl Engine {
         let signals = Arc::new(signals::compute(Inputs {
             attempt,
             at,
-            geo: &enriched.geo,
-            device: enriched.device,
-            facts: &enriched.facts,
+            geo: &geo,
+            device,
+            facts: &facts,
             observation: &observation,
-            lists: policies.lists().matching(attempt.ip, enriched.geo.asn),
+            lists: policies.lists().matching(attempt.ip, geo.asn),
             travel: self.settings.travel,
         }));
         // Release the profile before learning, so the store updates it in place.
@@ -179,7 +202,7 @@ impl Engine {
             }
             // A wrong password was counted by `observe`.
             (_, Some(false)) => {}
-            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, enriched.facts)?,
+            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, facts)?,
             (decision, password_ok) => {
                 let stage = match password_ok {
                     Some(_) => PendingStage::Mfa,
@@ -191,7 +214,7 @@ impl Engine {
                     user_id: attempt.user_id.clone(),
                     ip: keys.ip,
                     device_id: attempt.device_id.clone(),
-                    facts: enriched.facts,
+                    facts,
                     stage,
                 };
                 self.store.put_pending(&request_id, pending)?;
@@ -260,14 +283,17 @@ impl Engine {
                 Ok(Recorded::FailureCounted)
             }
             _ => {
-                let enriched = self.enrich(
+                let Enrichment { geo, device } =
+                    self.enrichment(ip, outcome.user_agent.as_deref(), None);
+                let facts = login_facts(
                     ip,
+                    &geo,
+                    &device,
                     outcome.device_id.as_deref(),
                     outcome.user_agent.as_deref(),
                     at,
-                    None,
                 );
-                self.store.learn(&outcome.user_id, enriched.facts)?;
+                self.store.learn(&outcome.user_id, facts)?;
                 Ok(Recorded::Learned)
             }
         }
@@ -327,24 +353,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// GeoIP (under what a log already knows), device and the login's facts.
-    fn enrich(
-        &self,
-        ip: IpAddr,
-        device_id: Option<&str>,
-        user_agent: Option<&str>,
-        at: Millis,
-        known_geo: Option<&GeoInfo>,
-    ) -> Enriched {
-        let mut geo = self.geo.load().lookup(ip);
-        if let Some(known) = known_geo {
-            geo.overlay(known);
-        }
-        let device = self.devices.parse(user_agent);
-        let facts = login_facts(ip, &geo, &device, device_id, user_agent, at);
-        Enriched { geo, device, facts }
     }
 }
 

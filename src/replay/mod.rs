@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::Millis;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, Enrichment};
 use crate::enrich::GeoInfo;
 use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind};
 pub use readers::{ColumnMap, Format, ReadError};
@@ -67,6 +67,8 @@ pub struct Login {
     pub logged: Option<Decision>,
     /// The server's request id, to tie later logged events to this attempt.
     pub request_id: Option<String>,
+    /// GeoIP and user agent, filled in on the reading thread.
+    pub enrichment: Option<Enrichment>,
 }
 
 /// One item of a reader: an event or a row that failed to parse.
@@ -88,6 +90,7 @@ impl ReplayEvent {
                 geo,
                 logged: None,
                 request_id: None,
+                enrichment: None,
             })),
         }
     }
@@ -108,6 +111,7 @@ impl ReplayEvent {
                 geo: None,
                 logged,
                 request_id,
+                enrichment: None,
             })),
         }
     }
@@ -218,7 +222,7 @@ pub fn replay(
     };
     if options.threads <= 1 {
         for (i, item) in events.enumerate() {
-            consume(item)?;
+            consume(enrich(engine, item))?;
             if i % 8192 == 0 {
                 progress(i as u64);
             }
@@ -229,7 +233,7 @@ pub fn replay(
             scope.spawn(move || {
                 let mut batch = Vec::with_capacity(1024);
                 for item in events {
-                    batch.push(item);
+                    batch.push(enrich(engine, item));
                     if batch.len() == 1024 && tx.send(std::mem::take(&mut batch)).is_err() {
                         return;
                     }
@@ -250,6 +254,20 @@ pub fn replay(
     run.drain(&mut out)?;
     run.summary.finish(started.elapsed());
     Ok(run.summary)
+}
+
+/// GeoIP and user-agent parsing, done where the rows are read so the scoring thread does less.
+fn enrich(engine: &Engine, item: ReplayItem) -> ReplayItem {
+    let mut event = item?;
+    if let EventKind::Login(login) = &mut event.kind {
+        let attempt = &login.attempt;
+        login.enrichment = Some(engine.enrichment(
+            attempt.ip,
+            attempt.user_agent.as_deref(),
+            login.geo.as_ref(),
+        ));
+    }
+    Ok(event)
 }
 
 struct Run<'a> {
@@ -324,8 +342,8 @@ impl Run<'_> {
                 self.engine.record(&outcome, now)?;
                 self.summary.metrics.events += 1;
             }
-            EventKind::Login(login) => {
-                let answer = self.score(&login, now)?;
+            EventKind::Login(mut login) => {
+                let answer = self.score(&mut login, now)?;
                 self.summary.add(event.row, &login, &answer);
                 if let Some(out) = out {
                     write_line(out, event.row, &login, &answer)?;
@@ -335,10 +353,16 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn score(&mut self, login: &Login, now: DateTime<Utc>) -> Result<Assessment, ReplayError> {
-        let answer = self
-            .engine
-            .evaluate_with_geo(&login.attempt, now, login.geo.as_ref())?;
+    fn score(&mut self, login: &mut Login, now: DateTime<Utc>) -> Result<Assessment, ReplayError> {
+        let attempt = &login.attempt;
+        let enrichment = login.enrichment.take().unwrap_or_else(|| {
+            self.engine.enrichment(
+                attempt.ip,
+                attempt.user_agent.as_deref(),
+                login.geo.as_ref(),
+            )
+        });
+        let answer = self.engine.evaluate_enriched(attempt, now, enrichment)?;
         if let Some(logged_id) = &login.request_id {
             // Decision-log input: its own events resolve the attempt.
             self.request_ids
