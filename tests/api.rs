@@ -542,3 +542,110 @@ async fn api_keys_gate_clients_and_admins() {
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200, "probes need no key");
 }
+
+#[tokio::test]
+async fn admins_export_unlock_and_erase_users() {
+    let server = TestServer::default().await;
+    server
+        .evaluate(login(
+            "hana",
+            LONDON,
+            "hana-laptop",
+            CHROME_WIN,
+            "2026-11-03T09:00:00Z",
+            Some(true),
+        ))
+        .await;
+    for i in 0..10 {
+        let at = format!("2026-11-03T09:01:{i:02}Z");
+        server
+            .evaluate(login("hana", CHINA, "bot", FIREFOX_LINUX, &at, Some(false)))
+            .await;
+    }
+    let (status, profile) = server.get("/v1/users/hana").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        profile["profile"]["known"]["devices"][0]["label"],
+        "hana-laptop"
+    );
+    assert!(profile["locked_until"].is_string());
+
+    let (status, unlocked) = server.post("/v1/users/hana/unlock", &json!({})).await;
+    assert_eq!((status, unlocked["unlocked"].as_bool()), (200, Some(true)));
+    let (_, profile) = server.get("/v1/users/hana").await;
+    assert!(profile["locked_until"].is_null(), "{profile}");
+
+    let deleted = server
+        .client
+        .delete(server.url("/v1/users/hana"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, body) = server.get("/v1/users/hana").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let again = server
+        .client
+        .delete(server.url("/v1/users/hana"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}
+
+#[tokio::test]
+async fn a_broken_policy_never_replaces_the_working_one_and_shadow_reports_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let allow = "fn evaluate(ctx) { #{decision: \"allow\", score: 0.0, reasons: [\"v1\"]} }";
+    let strict = "fn evaluate(ctx) { #{decision: \"mfa\", score: 0.5, reasons: [\"strict\"]} }";
+    std::fs::write(dir.path().join("default.rhai"), allow).unwrap();
+    std::fs::write(dir.path().join("strict.rhai"), strict).unwrap();
+    let server = TestServer::start(Settings {
+        policies_dir: Some(dir.path().to_owned()),
+        shadow_policy: Some("strict".into()),
+        ..Settings::default()
+    })
+    .await;
+    let body = json!({"user_id": "ivy", "ip": LONDON, "password_ok": true});
+    let answer = server.evaluate(body.clone()).await;
+    assert_eq!(
+        (answer["decision"].as_str(), reasons(&answer)),
+        (Some("allow"), vec!["v1".to_owned()])
+    );
+    assert_eq!(answer["shadow"]["decision"], "mfa", "{answer}");
+    assert_eq!(answer["shadow"]["policy"]["name"], "strict");
+    let (_, listed) = server.get("/v1/policies").await;
+    assert_eq!(listed["active"]["name"], "default");
+    assert_eq!(listed["shadow"]["name"], "strict");
+    let old_version = listed["active"]["version"].clone();
+
+    std::fs::write(
+        dir.path().join("default.rhai"),
+        "fn evaluate(ctx) { #{ decision: }",
+    )
+    .unwrap();
+    let (status, refused) = server.post("/v1/policies/reload", &json!({})).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("policy_rejected"))
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("default.rhai:1:"),
+        "{refused}"
+    );
+    let still = server.evaluate(body.clone()).await;
+    assert_eq!(
+        still["policy"]["version"], old_version,
+        "the working policy stays"
+    );
+
+    std::fs::write(dir.path().join("default.rhai"), allow.replace("v1", "v2")).unwrap();
+    let (status, reloaded) = server.post("/v1/policies/reload", &json!({})).await;
+    assert_eq!(status, 200, "{reloaded}");
+    let fresh = server.evaluate(body).await;
+    assert_eq!(reasons(&fresh), ["v2"]);
+    assert_ne!(fresh["policy"]["version"], old_version);
+}

@@ -29,6 +29,9 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// 400: a policy reload was refused; the active policies stay.
+    #[error("reload refused, the active policies stay: {0}")]
+    PolicyRejected(String),
     /// 401: no or unknown API key.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -62,6 +65,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
+            ApiError::PolicyRejected(_) => (StatusCode::BAD_REQUEST, "policy_rejected"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

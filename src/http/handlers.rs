@@ -130,10 +130,7 @@ pub async fn reload_policies(State(state): State<AppState>) -> Result<Json<Value
         &state.policies_dir,
         state.selection.clone(),
     )
-    .map_err(|e| ApiError::InvalidField {
-        field: None,
-        message: format!("reload refused, the active policies stay: {e}"),
-    })?;
+    .map_err(|e| ApiError::PolicyRejected(e.to_string()))?;
     let description = describe(&loaded);
     state.engine.set_policies(loaded);
     tracing::info!("policies reloaded");
