@@ -80,14 +80,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Policy {
-            command: PolicyCommand::Check { file },
-        } => return check_policy(&file),
-        command => run(command, cli.settings, cli.config),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli.command, cli.settings, cli.config) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_ERROR)
@@ -99,17 +93,20 @@ fn run(
     command: Command,
     settings: Settings,
     config_file: Option<PathBuf>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let config = settings.with_file(config_file.as_deref())?.resolve()?;
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let config = || settings.with_file(config_file.as_deref())?.resolve();
     match command {
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => return check_policy(&file),
         Command::Serve => {
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(service::run(config, shutdown_signal()))
+            runtime.block_on(service::run(config()?, shutdown_signal()))?;
         }
         Command::Geoip {
             command: GeoipCommand::Lookup { ip },
         } => {
-            let geo = service::open_geoip(&config)?.lookup(ip);
+            let geo = service::open_geoip(&config()?)?.lookup(ip);
             let json = serde_json::json!({
                 "ip": ip,
                 "country": geo.country,
@@ -122,33 +119,30 @@ fn run(
                 "private": geo.private,
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
-            Ok(())
         }
-        Command::Replay(args) => run_replay(args, config).map(|_| ()),
-        Command::Gen(args) => run_gen(args),
-        Command::Policy { .. } => unreachable!("handled in main"),
+        Command::Replay(args) => {
+            run_replay(args, config()?)?;
+        }
+        Command::Gen(args) => run_gen(args)?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn check_policy(file: &std::path::Path) -> ExitCode {
-    let source = match std::fs::read_to_string(file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot read `{}`: {e}", file.display());
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
+/// Compiles a policy file: exit 0 when valid, [`EXIT_INVALID`] when not.
+fn check_policy(file: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
     let name = file.file_stem().unwrap_or_default().to_string_lossy();
     let runtime = Runtime::new(Limits::default());
     match runtime.compile(&name, &file.display().to_string(), &source) {
         Ok(policy) => {
             let r = policy.reference();
             println!("{}: ok ({} {})", file.display(), r.name, r.version);
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_INVALID)
+            Ok(ExitCode::from(EXIT_INVALID))
         }
     }
 }

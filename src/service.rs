@@ -39,16 +39,21 @@ pub enum StartError {
 /// Opens the GeoIP files of `config`, warning once when there are none.
 pub fn open_geoip(config: &Config) -> Result<GeoIp, GeoError> {
     let geo = GeoIp::open(&config.geoip_city, &config.geoip_asn)?;
-    if config.geoip_city.is_empty() {
+    let missing: Vec<&str> = [
+        (
+            config.geoip_city.is_empty(),
+            "RISKGATE_GEOIP_CITY (country, city, travel)",
+        ),
+        (config.geoip_asn.is_empty(), "RISKGATE_GEOIP_ASN (network)"),
+    ]
+    .into_iter()
+    .filter_map(|(missing, key)| missing.then_some(key))
+    .collect();
+    if !missing.is_empty() {
         tracing::warn!(
-            "no City/Country GeoIP database: country, city and travel signals stay empty; \
-             set RISKGATE_GEOIP_CITY (see geoip/README.md or run geoip/fetch.sh)"
-        );
-    }
-    if config.geoip_asn.is_empty() {
-        tracing::warn!(
-            "no ASN database: network signals stay empty; set RISKGATE_GEOIP_ASN \
-             (see geoip/README.md or run geoip/fetch.sh)"
+            "GeoIP data missing, so these signals stay empty; set {} \
+             (see geoip/README.md, or run geoip/fetch.sh)",
+            missing.join(" and ")
         );
     }
     Ok(geo)
