@@ -121,9 +121,16 @@ fn run(
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::Replay(args) => {
-            run_replay(args, config()?)?;
+            let report = args.report.clone();
+            print!("{}", run_replay(args, config()?)?.render());
+            if let Some(dir) = report {
+                println!("report: {}", dir.join("report.html").display());
+            }
         }
-        Command::Gen(args) => run_gen(args)?,
+        Command::Gen(args) => {
+            let stats = run_gen(args)?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

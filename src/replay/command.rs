@@ -106,7 +106,7 @@ fn create(path: &Path) -> std::io::Result<Box<dyn Write>> {
     })
 }
 
-/// Runs a replay and prints its summary.
+/// Runs a replay, writing `--out` and `--report` when asked; returns the summary.
 pub fn run_replay(args: ReplayArgs, config: Config) -> Result<Summary, Box<dyn std::error::Error>> {
     let runtime = Runtime::new(config.limits);
     let mut policies = service::load_policies(&runtime, &config)?;
@@ -155,16 +155,14 @@ pub fn run_replay(args: ReplayArgs, config: Config) -> Result<Summary, Box<dyn s
     )?;
     bar.finish_and_clear();
     drop(out);
-    print!("{}", summary.render());
     if let Some(dir) = &args.report {
         report::write(dir, &summary)?;
-        println!("report: {}", dir.join("report.html").display());
     }
     Ok(summary)
 }
 
-/// Writes a generated corpus and prints what it holds.
-pub fn run_gen(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
+/// Writes a generated corpus; returns what it holds.
+pub fn run_gen(args: GenArgs) -> Result<corpus::CorpusStats, Box<dyn std::error::Error>> {
     let spec = CorpusSpec {
         users: args.users,
         rows: args.rows,
@@ -176,6 +174,5 @@ pub fn run_gen(args: GenArgs) -> Result<(), Box<dyn std::error::Error>> {
     let stats = corpus::generate(&spec, &mut out)?;
     out.flush()?;
     drop(out);
-    println!("{}", serde_json::to_string_pretty(&stats)?);
-    Ok(())
+    Ok(stats)
 }
