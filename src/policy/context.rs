@@ -142,8 +142,10 @@ pub fn register(engine: &mut Engine) {
         [
             failures_10m,
             failures_1h,
+            failures_24h,
             attempts_1m,
             distinct_users_1h,
+            distinct_users_24h,
             lists
         ]
     );

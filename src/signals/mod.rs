@@ -157,10 +157,14 @@ pub struct IpSignals {
     pub failures_10m: i64,
     /// Failed logins from it in the last hour.
     pub failures_1h: i64,
+    /// Failed logins from it in the last 24 hours (slow attacks).
+    pub failures_24h: i64,
     /// Attempts from it in the last minute (this one included).
     pub attempts_1m: i64,
     /// Distinct users tried from it in the last hour (password spraying).
     pub distinct_users_1h: i64,
+    /// Distinct users tried from it in the last 24 hours (saturates at 64).
+    pub distinct_users_24h: i64,
     /// Names of the `policies/lists/` it (or its ASN) is on.
     pub lists: Vec<ImmutableString>,
 }
@@ -281,12 +285,15 @@ pub fn compute(input: Inputs<'_>) -> Signals {
         locked_until: locked_until.map(EventTime),
         lock_remaining_s: locked_until.map_or(0, |until| (until - at + 999) / 1000),
     };
-    let [failures_10m, ip_failures_1h] = counts.ip_failures;
+    let [failures_10m, ip_failures_1h, ip_failures_24h] = counts.ip_failures;
+    let [distinct_users_1h, distinct_users_24h] = counts.ip_users;
     let ip = IpSignals {
         failures_10m,
         failures_1h: ip_failures_1h,
+        failures_24h: ip_failures_24h,
         attempts_1m: counts.ip_attempts_1m,
-        distinct_users_1h: counts.ip_users_1h,
+        distinct_users_1h,
+        distinct_users_24h,
         lists,
     };
     let rba = rba::score(profile, facts);

@@ -26,8 +26,8 @@ const HOUR: Millis = 60 * MINUTE;
 
 /// How long and how many failures are kept per user (the longest user window is 24 h).
 pub const USER_FAILURES: (Millis, usize) = (24 * HOUR, 64);
-/// How long and how many failures are kept per IP (the longest IP window is 1 h).
-pub const IP_FAILURES: (Millis, usize) = (HOUR, 128);
+/// How long and how many failures are kept per IP (the longest IP window is 24 h).
+pub const IP_FAILURES: (Millis, usize) = (24 * HOUR, 128);
 /// How long and how many attempts are kept per IP.
 pub const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
 /// Distinct users remembered per IP and per device.
@@ -80,12 +80,12 @@ pub struct AttemptKeys<'a> {
 pub struct Counts {
     /// The user's failures in 15 minutes, 1 hour, 24 hours.
     pub user_failures: [i64; 3],
-    /// The IP's failures in 10 minutes and 1 hour.
-    pub ip_failures: [i64; 2],
+    /// The IP's failures in 10 minutes, 1 hour and 24 hours.
+    pub ip_failures: [i64; 3],
     /// The IP's attempts in the last minute.
     pub ip_attempts_1m: i64,
-    /// Distinct users tried from the IP in the last hour.
-    pub ip_users_1h: i64,
+    /// Distinct users tried from the IP in the last hour and the last 24 hours.
+    pub ip_users: [i64; 2],
     /// Distinct users on the device id in the last 24 hours.
     pub device_users_24h: i64,
 }
@@ -93,7 +93,9 @@ pub struct Counts {
 /// Window lengths of [`Counts::user_failures`].
 pub const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, 24 * HOUR];
 /// Window lengths of [`Counts::ip_failures`].
-pub const IP_FAILURE_WINDOWS: [Millis; 2] = [10 * MINUTE, HOUR];
+pub const IP_FAILURE_WINDOWS: [Millis; 3] = [10 * MINUTE, HOUR, 24 * HOUR];
+/// Window lengths of [`Counts::ip_users`].
+pub const IP_USER_WINDOWS: [Millis; 2] = [HOUR, 24 * HOUR];
 
 impl UserActivity {
     /// Failures over [`USER_FAILURE_WINDOWS`].
@@ -107,7 +109,7 @@ impl IpActivity {
     pub fn fill(&self, now: Millis, counts: &mut Counts) {
         counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
         counts.ip_attempts_1m = self.attempts.count(now, MINUTE);
-        counts.ip_users_1h = self.users.count(now, HOUR);
+        counts.ip_users = IP_USER_WINDOWS.map(|w| self.users.count(now, w));
     }
 }
 
