@@ -489,6 +489,11 @@ async fn bad_input_gets_a_clear_json_error() {
 
     let (status, _) = server.get("/v1/nowhere").await;
     assert_eq!(status, 404);
+    let (status, json) = server.get("/v1/evaluate").await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     let (status, health) = server.get("/healthz").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let (status, ready) = server.get("/readyz").await;

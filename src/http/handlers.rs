@@ -157,3 +157,8 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
 pub async fn not_found() -> impl IntoResponse {
     ApiError::NotFound("no such route".into())
 }
+
+/// Known routes called with the wrong method.
+pub async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::MethodNotAllowed
+}
