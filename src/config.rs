@@ -278,6 +278,15 @@ impl Settings {
                 .travel_min_distance_km
                 .unwrap_or(defaults.0.travel.min_distance_km),
         };
+        if self
+            .lock_seconds
+            .is_some_and(|s| s > crate::policy::MAX_LOCK_SECONDS)
+        {
+            return Err(ConfigError::Invalid {
+                key: "RISKGATE_LOCK_SECONDS",
+                message: "at most 31536000 (a year)".into(),
+            });
+        }
         let geoip_dir = Path::new(DEFAULT_GEOIP_DIR);
         Ok(Config {
             listen,

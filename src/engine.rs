@@ -195,9 +195,12 @@ impl Engine {
         match (verdict.decision, attempt.password_ok) {
             (Decision::Lock, _) => {
                 // `lock_seconds: 0` refuses this attempt without locking the account.
-                let seconds = verdict.lock_seconds.unwrap_or(0) as Millis;
+                let seconds = verdict.lock_seconds.unwrap_or(0);
                 if seconds > 0 {
-                    self.store.lock(&attempt.user_id, at + seconds * 1000)?;
+                    let millis =
+                        Millis::try_from(seconds.saturating_mul(1000)).unwrap_or(Millis::MAX);
+                    self.store
+                        .lock(&attempt.user_id, at.saturating_add(millis))?;
                 }
             }
             // A wrong password was counted by `observe`.
@@ -232,7 +235,7 @@ impl Engine {
     pub fn record(&self, outcome: &Outcome, now: DateTime<Utc>) -> Result<Recorded, EngineError> {
         let at = outcome.timestamp.unwrap_or(now).timestamp_millis();
         if outcome.kind == OutcomeKind::DeviceTrusted {
-            return self.trust_device(outcome, at);
+            return self.trust_device(outcome);
         }
         let Some(request_id) = outcome.request_id.as_deref() else {
             return self.record_standalone(outcome, at);
@@ -258,6 +261,14 @@ impl Engine {
                 self.store.put_pending(request_id, pending)?;
                 Recorded::AwaitingMfa
             }
+            (MfaPassed, PendingStage::Password { .. }) => {
+                // The step-up passed, but the password is still unverified.
+                pending.stage = PendingStage::Password {
+                    mfa_required: false,
+                };
+                self.store.put_pending(request_id, pending)?;
+                Recorded::AwaitingPassword
+            }
             (LoginSucceeded | MfaPassed, _) => {
                 pending.facts.place.at = at;
                 self.store.learn(&pending.user_id, pending.facts)?;
@@ -270,7 +281,10 @@ impl Engine {
 
     /// An event the IdP did not send to evaluate first: it counts on its own.
     fn record_standalone(&self, outcome: &Outcome, at: Millis) -> Result<Recorded, EngineError> {
-        let ip = outcome.ip.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        // `Outcome::validate` requires an IP on events without a request id.
+        let Some(ip) = outcome.ip else {
+            return Ok(Recorded::Ignored);
+        };
         match outcome.kind {
             OutcomeKind::LoginFailed | OutcomeKind::MfaFailed => {
                 let keys = AttemptKeys {
@@ -299,31 +313,24 @@ impl Engine {
         }
     }
 
-    fn trust_device(&self, outcome: &Outcome, at: Millis) -> Result<Recorded, EngineError> {
-        let parked = match outcome.request_id.as_deref() {
-            Some(id) => self.store.take_pending(id)?,
-            None => None,
+    /// Marks a device trusted, but only one the user already logged in with successfully:
+    /// trusting never makes a device known.
+    fn trust_device(&self, outcome: &Outcome) -> Result<Recorded, EngineError> {
+        let info = self.devices.parse(outcome.user_agent.as_deref());
+        let device = device_value(
+            outcome.device_id.as_deref(),
+            outcome.user_agent.as_deref(),
+            &info,
+        );
+        let trusted = match device {
+            Some(device) => self.store.trust_device(&outcome.user_id, device.id)?,
+            None => false,
         };
-        let device = match &parked {
-            Some(p) if p.user_id == outcome.user_id => p.facts.get(Feature::Device).cloned(),
-            _ => None,
-        }
-        .or_else(|| {
-            let info = self.devices.parse(outcome.user_agent.as_deref());
-            device_value(
-                outcome.device_id.as_deref(),
-                outcome.user_agent.as_deref(),
-                &info,
-            )
-        });
-        if let (Some(id), Some(p)) = (outcome.request_id.as_deref(), parked) {
-            self.store.put_pending(id, p)?;
-        }
-        let Some(device) = device else {
-            return Ok(Recorded::Ignored);
-        };
-        self.store.trust_device(&outcome.user_id, device, at)?;
-        Ok(Recorded::DeviceTrusted)
+        Ok(if trusted {
+            Recorded::DeviceTrusted
+        } else {
+            Recorded::Ignored
+        })
     }
 
     fn judge(&self, policy: &Policy, signals: &Signals) -> Verdict {

@@ -124,10 +124,10 @@ pub struct Outcome {
     pub kind: OutcomeKind,
     /// The account.
     pub user_id: String,
-    /// The client's IP, needed when the event has no `request_id`.
+    /// The client's IP; required when the event has no `request_id`.
     #[serde(default)]
     pub ip: Option<IpAddr>,
-    /// The device, needed for `device_trusted` and events without `request_id`.
+    /// The device: `device_trusted` needs it (or `user_agent`).
     #[serde(default)]
     pub device_id: Option<String>,
     /// The user agent, identifying the device when there is no `device_id`.
@@ -148,14 +148,17 @@ impl Outcome {
         check_len("user_agent", self.user_agent.as_deref(), MAX_FIELD_LEN)?;
         check_len("device_id", self.device_id.as_deref(), MAX_FIELD_LEN)?;
         check_len("request_id", self.request_id.as_deref(), MAX_FIELD_LEN)?;
-        if self.kind == OutcomeKind::DeviceTrusted
-            && self.device_id.is_none()
-            && self.user_agent.is_none()
-            && self.request_id.is_none()
-        {
+        if self.kind == OutcomeKind::DeviceTrusted {
+            if self.device_id.is_none() && self.user_agent.is_none() {
+                return Err(FieldError::new(
+                    "device_id",
+                    "`device_trusted` needs `device_id` or `user_agent`",
+                ));
+            }
+        } else if self.request_id.is_none() && self.ip.is_none() {
             return Err(FieldError::new(
-                "device_id",
-                "`device_trusted` needs `device_id`, `user_agent` or `request_id`",
+                "ip",
+                "an event without `request_id` needs `ip`",
             ));
         }
         Ok(())
@@ -253,6 +256,8 @@ pub enum Recorded {
     FailureCounted,
     /// The attempt now waits for its MFA result.
     AwaitingMfa,
+    /// The step-up passed; the attempt now waits for its password result.
+    AwaitingPassword,
     /// A device was marked trusted.
     DeviceTrusted,
     /// Nothing changed: the attempt's outcome was already counted, or is unknown.

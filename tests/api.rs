@@ -654,3 +654,70 @@ async fn a_broken_policy_never_replaces_the_working_one_and_shadow_reports_besid
     assert_eq!(reasons(&fresh), ["v2"]);
     assert_ne!(fresh["policy"]["version"], old_version);
 }
+
+#[tokio::test]
+async fn trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified_device() {
+    let server = TestServer::default().await;
+    server
+        .evaluate(login(
+            "jo",
+            LONDON,
+            "jo-laptop",
+            CHROME_WIN,
+            "2026-11-03T09:00:00Z",
+            Some(true),
+        ))
+        .await;
+    // "Remember this device" for a device that never completed a login changes nothing.
+    let trusted = server
+        .event(json!({"type": "device_trusted", "user_id": "jo", "device_id": "evil"}))
+        .await;
+    assert_eq!(trusted["recorded"], "ignored");
+    let known = server
+        .event(json!({"type": "device_trusted", "user_id": "jo", "device_id": "jo-laptop"}))
+        .await;
+    assert_eq!(known["recorded"], "device_trusted");
+
+    // Pre-auth, step-up passed, then the password turns out wrong: a failure, nothing learned.
+    let pre = server
+        .evaluate(login(
+            "jo",
+            CHINA,
+            "evil",
+            FIREFOX_LINUX,
+            "2026-11-03T10:00:00Z",
+            None,
+        ))
+        .await;
+    let id = pre["request_id"].clone();
+    let at = "2026-11-03T10:00:10Z";
+    let mfa = server
+        .event(json!({"type": "mfa_passed", "user_id": "jo", "request_id": id, "timestamp": at}))
+        .await;
+    assert_eq!(mfa["recorded"], "awaiting_password");
+    let failed = server
+        .event(json!({"type": "login_failed", "user_id": "jo", "request_id": id, "timestamp": at}))
+        .await;
+    assert_eq!(failed["recorded"], "failure_counted");
+    let after = server
+        .evaluate(login(
+            "jo",
+            CHINA,
+            "evil",
+            FIREFOX_LINUX,
+            "2026-11-03T10:01:00Z",
+            None,
+        ))
+        .await;
+    assert_eq!(after["signals"]["device"]["known"], false);
+    assert_eq!(after["signals"]["user"]["failures_15m"], 1);
+
+    // Events that stand alone must say where they came from.
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            &json!({"type": "login_succeeded", "user_id": "jo"}),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("ip")));
+}

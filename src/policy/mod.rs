@@ -21,6 +21,8 @@ pub use lists::{ListError, Lists};
 use crate::model::{Decision, PolicyRef};
 use crate::signals::Signals;
 
+/// The longest lock a policy may ask for: a year.
+pub const MAX_LOCK_SECONDS: u64 = 365 * 24 * 3600;
 /// The function every policy defines.
 pub const ENTRY_POINT: &str = "evaluate";
 /// The policy used when no app mapping applies.
@@ -145,6 +147,14 @@ impl Runtime {
         engine.disable_symbol("eval");
         context::register(&mut engine);
         engine.register_fn("cidr_match", cidr_match);
+        // Comparator calls inside `sort` are not counted against the operation budget, so a
+        // policy could spin for seconds: only the plain, bounded sorts are available.
+        engine.register_fn(
+            "sort",
+            |_: &mut rhai::Array, _: rhai::FnPtr| -> Result<(), Box<rhai::EvalAltResult>> {
+                Err("`sort` with a comparator is not available in policies".into())
+            },
+        );
         Self { engine }
     }
 
@@ -302,7 +312,8 @@ impl PolicyOutput {
                 v.as_int()
                     .ok()
                     .and_then(|i| u64::try_from(i).ok())
-                    .ok_or("`lock_seconds` must be a non-negative integer")?,
+                    .filter(|&s| s <= MAX_LOCK_SECONDS)
+                    .ok_or("`lock_seconds` must be an integer from 0 to 31536000 (a year)")?,
             ),
             _ => None,
         };
@@ -459,7 +470,15 @@ mod tests {
             ),
             (
                 "fn evaluate(ctx) { #{decision: \"lock\", lock_seconds: -5} }",
-                "non-negative",
+                "a year",
+            ),
+            (
+                "fn evaluate(ctx) { #{decision: \"lock\", lock_seconds: 10000000000000000} }",
+                "a year",
+            ),
+            (
+                "fn evaluate(ctx) { let a = [3, 1, 2]; a.sort(|x, y| x - y); #{decision: \"allow\"} }",
+                "comparator",
             ),
             (
                 "fn evaluate(ctx) { #{decision: \"allow\", reasons: [1]} }",

@@ -11,7 +11,7 @@ pub mod report;
 pub mod summary;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io::Write;
 use std::sync::mpsc;
 
@@ -21,6 +21,10 @@ use serde::Serialize;
 use crate::Millis;
 use crate::engine::{Engine, EngineError, Enrichment};
 use crate::enrich::GeoInfo;
+use crate::state::bounded::BoundedMap;
+
+/// Logged request ids remembered for the events that follow them.
+const REQUEST_IDS_KEPT: usize = 1_000_000;
 use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind};
 pub use readers::{ColumnMap, Format, ReadError};
 pub use summary::Summary;
@@ -206,7 +210,7 @@ pub fn replay(
         engine,
         options,
         summary: Summary::new(options.samples),
-        request_ids: HashMap::new(),
+        request_ids: BoundedMap::new(REQUEST_IDS_KEPT),
         pending: BinaryHeap::new(),
         last_at: Millis::MIN,
     };
@@ -274,8 +278,9 @@ struct Run<'a> {
     engine: &'a Engine,
     options: &'a Options,
     summary: Summary,
-    /// Logged request id → replayed request id, for decision-log events.
-    request_ids: HashMap<String, String>,
+    /// Logged request id → replayed request id, for decision-log events; bounded like the
+    /// engine's own attempts awaiting an outcome.
+    request_ids: BoundedMap<String>,
     /// Reorder buffer: earliest event first, ties in input order.
     pending: BinaryHeap<Reverse<(Millis, u64, Slot)>>,
     last_at: Millis,
@@ -336,8 +341,12 @@ impl Run<'_> {
         let now = DateTime::from_timestamp_millis(at).unwrap_or_default();
         match event.kind {
             EventKind::Outcome(mut outcome) => {
-                if let Some(id) = outcome.request_id.take() {
-                    outcome.request_id = self.request_ids.remove(&id);
+                if let Some(id) = &mut outcome.request_id {
+                    // An id the replay never saw stays unknown to the engine too (ignored).
+                    let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+                    if let Some(replayed) = self.request_ids.get(key, |r| r.clone()) {
+                        *id = replayed;
+                    }
                 }
                 self.engine.record(&outcome, now)?;
                 self.summary.metrics.events += 1;
@@ -365,8 +374,9 @@ impl Run<'_> {
         let answer = self.engine.evaluate_enriched(attempt, now, enrichment)?;
         if let Some(logged_id) = &login.request_id {
             // Decision-log input: its own events resolve the attempt.
-            self.request_ids
-                .insert(logged_id.clone(), answer.request_id.clone());
+            let key = xxhash_rust::xxh3::xxh3_64(logged_id.as_bytes());
+            let replayed = answer.request_id.clone();
+            self.request_ids.update(key, |slot| *slot = replayed);
         } else if answer.verdict.decision == Decision::Mfa
             && login.attempt.password_ok == Some(true)
         {

@@ -310,7 +310,7 @@ pub fn parse_time(v: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
-    let n: f64 = v.parse().ok()?;
+    let n: f64 = v.parse().ok().filter(|n: &f64| n.is_finite())?;
     let millis = if n.abs() >= 1e11 { n } else { n * 1000.0 };
     DateTime::from_timestamp_millis(millis as i64)
 }
@@ -448,6 +448,7 @@ mod tests {
             assert_eq!(parse_time(v), Some(expect), "{v}");
         }
         assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("nan"), None);
     }
 
     #[test]

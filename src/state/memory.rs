@@ -7,9 +7,9 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::bounded::BoundedMap;
 use super::{
-    AttemptKeys, Counts, DEVICE_USERS_WINDOW, DISTINCT_USERS, DeviceActivity, FeatureValue,
-    IP_ATTEMPTS, IP_FAILURES, IpActivity, LoginFacts, Observation, Pending, Store, StoreError,
-    USER_FAILURES, UserActivity, UserProfile,
+    AttemptKeys, Counts, DEVICE_USERS_WINDOW, DISTINCT_USERS, DeviceActivity, IP_ATTEMPTS,
+    IP_FAILURES, IpActivity, LoginFacts, Observation, Pending, Store, StoreError, USER_FAILURES,
+    UserActivity, UserProfile,
 };
 use crate::Millis;
 
@@ -161,20 +161,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn trust_device(
-        &self,
-        user_id: &str,
-        device: FeatureValue,
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        self.profiles.update(key(user_id), |p| {
-            let profile = Arc::make_mut(p);
-            if profile.user_id.is_empty() {
-                profile.user_id = user_id.to_owned();
-            }
-            profile.trust_device(device, now);
-        });
-        Ok(())
+    fn trust_device(&self, user_id: &str, device: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .profiles
+            .get(key(user_id), |p| Arc::make_mut(p).trust_device(device))
+            .unwrap_or(false))
     }
 
     fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError> {

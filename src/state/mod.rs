@@ -179,13 +179,8 @@ pub trait Store: Send + Sync {
     fn count_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<(), StoreError>;
     /// Teaches the user's profile a fully successful login.
     fn learn(&self, user_id: &str, login: LoginFacts) -> Result<(), StoreError>;
-    /// Marks a device known and trusted for the user.
-    fn trust_device(
-        &self,
-        user_id: &str,
-        device: FeatureValue,
-        now: Millis,
-    ) -> Result<(), StoreError>;
+    /// Marks a device the user already knows as trusted; returns whether it was known.
+    fn trust_device(&self, user_id: &str, device: u64) -> Result<bool, StoreError>;
     /// Locks the user until `until` (never shortens an existing lock).
     fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError>;
     /// Lifts the user's lock; returns whether there was one.

@@ -199,9 +199,16 @@ impl UserProfile {
         }
     }
 
-    /// Marks a device known and trusted.
-    pub fn trust_device(&mut self, device: FeatureValue, at: Millis) {
-        self.remember(Feature::Device, device, at).trusted = true;
+    /// Marks a known device trusted; returns false (and changes nothing) for an unknown one.
+    pub fn trust_device(&mut self, device: u64) -> bool {
+        let list = &mut self.known[Feature::Device as usize];
+        match list.iter_mut().find(|k| k.value.id == device) {
+            Some(known) => {
+                known.trusted = true;
+                true
+            }
+            None => false,
+        }
     }
 
     fn remember(&mut self, feature: Feature, value: FeatureValue, at: Millis) -> &mut Known {
