@@ -149,6 +149,13 @@ impl Runtime {
         engine.register_fn("cidr_match", cidr_match);
         // Comparator calls inside `sort` are not counted against the operation budget, so a
         // policy could spin for seconds: only the plain, bounded sorts are available.
+        // Decisions depend on event time (`ctx.time`), never the wall clock, so replays match.
+        engine.register_fn(
+            "timestamp",
+            || -> Result<rhai::Dynamic, Box<rhai::EvalAltResult>> {
+                Err("`timestamp()` is not available in policies; use `ctx.time`".into())
+            },
+        );
         engine.register_fn(
             "sort",
             |_: &mut rhai::Array, _: rhai::FnPtr| -> Result<(), Box<rhai::EvalAltResult>> {
@@ -487,6 +494,10 @@ mod tests {
             (
                 "fn evaluate(ctx) { ctx.user.no_such_signal }",
                 "no_such_signal",
+            ),
+            (
+                "fn evaluate(ctx) { let t = timestamp(); #{decision: \"allow\"} }",
+                "ctx.time",
             ),
         ] {
             let policy = runtime.compile("t", "t.rhai", source).unwrap();
