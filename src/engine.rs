@@ -16,8 +16,8 @@ use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded
 use crate::policy::{Policy, PolicySet, Runtime};
 use crate::signals::{self, Inputs, Signals, TravelLimits};
 use crate::state::{
-    AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, Pending, PendingStage, Store,
-    StoreError,
+    AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
+    Pending, PendingStage, Store, StoreError,
 };
 
 /// Reason given when the fail-safe decision replaces a failed policy.
@@ -54,11 +54,11 @@ pub enum EngineError {
 
 /// The decision engine.
 pub struct Engine {
-    geo: ArcSwap<GeoIp>,
-    devices: DeviceParser,
+    geo: Arc<ArcSwap<GeoIp>>,
+    devices: Arc<DeviceParser>,
     store: Arc<dyn Store>,
-    runtime: Runtime,
-    policies: ArcSwap<PolicySet>,
+    runtime: Arc<Runtime>,
+    policies: Arc<ArcSwap<PolicySet>>,
     settings: EngineSettings,
 }
 
@@ -83,12 +83,25 @@ impl Engine {
         settings: EngineSettings,
     ) -> Self {
         Self {
-            geo: ArcSwap::from_pointee(geo),
-            devices,
+            geo: Arc::new(ArcSwap::from_pointee(geo)),
+            devices: Arc::new(devices),
             store,
-            runtime,
-            policies: ArcSwap::from_pointee(policies),
+            runtime: Arc::new(runtime),
+            policies: Arc::new(ArcSwap::from_pointee(policies)),
             settings,
+        }
+    }
+
+    /// An engine sharing this one's enrichment, runtime and policies over another state
+    /// store (replay runs one per shard of users).
+    pub fn with_store(&self, store: Arc<dyn Store>) -> Self {
+        Self {
+            geo: Arc::clone(&self.geo),
+            devices: Arc::clone(&self.devices),
+            store,
+            runtime: Arc::clone(&self.runtime),
+            policies: Arc::clone(&self.policies),
+            settings: self.settings,
         }
     }
 
@@ -129,7 +142,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Assessment, EngineError> {
         let enrichment = self.enrichment(attempt.ip, attempt.user_agent.as_deref(), None);
-        self.evaluate_enriched(attempt, now, enrichment)
+        self.evaluate_enriched(attempt, now, enrichment, None)
     }
 
     /// Looks up an attempt's IP and parses its user agent; location facts a log already
@@ -150,12 +163,15 @@ impl Engine {
         }
     }
 
-    /// [`Engine::evaluate`] with the enrichment already done.
+    /// [`Engine::evaluate`] with the enrichment already done and, when `network` is given,
+    /// the IP and device counters already counted by the caller (replay counts them centrally
+    /// and splits users across engines); the store then only counts the user.
     pub fn evaluate_enriched(
         &self,
         attempt: &Attempt,
         now: DateTime<Utc>,
         enrichment: Enrichment,
+        network: Option<NetworkCounts>,
     ) -> Result<Assessment, EngineError> {
         let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
@@ -169,13 +185,19 @@ impl Engine {
             at,
         );
         let failed = attempt.password_ok == Some(false);
-        let keys = AttemptKeys {
-            user_id: &attempt.user_id,
+        let origin = NetworkKeys {
             ip: counting_bucket(attempt.ip),
             device_id: attempt.device_id.as_deref(),
+        };
+        let keys = AttemptKeys {
+            user_id: &attempt.user_id,
+            network: network.is_none().then_some(origin),
             failed,
         };
-        let observation = self.store.observe(&keys, at)?;
+        let mut observation = self.store.observe(&keys, at)?;
+        if let Some(network) = network {
+            observation.counts.network = network;
+        }
         let policies = self.policies.load();
         let signals = Arc::new(signals::compute(Inputs {
             attempt,
@@ -215,7 +237,7 @@ impl Engine {
                 };
                 let pending = Pending {
                     user_id: attempt.user_id.clone(),
-                    ip: keys.ip,
+                    ip: origin.ip,
                     device_id: attempt.device_id.clone(),
                     facts,
                     stage,
@@ -251,7 +273,8 @@ impl Engine {
         use OutcomeKind::*;
         let recorded = match (outcome.kind, pending.stage) {
             (LoginFailed | MfaFailed, _) => {
-                self.store.count_failure(&pending.keys(), at)?;
+                let keys = pending.failure_keys(outcome.kind == LoginFailed);
+                self.store.count_failure(&keys, at)?;
                 Recorded::FailureCounted
             }
             (LoginSucceeded, PendingStage::Password { mfa_required: true })
@@ -287,10 +310,13 @@ impl Engine {
         };
         match outcome.kind {
             OutcomeKind::LoginFailed | OutcomeKind::MfaFailed => {
+                // A wrong password counts against the IP; a failed step-up is the user's alone.
                 let keys = AttemptKeys {
                     user_id: &outcome.user_id,
-                    ip: counting_bucket(ip),
-                    device_id: outcome.device_id.as_deref(),
+                    network: (outcome.kind == OutcomeKind::LoginFailed).then(|| NetworkKeys {
+                        ip: counting_bucket(ip),
+                        device_id: outcome.device_id.as_deref(),
+                    }),
                     failed: true,
                 };
                 self.store.count_failure(&keys, at)?;

@@ -371,7 +371,9 @@ impl Run<'_> {
                 login.geo.as_ref(),
             )
         });
-        let answer = self.engine.evaluate_enriched(attempt, now, enrichment)?;
+        let answer = self
+            .engine
+            .evaluate_enriched(attempt, now, enrichment, None)?;
         if let Some(logged_id) = &login.request_id {
             // Decision-log input: its own events resolve the attempt.
             let key = xxhash_rust::xxh3::xxh3_64(logged_id.as_bytes());

@@ -285,13 +285,14 @@ pub fn compute(input: Inputs<'_>) -> Signals {
         locked_until: locked_until.map(EventTime),
         lock_remaining_s: locked_until.map_or(0, |until| (until - at + 999) / 1000),
     };
-    let [failures_10m, ip_failures_1h, ip_failures_24h] = counts.ip_failures;
-    let [distinct_users_1h, distinct_users_24h] = counts.ip_users;
+    let network = &counts.network;
+    let [failures_10m, ip_failures_1h, ip_failures_24h] = network.ip_failures;
+    let [distinct_users_1h, distinct_users_24h] = network.ip_users;
     let ip = IpSignals {
         failures_10m,
         failures_1h: ip_failures_1h,
         failures_24h: ip_failures_24h,
-        attempts_1m: counts.ip_attempts_1m,
+        attempts_1m: network.ip_attempts_1m,
         distinct_users_1h,
         distinct_users_24h,
         lists,
@@ -323,7 +324,7 @@ pub fn compute(input: Inputs<'_>) -> Signals {
             info: device,
             known: device_known.is_some(),
             trusted: device_known.is_some_and(|k| k.trusted),
-            users_24h: counts.device_users_24h,
+            users_24h: network.device_users_24h,
         }),
         user: Arc::new(user),
         ip: Arc::new(ip),

@@ -1,15 +1,11 @@
 //! The in-memory backend: bounded maps, lost on restart.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::bounded::BoundedMap;
 use super::{
-    AttemptKeys, Counts, DEVICE_USERS_WINDOW, DISTINCT_USERS, DeviceActivity, IP_ATTEMPTS,
-    IP_FAILURES, IpActivity, LoginFacts, Observation, Pending, Store, StoreError, USER_FAILURES,
-    UserActivity, UserProfile,
+    AttemptKeys, Counts, LoginFacts, NetworkActivity, Observation, Pending, Store, StoreError,
+    USER_FAILURES, UserActivity, UserProfile, key,
 };
 use crate::Millis;
 
@@ -45,20 +41,8 @@ impl Default for Capacity {
 pub struct MemoryStore {
     users: BoundedMap<UserActivity>,
     profiles: BoundedMap<Arc<UserProfile>>,
-    ips: BoundedMap<IpActivity>,
-    devices: BoundedMap<DeviceActivity>,
+    network: NetworkActivity,
     pending: BoundedMap<Option<Pending>>,
-}
-
-fn key(s: &str) -> u64 {
-    xxh3_64(s.as_bytes())
-}
-
-fn ip_key(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(v4) => xxh3_64(&v4.octets()),
-        IpAddr::V6(v6) => xxh3_64(&v6.octets()),
-    }
 }
 
 impl MemoryStore {
@@ -67,29 +51,26 @@ impl MemoryStore {
         Self {
             users: BoundedMap::new(capacity.users),
             profiles: BoundedMap::new(capacity.profiles),
-            ips: BoundedMap::new(capacity.ips),
-            devices: BoundedMap::new(capacity.devices),
+            network: NetworkActivity::new(capacity.ips, capacity.devices),
             pending: BoundedMap::new(capacity.pending),
         }
     }
 
     /// Entries held per map: users, profiles, ips, devices, pending.
     pub fn sizes(&self) -> [usize; 5] {
+        let [ips, devices] = self.network.sizes();
         [
             self.users.len(),
             self.profiles.len(),
-            self.ips.len(),
-            self.devices.len(),
+            ips,
+            devices,
             self.pending.len(),
         ]
     }
 
-    fn record_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> UserActivityView {
-        let (horizon, cap) = IP_FAILURES;
-        self.ips
-            .update(ip_key(attempt.ip), |ip| ip.failures.push(now, horizon, cap));
+    fn record_user_failure(&self, user_key: u64, now: Millis) -> UserActivityView {
         let (horizon, cap) = USER_FAILURES;
-        self.users.update(key(attempt.user_id), |user| {
+        self.users.update(user_key, |user| {
             user.failures.push(now, horizon, cap);
             UserActivityView::of(user, now)
         })
@@ -116,37 +97,31 @@ impl Store for MemoryStore {
     fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError> {
         let user_key = key(attempt.user_id);
         let user = if attempt.failed {
-            self.record_failure(attempt, now)
+            self.record_user_failure(user_key, now)
         } else {
             self.users
                 .get(user_key, |u| UserActivityView::of(u, now))
                 .unwrap_or_default()
         };
-        let mut counts = Counts {
-            user_failures: user.failures,
-            ..Counts::default()
-        };
-        self.ips.update(ip_key(attempt.ip), |ip| {
-            let (horizon, cap) = IP_ATTEMPTS;
-            ip.attempts.push(now, horizon, cap);
-            ip.users.push(user_key, now, DISTINCT_USERS);
-            ip.fill(now, &mut counts);
-        });
-        if let Some(id) = attempt.device_id {
-            counts.device_users_24h = self.devices.update(key(id), |d| {
-                d.users.push(user_key, now, DISTINCT_USERS);
-                d.users.count(now, DEVICE_USERS_WINDOW)
-            });
-        }
+        let network = attempt
+            .network
+            .map(|keys| self.network.observe(keys, user_key, attempt.failed, now))
+            .unwrap_or_default();
         Ok(Observation {
-            counts,
+            counts: Counts {
+                user_failures: user.failures,
+                network,
+            },
             locked_until: user.locked_until,
             profile: self.profiles.get(user_key, |p| Arc::clone(p)),
         })
     }
 
     fn count_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<(), StoreError> {
-        self.record_failure(attempt, now);
+        if let Some(keys) = attempt.network {
+            self.network.count_failure(keys.ip, now);
+        }
+        self.record_user_failure(key(attempt.user_id), now);
         Ok(())
     }
 
@@ -213,7 +188,10 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
+    use crate::state::NetworkKeys;
 
     #[test]
     fn a_flood_of_random_users_and_ips_stays_within_the_bounds() {
@@ -230,8 +208,10 @@ mod tests {
             let device = format!("dev-{i}");
             let keys = AttemptKeys {
                 user_id: &user,
-                ip: IpAddr::V4(i.into()),
-                device_id: Some(&device),
+                network: Some(NetworkKeys {
+                    ip: IpAddr::V4(i.into()),
+                    device_id: Some(&device),
+                }),
                 failed: i % 2 == 0,
             };
             store.observe(&keys, i64::from(i)).unwrap();

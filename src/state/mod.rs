@@ -7,6 +7,7 @@
 
 pub mod bounded;
 pub mod memory;
+pub mod network;
 pub mod profile;
 pub mod window;
 
@@ -14,8 +15,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
 
 pub use memory::MemoryStore;
+pub use network::{NetworkActivity, NetworkCounts, NetworkKeys};
 pub use profile::{Feature, FeatureValue, Known, LoginFacts, LoginPlace, UserProfile};
 pub use window::{DistinctWindow, EventWindow};
 
@@ -26,15 +29,6 @@ const HOUR: Millis = 60 * MINUTE;
 
 /// How long and how many failures are kept per user (the longest user window is 24 h).
 pub const USER_FAILURES: (Millis, usize) = (24 * HOUR, 64);
-/// How long and how many failures are kept per IP (the longest IP window is 24 h).
-pub const IP_FAILURES: (Millis, usize) = (24 * HOUR, 128);
-/// How long and how many attempts are kept per IP.
-pub const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
-/// Distinct users remembered per IP and per device.
-pub const DISTINCT_USERS: usize = 64;
-/// Window of [`Counts::device_users_24h`].
-pub const DEVICE_USERS_WINDOW: Millis = 24 * HOUR;
-
 /// Live counters of one user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserActivity {
@@ -44,34 +38,16 @@ pub struct UserActivity {
     pub locked_until: Option<Millis>,
 }
 
-/// Live counters of one IP (IPv6 counted per /64).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct IpActivity {
-    /// Failed logins from it.
-    pub failures: EventWindow,
-    /// All attempts from it.
-    pub attempts: EventWindow,
-    /// Users tried from it.
-    pub users: DistinctWindow,
-}
-
-/// Live counters of one device id.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeviceActivity {
-    /// Users seen on it.
-    pub users: DistinctWindow,
-}
-
 /// The keys of one attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptKeys<'a> {
     /// The account.
     pub user_id: &'a str,
-    /// The client IP, already reduced to its counting bucket.
-    pub ip: IpAddr,
-    /// The explicit device id, when the IdP sent one.
-    pub device_id: Option<&'a str>,
-    /// The password was wrong.
+    /// Where it came from; `None` when the caller keeps the network counters itself
+    /// (replay counts them centrally, ahead of its per-user shards) or, for a failed step-up,
+    /// when the failure is the user's alone.
+    pub network: Option<NetworkKeys<'a>>,
+    /// The password (or step-up) failed.
     pub failed: bool,
 }
 
@@ -80,36 +56,22 @@ pub struct AttemptKeys<'a> {
 pub struct Counts {
     /// The user's failures in 15 minutes, 1 hour, 24 hours.
     pub user_failures: [i64; 3],
-    /// The IP's failures in 10 minutes, 1 hour and 24 hours.
-    pub ip_failures: [i64; 3],
-    /// The IP's attempts in the last minute.
-    pub ip_attempts_1m: i64,
-    /// Distinct users tried from the IP in the last hour and the last 24 hours.
-    pub ip_users: [i64; 2],
-    /// Distinct users on the device id in the last 24 hours.
-    pub device_users_24h: i64,
+    /// The IP's and the device's counters.
+    pub network: NetworkCounts,
 }
 
 /// Window lengths of [`Counts::user_failures`].
 pub const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, 24 * HOUR];
-/// Window lengths of [`Counts::ip_failures`].
-pub const IP_FAILURE_WINDOWS: [Millis; 3] = [10 * MINUTE, HOUR, 24 * HOUR];
-/// Window lengths of [`Counts::ip_users`].
-pub const IP_USER_WINDOWS: [Millis; 2] = [HOUR, 24 * HOUR];
+
+/// The key a user id or device id is stored under.
+pub fn key(id: &str) -> u64 {
+    xxh3_64(id.as_bytes())
+}
 
 impl UserActivity {
     /// Failures over [`USER_FAILURE_WINDOWS`].
     pub fn failure_counts(&self, now: Millis) -> [i64; 3] {
         USER_FAILURE_WINDOWS.map(|w| self.failures.count(now, w))
-    }
-}
-
-impl IpActivity {
-    /// Writes this IP's counts into `counts`.
-    pub fn fill(&self, now: Millis, counts: &mut Counts) {
-        counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
-        counts.ip_attempts_1m = self.attempts.count(now, MINUTE);
-        counts.ip_users = IP_USER_WINDOWS.map(|w| self.users.count(now, w));
     }
 }
 
@@ -152,12 +114,15 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// The keys for counting this attempt's failure.
-    pub fn keys(&self) -> AttemptKeys<'_> {
+    /// The keys for counting this attempt's failure: a wrong password counts against its IP
+    /// too, a failed step-up only against the user.
+    pub fn failure_keys(&self, wrong_password: bool) -> AttemptKeys<'_> {
         AttemptKeys {
             user_id: &self.user_id,
-            ip: self.ip,
-            device_id: self.device_id.as_deref(),
+            network: wrong_password.then_some(NetworkKeys {
+                ip: self.ip,
+                device_id: self.device_id.as_deref(),
+            }),
             failed: true,
         }
     }

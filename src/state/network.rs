@@ -1,0 +1,140 @@
+//! Cross-user counters: per IP (IPv6 per /64) and per device id.
+//!
+//! They are the only state shared between users, so they live apart: a backend keeps them
+//! beside its per-user state, and replay keeps them centrally while per-user state is split
+//! across threads.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::bounded::BoundedMap;
+use super::{DistinctWindow, EventWindow, HOUR, MINUTE};
+use crate::Millis;
+
+/// How long and how many failures are kept per IP (the longest IP window is 24 h).
+pub const IP_FAILURES: (Millis, usize) = (24 * HOUR, 128);
+/// How long and how many attempts are kept per IP.
+pub const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
+/// Distinct users remembered per IP and per device.
+pub const DISTINCT_USERS: usize = 64;
+/// Window of [`NetworkCounts::device_users_24h`].
+pub const DEVICE_USERS_WINDOW: Millis = 24 * HOUR;
+/// Window lengths of [`NetworkCounts::ip_failures`].
+pub const IP_FAILURE_WINDOWS: [Millis; 3] = [10 * MINUTE, HOUR, 24 * HOUR];
+/// Window lengths of [`NetworkCounts::ip_users`].
+pub const IP_USER_WINDOWS: [Millis; 2] = [HOUR, 24 * HOUR];
+
+/// Where an attempt came from.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkKeys<'a> {
+    /// The client IP, already reduced to its counting bucket.
+    pub ip: IpAddr,
+    /// The explicit device id, when the IdP sent one.
+    pub device_id: Option<&'a str>,
+}
+
+/// Counts of one attempt's IP and device, each over `(now - window, now]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkCounts {
+    /// Wrong passwords from the IP in 10 minutes, 1 hour and 24 hours.
+    pub ip_failures: [i64; 3],
+    /// Attempts from the IP in the last minute.
+    pub ip_attempts_1m: i64,
+    /// Distinct users tried from the IP in the last hour and the last 24 hours.
+    pub ip_users: [i64; 2],
+    /// Distinct users on the device id in the last 24 hours.
+    pub device_users_24h: i64,
+}
+
+/// Live counters of one IP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IpActivity {
+    /// Wrong passwords from it.
+    pub failures: EventWindow,
+    /// All attempts from it.
+    pub attempts: EventWindow,
+    /// Users tried from it.
+    pub users: DistinctWindow,
+}
+
+impl IpActivity {
+    /// Writes this IP's counts into `counts`.
+    pub fn fill(&self, now: Millis, counts: &mut NetworkCounts) {
+        counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
+        counts.ip_attempts_1m = self.attempts.count(now, MINUTE);
+        counts.ip_users = IP_USER_WINDOWS.map(|w| self.users.count(now, w));
+    }
+}
+
+/// Live counters of one device id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceActivity {
+    /// Users seen on it.
+    pub users: DistinctWindow,
+}
+
+/// IP and device counters in bounded in-process maps.
+pub struct NetworkActivity {
+    ips: BoundedMap<IpActivity>,
+    devices: BoundedMap<DeviceActivity>,
+}
+
+fn ip_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => xxh3_64(&v4.octets()),
+        IpAddr::V6(v6) => xxh3_64(&v6.octets()),
+    }
+}
+
+impl NetworkActivity {
+    /// Empty counters for at most `ips` IPs and `devices` device ids.
+    pub fn new(ips: usize, devices: usize) -> Self {
+        Self {
+            ips: BoundedMap::new(ips),
+            devices: BoundedMap::new(devices),
+        }
+    }
+
+    /// Counts an attempt by `user` (its key) from `keys`, and its wrong password if `failed`;
+    /// returns the counts including it.
+    pub fn observe(
+        &self,
+        keys: NetworkKeys<'_>,
+        user: u64,
+        failed: bool,
+        now: Millis,
+    ) -> NetworkCounts {
+        let mut counts = NetworkCounts::default();
+        self.ips.update(ip_key(keys.ip), |ip| {
+            if failed {
+                let (horizon, cap) = IP_FAILURES;
+                ip.failures.push(now, horizon, cap);
+            }
+            let (horizon, cap) = IP_ATTEMPTS;
+            ip.attempts.push(now, horizon, cap);
+            ip.users.push(user, now, DISTINCT_USERS);
+            ip.fill(now, &mut counts);
+        });
+        if let Some(id) = keys.device_id {
+            counts.device_users_24h = self.devices.update(super::key(id), |d| {
+                d.users.push(user, now, DISTINCT_USERS);
+                d.users.count(now, DEVICE_USERS_WINDOW)
+            });
+        }
+        counts
+    }
+
+    /// Counts a wrong password from `ip` reported after its attempt was observed.
+    pub fn count_failure(&self, ip: IpAddr, now: Millis) {
+        let (horizon, cap) = IP_FAILURES;
+        self.ips
+            .update(ip_key(ip), |ip| ip.failures.push(now, horizon, cap));
+    }
+
+    /// Entries held: IPs, devices.
+    pub fn sizes(&self) -> [usize; 2] {
+        [self.ips.len(), self.devices.len()]
+    }
+}
