@@ -42,7 +42,8 @@ pub struct ReplayArgs {
     /// CSV column mapping as a TOML file of `field = "Column"` lines.
     #[arg(long)]
     pub map_file: Option<PathBuf>,
-    /// 1: parse and score on one thread; 2: parse on a second thread. Results are identical.
+    /// Threads: 1 runs everything on one; more read, order and score in parallel, splitting
+    /// users over up to this many scoring threads (CSV logs). Results are identical.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// How step-ups are resolved for rows without labels.
@@ -140,6 +141,8 @@ pub fn run_replay(args: ReplayArgs, config: Config) -> Result<Summary, Box<dyn s
         reorder_window: args.reorder_window,
         unlabelled_mfa: args.unlabelled_mfa,
         samples: args.samples,
+        capacity: config.capacity,
+        split_users: format != Format::Jsonl,
     };
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {human_pos} rows  {per_sec}  {elapsed}")

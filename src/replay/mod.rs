@@ -10,10 +10,12 @@ pub mod readers;
 pub mod report;
 pub mod summary;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+mod router;
+mod shard;
+
+use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -21,12 +23,13 @@ use serde::Serialize;
 use crate::Millis;
 use crate::engine::{Engine, EngineError, Enrichment};
 use crate::enrich::GeoInfo;
-use crate::state::bounded::BoundedMap;
-
-/// Logged request ids remembered for the events that follow them.
-const REQUEST_IDS_KEPT: usize = 1_000_000;
-use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind};
+use crate::model::{Assessment, Attempt, Decision, Outcome};
+use crate::state::bounded::{SHARDED_FROM, SHARDS};
+use crate::state::memory::Capacity;
+use crate::state::{MemoryStore, NetworkActivity};
 pub use readers::{ColumnMap, Format, ReadError};
+use router::{Routed, Router};
+use shard::{Scored, Shard};
 pub use summary::Summary;
 
 /// What the log says an event really was.
@@ -142,7 +145,9 @@ pub enum UnlabelledMfa {
 /// Replay settings.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// 1: parse and score on one thread; 2 or more: parse on a second thread.
+    /// 1: everything on the calling thread; more: reading, ordering and collecting on their
+    /// own threads, and users split over up to this many scoring threads. Results are the
+    /// same whatever the count.
     pub threads: usize,
     /// Rows held to restore event-time order in slightly unordered logs.
     pub reorder_window: usize,
@@ -150,6 +155,12 @@ pub struct Options {
     pub unlabelled_mfa: UnlabelledMfa,
     /// Changed decisions kept as A/B samples.
     pub samples: usize,
+    /// Bounds of the replay's state, as in the server.
+    pub capacity: Capacity,
+    /// Every row carries its own outcome (CSV logs), so IP and device counters can be
+    /// counted centrally and users scored on parallel shards. Logs with outcome events
+    /// reported later (the decision log) are scored on one shard.
+    pub split_users: bool,
 }
 
 impl Default for Options {
@@ -159,6 +170,25 @@ impl Default for Options {
             reorder_window: 100_000,
             unlabelled_mfa: UnlabelledMfa::Pass,
             samples: 50,
+            capacity: Capacity::default(),
+            split_users: true,
+        }
+    }
+}
+
+impl Options {
+    /// Shards of users: a power of two, and one unless users can be split and every
+    /// per-user map is large enough to be sharded the same way (so evictions, too, are the
+    /// same whatever the thread count).
+    fn shards(&self) -> usize {
+        let splittable = self.split_users
+            && self.capacity.users >= SHARDED_FROM
+            && self.capacity.profiles >= SHARDED_FROM;
+        if splittable && self.threads > 1 {
+            let threads = self.threads.min(SHARDS);
+            1 << threads.ilog2()
+        } else {
+            1
         }
     }
 }
@@ -175,6 +205,9 @@ pub enum ReplayError {
     /// The output could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A replay thread ended before its work was done.
+    #[error("a replay thread stopped unexpectedly")]
+    Stopped,
 }
 
 /// One line of `--out`: what riskgate decided for one input row.
@@ -197,70 +230,187 @@ struct OutLine<'a> {
     logged_decision: Option<Decision>,
 }
 
-/// Streams `events` through `engine`, writing per-row decisions to `out` and calling
-/// `progress` with the number of rows read so far.
+/// Streams `events` through fresh state over `engine`'s enrichment, runtime and policies,
+/// writing per-row decisions to `out` and calling `progress` with the rows scored so far.
 pub fn replay(
     engine: &Engine,
     events: Box<dyn Iterator<Item = ReplayItem> + Send>,
     options: &Options,
-    mut out: Option<&mut dyn Write>,
+    out: Option<&mut dyn Write>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary, ReplayError> {
-    let mut run = Run {
-        engine,
-        options,
-        summary: Summary::new(options.samples),
-        request_ids: BoundedMap::new(REQUEST_IDS_KEPT),
-        pending: BinaryHeap::new(),
-        last_at: Millis::MIN,
-    };
     let started = std::time::Instant::now();
-    let mut consume = |item: ReplayItem| -> Result<(), ReplayError> {
-        match item {
-            Ok(event) => run.push(event, &mut out),
-            Err(e) => {
-                run.summary.skip(&e);
-                Ok(())
-            }
-        }
+    let shards = options.shards();
+    let network = options
+        .split_users
+        .then(|| NetworkActivity::new(options.capacity.ips, options.capacity.devices));
+    let router = Router::new(options.reorder_window, network, shards);
+    let new_shard = || {
+        let store = Arc::new(MemoryStore::new(options.capacity));
+        Shard::new(engine.with_store(store), options.unlabelled_mfa)
     };
-    if options.threads <= 1 {
-        for (i, item) in events.enumerate() {
-            consume(enrich(engine, item))?;
-            if i % 8192 == 0 {
-                progress(i as u64);
-            }
-        }
+    let mut collector = Collector {
+        summary: Summary::new(options.samples),
+        out,
+        progress,
+        scored: 0,
+    };
+    let out_of_order = if options.threads <= 1 {
+        sequential(engine, events, router, new_shard(), &mut collector)?
     } else {
-        std::thread::scope(|scope| -> Result<(), ReplayError> {
-            let (tx, rx) = mpsc::sync_channel::<Vec<ReplayItem>>(8);
+        let shards = (0..shards).map(|_| new_shard()).collect();
+        parallel(engine, events, router, shards, &mut collector)?
+    };
+    if let Some(out) = collector.out {
+        out.flush()?;
+    }
+    let mut summary = collector.summary;
+    summary.metrics.out_of_order = out_of_order;
+    summary.finish(started.elapsed());
+    Ok(summary)
+}
+
+/// Reads, routes, scores and collects on the calling thread; returns the out-of-order count.
+fn sequential(
+    engine: &Engine,
+    events: Box<dyn Iterator<Item = ReplayItem> + Send>,
+    mut router: Router,
+    mut shard: Shard,
+    collector: &mut Collector<'_, '_>,
+) -> Result<u64, ReplayError> {
+    for item in events {
+        match enrich(engine, item) {
+            Ok(event) => {
+                if let Some((_, routed)) = router.push(event) {
+                    collector.add(shard.process(routed)?)?;
+                }
+            }
+            Err(e) => collector.summary.skip(&e),
+        }
+    }
+    while let Some((_, routed)) = router.pop() {
+        collector.add(shard.process(routed)?)?;
+    }
+    Ok(router.out_of_order)
+}
+
+/// Events routed between two hand-overs to the shards.
+const BATCH: usize = 1024;
+
+/// What the collector does next, in the order the router decided.
+enum Route {
+    /// Take the next result of this shard.
+    Shard(usize),
+    /// Count a row that could not be read.
+    Skipped(ReadError),
+}
+
+/// One thread reads and enriches, one orders and routes, one per shard scores, and the
+/// calling thread collects results in routing order, so the output matches [`sequential`].
+fn parallel(
+    engine: &Engine,
+    events: Box<dyn Iterator<Item = ReplayItem> + Send>,
+    mut router: Router,
+    shards: Vec<Shard>,
+    collector: &mut Collector<'_, '_>,
+) -> Result<u64, ReplayError> {
+    std::thread::scope(|scope| {
+        let (item_tx, item_rx) = mpsc::sync_channel::<Vec<ReplayItem>>(8);
+        scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            for item in events {
+                batch.push(enrich(engine, item));
+                if batch.len() == BATCH && item_tx.send(std::mem::take(&mut batch)).is_err() {
+                    return;
+                }
+            }
+            let _ = item_tx.send(batch);
+        });
+
+        let mut to_shards = Vec::new();
+        let mut from_shards = Vec::new();
+        for mut shard in shards {
+            let (tx, rx) = mpsc::sync_channel::<Vec<Routed>>(4);
+            let (result_tx, result_rx) = mpsc::sync_channel(4);
             scope.spawn(move || {
-                let mut batch = Vec::with_capacity(1024);
-                for item in events {
-                    batch.push(enrich(engine, item));
-                    if batch.len() == 1024 && tx.send(std::mem::take(&mut batch)).is_err() {
+                for batch in rx {
+                    let scored: Result<Vec<Scored>, ReplayError> =
+                        batch.into_iter().map(|r| shard.process(r)).collect();
+                    let failed = scored.is_err();
+                    if result_tx.send(scored).is_err() || failed {
                         return;
                     }
                 }
-                let _ = tx.send(batch);
             });
-            let mut read = 0u64;
-            for batch in rx {
-                read += batch.len() as u64;
-                for item in batch {
-                    consume(item)?;
+            to_shards.push(tx);
+            from_shards.push(result_rx);
+        }
+
+        let (route_tx, route_rx) = mpsc::sync_channel::<Vec<Route>>(8);
+        let routing = scope.spawn(move || {
+            let mut batches: Vec<Vec<Routed>> = to_shards.iter().map(|_| Vec::new()).collect();
+            let mut routes = Vec::with_capacity(BATCH);
+            // Every shard gets its events before the collector learns their order, so the
+            // collector only ever waits for results already on their way.
+            let hand_over = |batches: &mut Vec<Vec<Routed>>, routes: &mut Vec<Route>| {
+                for (tx, batch) in to_shards.iter().zip(batches.iter_mut()) {
+                    if !batch.is_empty() && tx.send(std::mem::take(batch)).is_err() {
+                        return false;
+                    }
                 }
-                progress(read);
+                route_tx.send(std::mem::take(routes)).is_ok()
+            };
+            for items in item_rx {
+                for item in items {
+                    match item {
+                        Ok(event) => {
+                            if let Some((shard, routed)) = router.push(event) {
+                                batches[shard].push(routed);
+                                routes.push(Route::Shard(shard));
+                            }
+                        }
+                        Err(e) => routes.push(Route::Skipped(e)),
+                    }
+                }
+                if routes.len() >= BATCH && !hand_over(&mut batches, &mut routes) {
+                    return router.out_of_order;
+                }
             }
-            Ok(())
-        })?;
-    }
-    run.drain(&mut out)?;
-    run.summary.finish(started.elapsed());
-    Ok(run.summary)
+            while let Some((shard, routed)) = router.pop() {
+                batches[shard].push(routed);
+                routes.push(Route::Shard(shard));
+                if routes.len() >= BATCH && !hand_over(&mut batches, &mut routes) {
+                    return router.out_of_order;
+                }
+            }
+            hand_over(&mut batches, &mut routes);
+            router.out_of_order
+        });
+
+        let mut ready: Vec<VecDeque<Scored>> =
+            from_shards.iter().map(|_| VecDeque::new()).collect();
+        for routes in route_rx {
+            for route in routes {
+                match route {
+                    Route::Skipped(e) => collector.summary.skip(&e),
+                    Route::Shard(shard) => {
+                        if ready[shard].is_empty() {
+                            let batch = from_shards[shard]
+                                .recv()
+                                .map_err(|_| ReplayError::Stopped)??;
+                            ready[shard].extend(batch);
+                        }
+                        let scored = ready[shard].pop_front().ok_or(ReplayError::Stopped)?;
+                        collector.add(scored)?;
+                    }
+                }
+            }
+        }
+        routing.join().map_err(|_| ReplayError::Stopped)
+    })
 }
 
-/// GeoIP and user-agent parsing, done where the rows are read so the scoring thread does less.
+/// GeoIP and user-agent parsing, done where the rows are read so the scoring threads do less.
 fn enrich(engine: &Engine, item: ReplayItem) -> ReplayItem {
     let mut event = item?;
     if let EventKind::Login(login) = &mut event.kind {
@@ -274,134 +424,30 @@ fn enrich(engine: &Engine, item: ReplayItem) -> ReplayItem {
     Ok(event)
 }
 
-struct Run<'a> {
-    engine: &'a Engine,
-    options: &'a Options,
+/// Gathers results in routing order into the summary and `--out`.
+struct Collector<'o, 'p> {
     summary: Summary,
-    /// Logged request id → replayed request id, for decision-log events; bounded like the
-    /// engine's own attempts awaiting an outcome.
-    request_ids: BoundedMap<String>,
-    /// Reorder buffer: earliest event first, ties in input order.
-    pending: BinaryHeap<Reverse<(Millis, u64, Slot)>>,
-    last_at: Millis,
+    out: Option<&'o mut dyn Write>,
+    progress: &'p (dyn Fn(u64) + Sync),
+    scored: u64,
 }
 
-/// A buffered event, ordered only by the key beside it.
-struct Slot(Box<ReplayEvent>);
-
-impl PartialEq for Slot {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for Slot {}
-impl PartialOrd for Slot {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Slot {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
-}
-
-impl Run<'_> {
-    fn push(
-        &mut self,
-        event: ReplayEvent,
-        out: &mut Option<&mut dyn Write>,
-    ) -> Result<(), ReplayError> {
-        self.pending
-            .push(Reverse((event.at, event.row, Slot(Box::new(event)))));
-        if self.pending.len() > self.options.reorder_window {
-            self.pop(out)?;
-        }
-        Ok(())
-    }
-
-    fn drain(&mut self, out: &mut Option<&mut dyn Write>) -> Result<(), ReplayError> {
-        while !self.pending.is_empty() {
-            self.pop(out)?;
-        }
-        if let Some(out) = out {
-            out.flush()?;
-        }
-        Ok(())
-    }
-
-    fn pop(&mut self, out: &mut Option<&mut dyn Write>) -> Result<(), ReplayError> {
-        let Some(Reverse((at, _, Slot(event)))) = self.pending.pop() else {
-            return Ok(());
-        };
-        if at < self.last_at {
-            self.summary.metrics.out_of_order += 1;
-        }
-        self.last_at = self.last_at.max(at);
-        let now = DateTime::from_timestamp_millis(at).unwrap_or_default();
-        match event.kind {
-            EventKind::Outcome(mut outcome) => {
-                if let Some(id) = &mut outcome.request_id {
-                    // An id the replay never saw stays unknown to the engine too (ignored).
-                    let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-                    if let Some(replayed) = self.request_ids.get(key, |r| r.clone()) {
-                        *id = replayed;
-                    }
-                }
-                self.engine.record(&outcome, now)?;
-                self.summary.metrics.events += 1;
-            }
-            EventKind::Login(mut login) => {
-                let answer = self.score(&mut login, now)?;
-                self.summary.add(event.row, &login, &answer);
-                if let Some(out) = out {
-                    write_line(out, event.row, &login, &answer)?;
+impl Collector<'_, '_> {
+    fn add(&mut self, scored: Scored) -> Result<(), ReplayError> {
+        match scored {
+            Scored::Event => self.summary.metrics.events += 1,
+            Scored::Login { row, login, answer } => {
+                self.summary.add(row, &login, &answer);
+                if let Some(out) = &mut self.out {
+                    write_line(&mut **out, row, &login, &answer)?;
                 }
             }
         }
-        Ok(())
-    }
-
-    fn score(&mut self, login: &mut Login, now: DateTime<Utc>) -> Result<Assessment, ReplayError> {
-        let attempt = &login.attempt;
-        let enrichment = login.enrichment.take().unwrap_or_else(|| {
-            self.engine.enrichment(
-                attempt.ip,
-                attempt.user_agent.as_deref(),
-                login.geo.as_ref(),
-            )
-        });
-        let answer = self
-            .engine
-            .evaluate_enriched(attempt, now, enrichment, None)?;
-        if let Some(logged_id) = &login.request_id {
-            // Decision-log input: its own events resolve the attempt.
-            let key = xxhash_rust::xxh3::xxh3_64(logged_id.as_bytes());
-            let replayed = answer.request_id.clone();
-            self.request_ids.update(key, |slot| *slot = replayed);
-        } else if answer.verdict.decision == Decision::Mfa
-            && login.attempt.password_ok == Some(true)
-        {
-            let passed = match login.label {
-                Some(label) => !label.attack,
-                None => self.options.unlabelled_mfa == UnlabelledMfa::Pass,
-            };
-            let outcome = Outcome {
-                kind: if passed {
-                    OutcomeKind::MfaPassed
-                } else {
-                    OutcomeKind::MfaFailed
-                },
-                user_id: login.attempt.user_id.clone(),
-                ip: Some(login.attempt.ip),
-                device_id: None,
-                user_agent: None,
-                request_id: Some(answer.request_id.clone()),
-                timestamp: Some(now),
-            };
-            self.engine.record(&outcome, now)?;
+        self.scored += 1;
+        if self.scored % 8192 == 0 {
+            (self.progress)(self.scored);
         }
-        Ok(answer)
+        Ok(())
     }
 }
 

@@ -13,6 +13,17 @@ use parking_lot::Mutex;
 
 type Generation<V> = HashMap<u64, V, BuildNoHashHasher<u64>>;
 
+/// Shards of a map holding at least [`SHARDED_FROM`] entries; smaller maps have one.
+pub const SHARDS: usize = 64;
+/// The smallest capacity split into [`SHARDS`] shards.
+pub const SHARDED_FROM: usize = 4096;
+
+/// The shard `key` falls in (in a sharded map): its top bits, so the maps use the low ones.
+/// Eviction in one shard never depends on keys of another.
+pub fn shard_of(key: u64) -> usize {
+    (key >> 58) as usize
+}
+
 struct Shard<V> {
     young: Generation<V>,
     old: Generation<V>,
@@ -45,7 +56,7 @@ pub struct BoundedMap<V> {
 impl<V> BoundedMap<V> {
     /// A map that never holds more than `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        let shard_count = if capacity >= 4096 { 64 } else { 1 };
+        let shard_count = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
         let half = (capacity / shard_count / 2).max(1);
         let shards = (0..shard_count)
             .map(|_| {
@@ -59,9 +70,7 @@ impl<V> BoundedMap<V> {
     }
 
     fn shard(&self, key: u64) -> &Mutex<Shard<V>> {
-        // The top bits pick the shard; the maps use the low bits.
-        let index = (key >> 58) as usize % self.shards.len();
-        &self.shards[index]
+        &self.shards[shard_of(key) % self.shards.len()]
     }
 
     /// Runs `f` on the entry for `key`, creating it with `V::default()` when absent.

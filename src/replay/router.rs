@@ -1,0 +1,108 @@
+//! Puts events back in event-time order, counts what users share (IPs, devices) and picks
+//! the shard of users each event goes to.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::{EventKind, ReplayEvent};
+use crate::Millis;
+use crate::engine::counting_bucket;
+use crate::state::bounded::shard_of;
+use crate::state::{NetworkActivity, NetworkCounts, NetworkKeys, key};
+
+/// An event on its way to its shard.
+pub struct Routed {
+    /// The event.
+    pub event: Box<ReplayEvent>,
+    /// Its IP and device counters, when the router keeps them.
+    pub network: Option<NetworkCounts>,
+}
+
+/// Orders events and routes them to `shards` shards of users.
+pub struct Router {
+    /// Reorder buffer: earliest event first, ties in input order.
+    buffer: BinaryHeap<Reverse<(Millis, u64, Slot)>>,
+    window: usize,
+    last_at: Millis,
+    /// Events older than one already routed.
+    pub out_of_order: u64,
+    /// Counters shared between users, when users are split across shards.
+    network: Option<NetworkActivity>,
+    shards: usize,
+}
+
+/// A buffered event, ordered only by the key beside it.
+struct Slot(Box<ReplayEvent>);
+
+impl PartialEq for Slot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Slot {}
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Slot {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl Router {
+    /// A router holding up to `window` events to restore order. With `network`, it counts IP
+    /// and device activity itself and spreads users over `shards` shards (a power of two up
+    /// to [`crate::state::bounded::SHARDS`], so each shard of a bounded map lands whole in one
+    /// shard of users and evictions match a single engine's); without, one shard gets all.
+    pub fn new(window: usize, network: Option<NetworkActivity>, shards: usize) -> Self {
+        debug_assert!(shards.is_power_of_two() && (network.is_some() || shards == 1));
+        Self {
+            buffer: BinaryHeap::new(),
+            window,
+            last_at: Millis::MIN,
+            out_of_order: 0,
+            network,
+            shards,
+        }
+    }
+
+    /// Buffers `event`; returns the earliest one once the buffer is full.
+    pub fn push(&mut self, event: ReplayEvent) -> Option<(usize, Routed)> {
+        self.buffer
+            .push(Reverse((event.at, event.row, Slot(Box::new(event)))));
+        (self.buffer.len() > self.window)
+            .then(|| self.pop())
+            .flatten()
+    }
+
+    /// The next buffered event, in time order, with its shard.
+    pub fn pop(&mut self) -> Option<(usize, Routed)> {
+        let Reverse((at, _, Slot(event))) = self.buffer.pop()?;
+        if at < self.last_at {
+            self.out_of_order += 1;
+        }
+        self.last_at = self.last_at.max(at);
+        let (shard, network) = match (&self.network, &event.kind) {
+            (Some(network), EventKind::Login(login)) => {
+                let attempt = &login.attempt;
+                let user = key(&attempt.user_id);
+                let keys = NetworkKeys {
+                    ip: counting_bucket(attempt.ip),
+                    device_id: attempt.device_id.as_deref(),
+                };
+                let failed = attempt.password_ok == Some(false);
+                let counts = network.observe(keys, user, failed, at);
+                (shard_of(user) % self.shards, Some(counts))
+            }
+            (_, EventKind::Login(login)) => {
+                (shard_of(key(&login.attempt.user_id)) % self.shards, None)
+            }
+            (_, EventKind::Outcome(outcome)) => {
+                (shard_of(key(&outcome.user_id)) % self.shards, None)
+            }
+        };
+        Some((shard, Routed { event, network }))
+    }
+}

@@ -1,0 +1,124 @@
+//! One shard of users: an engine with its own state scoring their events in time order, and
+//! resolving step-ups as the log allows.
+
+use chrono::{DateTime, Utc};
+
+use super::router::Routed;
+use super::{EventKind, Login, ReplayError, UnlabelledMfa};
+use crate::engine::Engine;
+use crate::model::{Assessment, Decision, Outcome, OutcomeKind};
+use crate::state::bounded::BoundedMap;
+
+/// Logged request ids remembered for the events that follow them.
+const REQUEST_IDS_KEPT: usize = 1_000_000;
+
+/// What became of one routed event.
+pub enum Scored {
+    /// A login, with its answer.
+    Login {
+        /// Its input row.
+        row: u64,
+        /// The login.
+        login: Box<Login>,
+        /// What the engine answered.
+        answer: Assessment,
+    },
+    /// An outcome event, recorded.
+    Event,
+}
+
+/// Scores the events of one shard of users.
+pub struct Shard {
+    engine: Engine,
+    unlabelled_mfa: UnlabelledMfa,
+    /// Logged request id → replayed request id, for decision-log events; bounded like the
+    /// engine's own attempts awaiting an outcome.
+    request_ids: BoundedMap<String>,
+}
+
+impl Shard {
+    /// A shard scoring with `engine` (which holds this shard's state).
+    pub fn new(engine: Engine, unlabelled_mfa: UnlabelledMfa) -> Self {
+        Self {
+            engine,
+            unlabelled_mfa,
+            request_ids: BoundedMap::new(REQUEST_IDS_KEPT),
+        }
+    }
+
+    /// Scores or records one event.
+    pub fn process(&mut self, routed: Routed) -> Result<Scored, ReplayError> {
+        let Routed { event, network } = routed;
+        let now = DateTime::from_timestamp_millis(event.at).unwrap_or_default();
+        match event.kind {
+            EventKind::Outcome(mut outcome) => {
+                if let Some(id) = &mut outcome.request_id {
+                    // An id the replay never saw stays unknown to the engine too (ignored).
+                    let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+                    if let Some(replayed) = self.request_ids.get(key, |r| r.clone()) {
+                        *id = replayed;
+                    }
+                }
+                self.engine.record(&outcome, now)?;
+                Ok(Scored::Event)
+            }
+            EventKind::Login(mut login) => {
+                let attempt = &login.attempt;
+                let enrichment = login.enrichment.take().unwrap_or_else(|| {
+                    self.engine.enrichment(
+                        attempt.ip,
+                        attempt.user_agent.as_deref(),
+                        login.geo.as_ref(),
+                    )
+                });
+                let answer = self
+                    .engine
+                    .evaluate_enriched(attempt, now, enrichment, network)?;
+                self.resolve(&login, &answer, now)?;
+                Ok(Scored::Login {
+                    row: event.row,
+                    login,
+                    answer,
+                })
+            }
+        }
+    }
+
+    /// Ties a logged attempt to its replayed request id, or answers a step-up as the log says.
+    fn resolve(
+        &mut self,
+        login: &Login,
+        answer: &Assessment,
+        now: DateTime<Utc>,
+    ) -> Result<(), ReplayError> {
+        if let Some(logged_id) = &login.request_id {
+            // Decision-log input: its own events resolve the attempt.
+            let key = xxhash_rust::xxh3::xxh3_64(logged_id.as_bytes());
+            let replayed = answer.request_id.clone();
+            self.request_ids.update(key, |slot| *slot = replayed);
+            return Ok(());
+        }
+        if answer.verdict.decision != Decision::Mfa || login.attempt.password_ok != Some(true) {
+            return Ok(());
+        }
+        let passed = match login.label {
+            Some(label) => !label.attack,
+            None => self.unlabelled_mfa == UnlabelledMfa::Pass,
+        };
+        let outcome = Outcome {
+            kind: if passed {
+                OutcomeKind::MfaPassed
+            } else {
+                OutcomeKind::MfaFailed
+            },
+            user_id: login.attempt.user_id.clone(),
+            ip: Some(login.attempt.ip),
+            device_id: None,
+            user_agent: None,
+            request_id: Some(answer.request_id.clone()),
+            timestamp: Some(now),
+        };
+        self.engine.record(&outcome, now)?;
+        Ok(())
+    }
+}
