@@ -444,7 +444,7 @@ impl Collector<'_, '_> {
             }
         }
         self.scored += 1;
-        if self.scored % 8192 == 0 {
+        if self.scored.is_multiple_of(8192) {
             (self.progress)(self.scored);
         }
         Ok(())

@@ -21,7 +21,7 @@ pub enum Scored {
         /// The login.
         login: Box<Login>,
         /// What the engine answered.
-        answer: Assessment,
+        answer: Box<Assessment>,
     },
     /// An outcome event, recorded.
     Event,
@@ -78,7 +78,7 @@ impl Shard {
                 Ok(Scored::Login {
                     row: event.row,
                     login,
-                    answer,
+                    answer: Box::new(answer),
                 })
             }
         }
