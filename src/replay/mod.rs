@@ -305,8 +305,8 @@ enum Route {
     Skipped(ReadError),
 }
 
-/// One thread reads and enriches, one orders and routes, one per shard scores, and the
-/// calling thread collects results in routing order, so the output matches [`sequential`].
+/// One thread reads, enriches, orders and routes, one per shard scores, and the calling
+/// thread collects results in routing order, so the output matches [`sequential`].
 fn parallel(
     engine: &Engine,
     events: Box<dyn Iterator<Item = ReplayItem> + Send>,
@@ -315,18 +315,6 @@ fn parallel(
     collector: &mut Collector<'_, '_>,
 ) -> Result<u64, ReplayError> {
     std::thread::scope(|scope| {
-        let (item_tx, item_rx) = mpsc::sync_channel::<Vec<ReplayItem>>(8);
-        scope.spawn(move || {
-            let mut batch = Vec::with_capacity(BATCH);
-            for item in events {
-                batch.push(enrich(engine, item));
-                if batch.len() == BATCH && item_tx.send(std::mem::take(&mut batch)).is_err() {
-                    return;
-                }
-            }
-            let _ = item_tx.send(batch);
-        });
-
         let mut to_shards = Vec::new();
         let mut from_shards = Vec::new();
         for mut shard in shards {
@@ -360,30 +348,33 @@ fn parallel(
                 }
                 route_tx.send(std::mem::take(routes)).is_ok()
             };
-            for items in item_rx {
-                for item in items {
-                    match item {
-                        Ok(event) => {
-                            if let Some((shard, routed)) = router.push(event) {
-                                batches[shard].push(routed);
-                                routes.push(Route::Shard(shard));
-                            }
-                        }
-                        Err(e) => routes.push(Route::Skipped(e)),
+            let mut route = |next: Option<(usize, Routed)>, routes: &mut Vec<Route>| {
+                if let Some((shard, routed)) = next {
+                    batches[shard].push(routed);
+                    routes.push(Route::Shard(shard));
+                }
+                routes.len() < BATCH || hand_over(&mut batches, routes)
+            };
+            let mut open = true;
+            for item in events {
+                let next = match enrich(engine, item) {
+                    Ok(event) => router.push(event),
+                    Err(e) => {
+                        routes.push(Route::Skipped(e));
+                        None
                     }
-                }
-                if routes.len() >= BATCH && !hand_over(&mut batches, &mut routes) {
-                    return router.out_of_order;
-                }
-            }
-            while let Some((shard, routed)) = router.pop() {
-                batches[shard].push(routed);
-                routes.push(Route::Shard(shard));
-                if routes.len() >= BATCH && !hand_over(&mut batches, &mut routes) {
-                    return router.out_of_order;
+                };
+                open = route(next, &mut routes);
+                if !open {
+                    break;
                 }
             }
-            hand_over(&mut batches, &mut routes);
+            while open && let Some(next) = router.pop() {
+                open = route(Some(next), &mut routes);
+            }
+            if open {
+                hand_over(&mut batches, &mut routes);
+            }
             router.out_of_order
         });
 
