@@ -343,11 +343,8 @@ impl Engine {
     /// trusting never makes a device known.
     fn trust_device(&self, outcome: &Outcome) -> Result<Recorded, EngineError> {
         let info = self.devices.parse(outcome.user_agent.as_deref());
-        let device = device_value(
-            outcome.device_id.as_deref(),
-            outcome.user_agent.as_deref(),
-            &info,
-        );
+        let agent = outcome.user_agent.is_some().then_some(&info.features);
+        let device = device_value(outcome.device_id.as_deref(), agent);
         let trusted = match device {
             Some(device) => self.store.trust_device(&outcome.user_id, device.id)?,
             None => false,
@@ -389,7 +386,8 @@ impl Engine {
     }
 }
 
-/// What a successful login with these properties teaches a profile.
+/// What a successful login with these properties teaches a profile. `device` is what
+/// `user_agent` parsed to.
 fn login_facts(
     ip: IpAddr,
     geo: &GeoInfo,
@@ -399,18 +397,24 @@ fn login_facts(
     at: Millis,
 ) -> LoginFacts {
     let mut facts = LoginFacts::default();
-    let mut set = |feature: Feature, label: Option<String>| {
-        facts.features[feature as usize] = label.map(|l| FeatureValue::new(feature, l));
+    let agent = user_agent.is_some().then_some(&device.features);
+    let mut set = |feature: Feature, value: Option<FeatureValue>| {
+        facts.features[feature as usize] = value;
     };
-    set(Feature::Country, geo.country.clone());
-    set(Feature::Asn, geo.asn.map(|a| format!("AS{a}")));
-    let known_ua = user_agent.is_some() && !device.browser.is_empty();
-    set(Feature::Browser, known_ua.then(|| device.browser_family()));
     set(
-        Feature::Os,
-        known_ua.then(|| format!("{} {}", device.os, device.os_version)),
+        Feature::Country,
+        geo.country
+            .as_ref()
+            .map(|c| FeatureValue::new(Feature::Country, c.as_str())),
     );
-    facts.features[Feature::Device as usize] = device_value(device_id, user_agent, device);
+    set(
+        Feature::Asn,
+        geo.asn
+            .map(|a| FeatureValue::new(Feature::Asn, format!("AS{a}"))),
+    );
+    set(Feature::Browser, agent.and_then(|a| a.browser.clone()));
+    set(Feature::Os, agent.and_then(|a| a.os.clone()));
+    set(Feature::Device, device_value(device_id, agent));
     facts.place = LoginPlace {
         at,
         ip,
@@ -429,21 +433,11 @@ fn login_facts(
 /// A device is its explicit id or, without one, its user agent.
 fn device_value(
     device_id: Option<&str>,
-    user_agent: Option<&str>,
-    info: &DeviceInfo,
+    agent: Option<&crate::enrich::AgentFeatures>,
 ) -> Option<FeatureValue> {
-    match (device_id, user_agent) {
-        (Some(id), _) if !id.is_empty() => Some(FeatureValue::new(Feature::Device, id)),
-        (_, Some(ua)) if !ua.is_empty() => {
-            // Hash the whole agent but label it readably for profile exports.
-            let mut value = FeatureValue::new(Feature::Device, ua);
-            value.label = format!(
-                "{} {} on {} {}",
-                info.browser, info.version, info.os, info.os_version
-            );
-            Some(value)
-        }
-        _ => None,
+    match device_id {
+        Some(id) if !id.is_empty() => Some(FeatureValue::new(Feature::Device, id)),
+        _ => agent.and_then(|a| a.device.clone()),
     }
 }
 

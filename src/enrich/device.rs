@@ -6,6 +6,8 @@ use moka::sync::Cache;
 use rhai::ImmutableString;
 use serde::Serialize;
 
+use crate::state::{Feature, FeatureValue};
+
 /// Parsed user agents kept in the cache.
 pub const DEFAULT_UA_CACHE_CAPACITY: u64 = 20_000;
 
@@ -24,13 +26,39 @@ pub struct DeviceInfo {
     pub category: ImmutableString,
     /// Browser vendor.
     pub vendor: ImmutableString,
+    /// What a successful login with this agent teaches a profile.
+    #[serde(skip)]
+    pub features: AgentFeatures,
 }
 
-impl DeviceInfo {
-    /// `browser major` (e.g. `Chrome 120`), the browser identity the statistical score uses.
-    pub fn browser_family(&self) -> String {
-        let major = self.version.split('.').next().unwrap_or("");
-        format!("{} {major}", self.browser)
+/// The profile features of a user agent, derived once per agent rather than per login.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentFeatures {
+    /// `browser major` (e.g. `Chrome 120`), when the agent names a browser.
+    pub browser: Option<FeatureValue>,
+    /// `os os_version`, when the agent names a browser.
+    pub os: Option<FeatureValue>,
+    /// The agent itself as a device (for logs without device ids), labelled readably.
+    pub device: Option<FeatureValue>,
+}
+
+impl AgentFeatures {
+    fn of(ua: &str, info: &DeviceInfo) -> Self {
+        let named = !info.browser.is_empty();
+        let major = info.version.split('.').next().unwrap_or("");
+        let mut device = FeatureValue::new(Feature::Device, ua);
+        device.label = format!(
+            "{} {} on {} {}",
+            info.browser, info.version, info.os, info.os_version
+        );
+        Self {
+            browser: named
+                .then(|| FeatureValue::new(Feature::Browser, format!("{} {major}", info.browser))),
+            os: named.then(|| {
+                FeatureValue::new(Feature::Os, format!("{} {}", info.os, info.os_version))
+            }),
+            device: Some(device),
+        }
     }
 }
 
@@ -60,17 +88,20 @@ impl DeviceParser {
     }
 
     fn parse_uncached(&self, ua: &str) -> DeviceInfo {
-        let Some(r) = self.parser.parse(ua) else {
-            return DeviceInfo::default();
+        let mut info = match self.parser.parse(ua) {
+            Some(r) => DeviceInfo {
+                browser: r.name.into(),
+                version: r.version.into(),
+                os: r.os.into(),
+                os_version: r.os_version.as_ref().into(),
+                category: r.category.into(),
+                vendor: r.vendor.into(),
+                features: AgentFeatures::default(),
+            },
+            None => DeviceInfo::default(),
         };
-        DeviceInfo {
-            browser: r.name.into(),
-            version: r.version.into(),
-            os: r.os.into(),
-            os_version: r.os_version.as_ref().into(),
-            category: r.category.into(),
-            vendor: r.vendor.into(),
-        }
+        info.features = AgentFeatures::of(ua, &info);
+        info
     }
 }
 
@@ -87,7 +118,15 @@ mod tests {
         assert_eq!(first.browser.as_str(), "Chrome");
         assert_eq!(first.os.as_str(), "Windows 10");
         assert_eq!(first.category.as_str(), "pc");
-        assert_eq!(first.browser_family(), "Chrome 120");
+        let label = |f: &Option<FeatureValue>| f.as_ref().map(|f| f.label.clone());
+        assert_eq!(
+            label(&first.features.browser).as_deref(),
+            Some("Chrome 120")
+        );
+        assert_eq!(
+            label(&first.features.os).as_deref(),
+            Some("Windows 10 NT 10.0")
+        );
         assert!(Arc::ptr_eq(&first, &parser.parse(Some(ua))));
     }
 
@@ -97,5 +136,9 @@ mod tests {
         assert_eq!(*parser.parse(None), DeviceInfo::default());
         let odd = parser.parse(Some("((( \u{0} Firefox/ ((("));
         assert!(odd.browser.len() < 64);
+        assert!(
+            odd.features.device.is_some(),
+            "an unparsable agent still identifies a device"
+        );
     }
 }

@@ -3,5 +3,5 @@
 pub mod device;
 pub mod geo;
 
-pub use device::{DeviceInfo, DeviceParser};
+pub use device::{AgentFeatures, DeviceInfo, DeviceParser};
 pub use geo::{GeoError, GeoInfo, GeoIp};
