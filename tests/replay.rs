@@ -96,12 +96,12 @@ fn the_first_rows_of_the_rba_dataset_parse_and_replay_through_the_cli() {
 }
 
 #[test]
-fn a_generated_corpus_replays_identically_twice_and_on_one_or_two_threads() {
+fn a_generated_corpus_replays_identically_twice_and_on_any_thread_count() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus-rba.csv.gz");
     let spec = CorpusSpec {
         users: 400,
-        rows: 20_000,
+        rows: 12_000,
         seed: 7,
         ..CorpusSpec::default()
     };
@@ -110,14 +110,26 @@ fn a_generated_corpus_replays_identically_twice_and_on_one_or_two_threads() {
     let stats = generate(&spec, &mut gz).unwrap();
     gz.finish().unwrap();
 
-    let run = |threads| {
+    let run = |threads: usize| {
         let mut a = args(&corpus);
         a.threads = threads;
-        replay(a).metrics
+        let out = dir.path().join(format!("out-{threads}.jsonl"));
+        a.out = Some(out.clone());
+        (replay(a).metrics, std::fs::read_to_string(out).unwrap())
     };
-    let first = run(2);
-    assert_eq!(first, run(2), "same input, same result");
-    assert_eq!(first, run(1), "thread count does not change results");
+    let (first, first_rows) = run(2);
+    assert!(
+        run(2) == (first.clone(), first_rows.clone()),
+        "same input, same result"
+    );
+    for threads in [1, 3, 4] {
+        let (metrics, rows) = run(threads);
+        assert_eq!(metrics, first, "{threads} threads change the summary");
+        assert!(
+            rows == first_rows,
+            "{threads} threads change per-row decisions"
+        );
+    }
     assert_eq!(first.rows, stats.rows);
     assert_eq!(first.skipped, 0);
     let quality = first.active.quality.expect("the corpus is labelled");
