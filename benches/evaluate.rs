@@ -88,10 +88,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parts/geoip", |b| {
         b.iter(|| black_box(engine.geo_lookup(black_box(attempts[1].ip))))
     });
-    let woothee = woothee::parser::Parser::new();
-    c.bench_function("baseline/woothee_uncached", |b| {
-        b.iter(|| black_box(woothee.parse(black_box(CHROME_WIN))))
-    });
+    common::bench_host_baseline(c);
 
     // `cargo test --benches` runs each benchmark once; percentiles only under `cargo bench`.
     if !std::env::args().any(|a| a == "--bench") {

@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    common::bench_host_baseline(c);
 }
 
 criterion_group!(benches, bench);

@@ -226,7 +226,7 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_seconds: Option<u64>,
     /// The policy that answered.
-    pub policy: PolicyRef,
+    pub policy: Arc<PolicyRef>,
     /// True when the policy failed and the fail-safe decision was returned.
     pub fallback: bool,
 }

@@ -200,8 +200,10 @@ impl Runtime {
             });
         }
         Ok(Policy {
-            name: name.to_owned(),
-            version: source_version(source),
+            reference: Arc::new(PolicyRef {
+                name: name.to_owned(),
+                version: source_version(source),
+            }),
             ast,
         })
     }
@@ -219,11 +221,11 @@ impl Runtime {
                 (ctx.clone(),),
             )
             .map_err(|e| PolicyError::Runtime {
-                name: policy.name.clone(),
+                name: policy.name().to_owned(),
                 message: e.to_string(),
             })?;
         PolicyOutput::from_dynamic(result).map_err(|message| PolicyError::BadResult {
-            name: policy.name.clone(),
+            name: policy.name().to_owned(),
             message,
         })
     }
@@ -246,23 +248,19 @@ fn cidr_match(ip: &str, cidr: &str) -> bool {
 
 /// A compiled policy.
 pub struct Policy {
-    name: String,
-    version: String,
+    reference: Arc<PolicyRef>,
     ast: AST,
 }
 
 impl Policy {
-    /// Name and `sha256:` version.
-    pub fn reference(&self) -> PolicyRef {
-        PolicyRef {
-            name: self.name.clone(),
-            version: self.version.clone(),
-        }
+    /// Name and `sha256:` version, shared by every verdict of this policy.
+    pub fn reference(&self) -> Arc<PolicyRef> {
+        Arc::clone(&self.reference)
     }
 
     /// The policy's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.reference.name
     }
 }
 
@@ -404,7 +402,8 @@ impl PolicySet {
 
     /// Adds (or replaces) a policy, e.g. one given as a file on the command line.
     pub fn insert(&mut self, policy: Policy) {
-        self.policies.insert(policy.name.clone(), Arc::new(policy));
+        self.policies
+            .insert(policy.name().to_owned(), Arc::new(policy));
     }
 
     /// Changes which policy runs where; fails if a selected policy is missing.

@@ -23,7 +23,8 @@ use serde::Serialize;
 use crate::Millis;
 use crate::engine::{Engine, EngineError, Enrichment};
 use crate::enrich::GeoInfo;
-use crate::model::{Assessment, Attempt, Decision, Outcome};
+use crate::model::{Attempt, Decision, Outcome, Verdict};
+use crate::signals::Signals;
 use crate::state::bounded::{SHARDED_FROM, SHARDS};
 use crate::state::memory::Capacity;
 use crate::state::{MemoryStore, NetworkActivity};
@@ -76,6 +77,29 @@ pub struct Login {
     pub request_id: Option<String>,
     /// GeoIP and user agent, filled in on the reading thread.
     pub enrichment: Option<Enrichment>,
+}
+
+/// One scored login, as the summary and `--out` need it.
+#[derive(Debug, Clone)]
+pub struct ScoredLogin {
+    /// 1-based row in the input.
+    pub row: u64,
+    /// The account.
+    pub user_id: String,
+    /// Event time.
+    pub at: Millis,
+    /// Whether the password was right.
+    pub password_ok: Option<bool>,
+    /// The log's label.
+    pub label: Option<Label>,
+    /// The decision the server logged, for decision-log input.
+    pub logged: Option<Decision>,
+    /// The active policy's verdict.
+    pub verdict: Verdict,
+    /// The compared policy's verdict, with `--compare`.
+    pub shadow: Option<Verdict>,
+    /// The signals, kept only where the compared policy decided differently (A/B samples).
+    pub signals: Option<Arc<Signals>>,
 }
 
 /// One item of a reader: an event or a row that failed to parse.
@@ -427,10 +451,10 @@ impl Collector<'_, '_> {
     fn add(&mut self, scored: Scored) -> Result<(), ReplayError> {
         match scored {
             Scored::Event => self.summary.metrics.events += 1,
-            Scored::Login { row, login, answer } => {
-                self.summary.add(row, &login, &answer);
+            Scored::Login(login) => {
+                self.summary.add(&login);
                 if let Some(out) = &mut self.out {
-                    write_line(&mut **out, row, &login, &answer)?;
+                    write_line(&mut **out, &login)?;
                 }
             }
         }
@@ -442,23 +466,17 @@ impl Collector<'_, '_> {
     }
 }
 
-fn write_line(
-    out: &mut dyn Write,
-    row: u64,
-    login: &Login,
-    answer: &Assessment,
-) -> std::io::Result<()> {
-    let timestamp = answer.signals.time.timestamp;
+fn write_line(out: &mut dyn Write, login: &ScoredLogin) -> std::io::Result<()> {
     let line = OutLine {
-        row,
-        user_id: &login.attempt.user_id,
-        timestamp: &crate::signals::rfc3339(timestamp.0),
-        decision: answer.verdict.decision,
-        score: answer.verdict.score,
-        reasons: &answer.verdict.reasons,
-        policy_version: &answer.verdict.policy.version,
-        compare_decision: answer.shadow.as_ref().map(|s| s.decision),
-        compare_score: answer.shadow.as_ref().map(|s| s.score),
+        row: login.row,
+        user_id: &login.user_id,
+        timestamp: &crate::signals::rfc3339(login.at),
+        decision: login.verdict.decision,
+        score: login.verdict.score,
+        reasons: &login.verdict.reasons,
+        policy_version: &login.verdict.policy.version,
+        compare_decision: login.shadow.as_ref().map(|s| s.decision),
+        compare_score: login.shadow.as_ref().map(|s| s.score),
         label: login.label,
         logged_decision: login.logged,
     };

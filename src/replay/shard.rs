@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::router::Routed;
-use super::{EventKind, Login, ReplayError, UnlabelledMfa};
+use super::{EventKind, Login, ReplayError, ScoredLogin, UnlabelledMfa};
 use crate::engine::Engine;
 use crate::model::{Assessment, Decision, Outcome, OutcomeKind};
 use crate::state::bounded::BoundedMap;
@@ -14,15 +14,8 @@ const REQUEST_IDS_KEPT: usize = 1_000_000;
 
 /// What became of one routed event.
 pub enum Scored {
-    /// A login, with its answer.
-    Login {
-        /// Its input row.
-        row: u64,
-        /// The login.
-        login: Box<Login>,
-        /// What the engine answered.
-        answer: Box<Assessment>,
-    },
+    /// A login, scored.
+    Login(Box<ScoredLogin>),
     /// An outcome event, recorded.
     Event,
 }
@@ -75,11 +68,22 @@ impl Shard {
                     .engine
                     .evaluate_enriched(attempt, now, enrichment, network)?;
                 self.resolve(&login, &answer, now)?;
-                Ok(Scored::Login {
+                // Only what the summary needs leaves the shard: the rest is freed here.
+                let changed = answer
+                    .shadow
+                    .as_ref()
+                    .is_some_and(|s| s.decision != answer.verdict.decision);
+                Ok(Scored::Login(Box::new(ScoredLogin {
                     row: event.row,
-                    login,
-                    answer: Box::new(answer),
-                })
+                    user_id: login.attempt.user_id,
+                    at: event.at,
+                    password_ok: login.attempt.password_ok,
+                    label: login.label,
+                    logged: login.logged,
+                    verdict: answer.verdict,
+                    shadow: answer.shadow,
+                    signals: changed.then_some(answer.signals),
+                })))
             }
         }
     }

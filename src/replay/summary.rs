@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Label, Login, ReadError};
-use crate::model::{Assessment, Decision, PolicyRef, Verdict};
+use super::{Label, ReadError, ScoredLogin};
+use crate::model::{Decision, PolicyRef, Verdict};
 
 /// Score histogram bins: `floor(score * 100)`, scores clamped to 0..=1.
 pub const SCORE_BINS: usize = 101;
@@ -150,9 +150,9 @@ pub struct Side {
 }
 
 impl Side {
-    fn add(&mut self, verdict: &Verdict, login: &Login) {
+    fn add(&mut self, verdict: &Verdict, login: &ScoredLogin) {
         if self.policy.is_none() {
-            self.policy = Some(verdict.policy.clone());
+            self.policy = Some(PolicyRef::clone(&verdict.policy));
         }
         self.decisions.add(verdict.decision);
         for reason in &verdict.reasons {
@@ -175,7 +175,7 @@ impl Side {
             }
         } else {
             labelled.legitimate.add(verdict.decision);
-            if login.attempt.password_ok == Some(true) {
+            if login.password_ok == Some(true) {
                 labelled.legitimate_success.add(verdict.decision);
                 labelled.legitimate_scores[bin] += 1;
             }
@@ -329,12 +329,12 @@ impl Summary {
     }
 
     /// Counts one scored login.
-    pub fn add(&mut self, row: u64, login: &Login, answer: &Assessment) {
+    pub fn add(&mut self, login: &ScoredLogin) {
         let m = &mut self.metrics;
         m.rows += 1;
-        let verdict = &answer.verdict;
+        let verdict = &login.verdict;
         m.active.add(verdict, login);
-        let day = answer.signals.time.timestamp.0.div_euclid(DAY);
+        let day = login.at.div_euclid(DAY);
         m.timeline.entry(day).or_default().add(verdict.decision);
         if let Some(logged) = login.logged {
             let agreement = m.logged_agreement.get_or_insert_with(Agreement::default);
@@ -344,20 +344,24 @@ impl Summary {
                 agreement.different += 1;
             }
         }
-        if let Some(shadow) = &answer.shadow {
+        if let Some(shadow) = &login.shadow {
             let comparison = m.compare.get_or_insert_with(Comparison::default);
             comparison.side.add(shadow, login);
             comparison.matrix[index(verdict.decision)][index(shadow.decision)] += 1;
             if shadow.decision != verdict.decision && comparison.samples.len() < self.samples_wanted
             {
                 comparison.samples.push(Change {
-                    row,
-                    user_id: login.attempt.user_id.clone(),
-                    timestamp: crate::signals::rfc3339(answer.signals.time.timestamp.0),
+                    row: login.row,
+                    user_id: login.user_id.clone(),
+                    timestamp: crate::signals::rfc3339(login.at),
                     active: verdict.clone(),
                     compare: shadow.clone(),
                     label: login.label,
-                    signals: serde_json::to_value(&*answer.signals).unwrap_or_default(),
+                    signals: login
+                        .signals
+                        .as_ref()
+                        .and_then(|s| serde_json::to_value(&**s).ok())
+                        .unwrap_or_default(),
                 });
             }
         }

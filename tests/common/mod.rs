@@ -283,3 +283,13 @@ pub fn reasons(answer: &Json) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The same-run reference for benchmarks on a shared, noisy machine: one uncached woothee
+/// parse, 0.55–0.93 µs on the machine `PERF-NOTES.md` was measured on. Divide a figure by
+/// this baseline's slowdown to compare it with a target.
+pub fn bench_host_baseline(c: &mut criterion::Criterion) {
+    let woothee = woothee::parser::Parser::new();
+    c.bench_function("baseline/woothee_uncached", |b| {
+        b.iter(|| std::hint::black_box(woothee.parse(std::hint::black_box(CHROME_WIN))))
+    });
+}
