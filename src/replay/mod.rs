@@ -319,7 +319,7 @@ fn sequential(
 }
 
 /// Events routed between two hand-overs to the shards.
-const BATCH: usize = 1024;
+const BATCH: usize = 2048;
 
 /// What the collector does next, in the order the router decided.
 enum Route {
@@ -342,8 +342,8 @@ fn parallel(
         let mut to_shards = Vec::new();
         let mut from_shards = Vec::new();
         for mut shard in shards {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Routed>>(4);
-            let (result_tx, result_rx) = mpsc::sync_channel(4);
+            let (tx, rx) = mpsc::sync_channel::<Vec<Routed>>(16);
+            let (result_tx, result_rx) = mpsc::sync_channel(16);
             scope.spawn(move || {
                 for batch in rx {
                     let scored: Result<Vec<Scored>, ReplayError> =
@@ -358,7 +358,7 @@ fn parallel(
             from_shards.push(result_rx);
         }
 
-        let (route_tx, route_rx) = mpsc::sync_channel::<Vec<Route>>(8);
+        let (route_tx, route_rx) = mpsc::sync_channel::<Vec<Route>>(32);
         let routing = scope.spawn(move || {
             let mut batches: Vec<Vec<Routed>> = to_shards.iter().map(|_| Vec::new()).collect();
             let mut routes = Vec::with_capacity(BATCH);
