@@ -20,7 +20,8 @@ pub struct ReplayArgs {
     /// The log to replay (`.gz` accepted).
     #[arg(long)]
     pub input: PathBuf,
-    /// Input format [default: from the file name; `.jsonl` → jsonl, `*rba*.csv` → rba].
+    /// Input format [default: from the file name; `.jsonl` → jsonl, `*rba*.csv` → rba,
+    /// other `.csv` → csv, read as the RBA dataset when it has its header].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// The policy to score with: a `.rhai` file or a name in the policies directory.

@@ -197,9 +197,11 @@ struct Columns {
 }
 
 /// Reads CSV rows as replay events.
-pub fn csv_events(
+/// Reads CSV rows with `map`; without one, columns are named like the fields, unless the
+/// header is the RBA dataset's.
+fn csv_events(
     input: Box<dyn BufRead + Send>,
-    map: &ColumnMap,
+    map: Option<ColumnMap>,
     path: &Path,
 ) -> Result<impl Iterator<Item = ReplayItem> + Send + use<>, ReadError> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
@@ -210,6 +212,14 @@ pub fn csv_events(
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         })?
         .clone();
+    let has = |column: &str| header.iter().any(|h| h.trim() == column);
+    let map = map.unwrap_or_else(|| {
+        let rba = ColumnMap::rba();
+        let is_rba = ["user_id", "ip", "timestamp"]
+            .iter()
+            .all(|f| has(rba.column(f)));
+        if is_rba { rba } else { ColumnMap::default() }
+    });
     let find = |field: &str| header.iter().position(|h| h.trim() == map.column(field));
     let required = |field: &str| {
         find(field).ok_or_else(|| ReadError::MissingColumn {
@@ -467,10 +477,10 @@ pub fn events(
         Format::Jsonl => Box::new(jsonl_events(input)),
         Format::Rba => Box::new(csv_events(
             input,
-            &map.unwrap_or_else(ColumnMap::rba),
+            Some(map.unwrap_or_else(ColumnMap::rba)),
             path,
         )?),
-        Format::Csv => Box::new(csv_events(input, &map.unwrap_or_default(), path)?),
+        Format::Csv => Box::new(csv_events(input, map, path)?),
     })
 }
 
@@ -500,6 +510,19 @@ mod tests {
             "2020-02-03T12:43:59Z".parse().ok()
         );
         assert_eq!(parse_time("nan"), None);
+    }
+
+    #[test]
+    fn a_plain_csv_with_the_rba_header_reads_as_the_rba_dataset() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rba-dataset-head.csv");
+        let rows: Vec<_> = events(&path, Format::Csv, None).unwrap().collect();
+        assert_eq!(rows.len(), 19);
+        assert!(
+            rows.iter().all(Result::is_ok),
+            "{:?}",
+            rows.iter().find(|r| r.is_err())
+        );
     }
 
     #[test]
