@@ -193,10 +193,17 @@ struct Columns {
     user_id: usize,
     ip: usize,
     timestamp: usize,
-    optional: HashMap<&'static str, usize>,
+    /// Column of each of [`FIELDS`], where present.
+    optional: [Option<usize>; FIELDS.len()],
 }
 
-/// Reads CSV rows as replay events.
+impl Columns {
+    fn of(&self, field: &str) -> Option<usize> {
+        let index = FIELDS.iter().position(|f| *f == field)?;
+        self.optional[index]
+    }
+}
+
 /// Reads CSV rows with `map`; without one, columns are named like the fields, unless the
 /// header is the RBA dataset's.
 fn csv_events(
@@ -232,19 +239,21 @@ fn csv_events(
         user_id: required("user_id")?,
         ip: required("ip")?,
         timestamp: required("timestamp")?,
-        optional: FIELDS[3..]
-            .iter()
-            .filter_map(|&f| find(f).map(|i| (f, i)))
-            .collect(),
+        optional: FIELDS.map(find),
     };
     let mut row = 0u64;
-    Ok(reader.into_records().map(move |record| {
+    let mut record = csv::StringRecord::new();
+    Ok(std::iter::from_fn(move || {
+        let read = reader.read_record(&mut record);
         row += 1;
-        let record = record.map_err(|e| ReadError::Row {
-            row,
-            message: e.to_string(),
-        })?;
-        csv_row(&record, &columns, row)
+        match read {
+            Ok(false) => None,
+            Ok(true) => Some(csv_row(&record, &columns, row)),
+            Err(e) => Some(Err(ReadError::Row {
+                row,
+                message: e.to_string(),
+            })),
+        }
     }))
 }
 
@@ -252,9 +261,8 @@ fn csv_row(record: &csv::StringRecord, columns: &Columns, row: u64) -> ReplayIte
     let bad = |message: String| ReadError::Row { row, message };
     let get = |field: &str| {
         columns
-            .optional
-            .get(field)
-            .and_then(|&i| record.get(i))
+            .of(field)
+            .and_then(|i| record.get(i))
             .map(str::trim)
             .filter(|v| !v.is_empty() && *v != "-")
     };
