@@ -490,6 +490,13 @@ async fn bad_input_gets_a_clear_json_error() {
     assert_eq!(status, 400, "{json}");
     assert_eq!(json["field"], "type");
 
+    let (status, json) = server.get("/v1/users/%FF").await;
+    assert_eq!(
+        (status, json["field"].as_str()),
+        (400, Some("user_id")),
+        "{json}"
+    );
+
     let (status, _) = server.get("/v1/nowhere").await;
     assert_eq!(status, 404);
     let (status, json) = server.get("/v1/evaluate").await;

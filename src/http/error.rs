@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -168,6 +169,24 @@ where
         let value: T = parse(&bytes)?;
         value.validate()?;
         Ok(ValidJson(value))
+    }
+}
+
+/// The `{id}` of a `/v1/users/{id}` route, with a malformed one (not UTF-8) reported as an
+/// [`ApiError`].
+pub struct UserId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::InvalidField {
+                field: Some("user_id".into()),
+                message: rejection.body_text(),
+            })?;
+        Ok(Self(id))
     }
 }
 

@@ -1,14 +1,14 @@
 //! Route handlers: thin translations between HTTP and the engine.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, ValidJson};
+use super::error::{ApiError, UserId, ValidJson};
 use crate::model::{Assessment, Attempt, FieldError, Outcome};
 use crate::policy::PolicySet;
 use crate::signals::rfc3339;
@@ -62,7 +62,7 @@ pub async fn event(
 /// `GET /v1/users/{id}`: everything kept about a user.
 pub async fn user_profile(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    UserId(id): UserId,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.engine.store();
     let profile = store.profile(&id).map_err(crate::EngineError::from)?;
@@ -83,7 +83,7 @@ pub async fn user_profile(
 /// `DELETE /v1/users/{id}`: erasure.
 pub async fn forget_user(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    UserId(id): UserId,
 ) -> Result<StatusCode, ApiError> {
     match state.engine.store().forget(&id) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
@@ -95,7 +95,7 @@ pub async fn forget_user(
 /// `POST /v1/users/{id}/unlock`
 pub async fn unlock_user(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    UserId(id): UserId,
 ) -> Result<Json<Value>, ApiError> {
     let unlocked = state
         .engine
