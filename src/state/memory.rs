@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use super::bounded::BoundedMap;
 use super::{
-    AttemptKeys, Counts, LoginFacts, NetworkActivity, Observation, Pending, Store, StoreError,
-    USER_FAILURES, UserActivity, UserProfile, key,
+    AttemptKeys, Counts, EventWindow, LoginFacts, NetworkActivity, Observation, Pending, Store,
+    StoreError, USER_FAILURE_WINDOWS, USER_FAILURES, UserActivity, UserProfile, key,
 };
 use crate::Millis;
 
 /// Entry bounds of the in-memory backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct Capacity {
-    /// Users with live counters (failures, locks).
+    /// Users with live failure counters, and (apart) locked users.
     pub users: usize,
     /// Learned profiles. Only fully successful logins create one, so floods of unknown
     /// usernames cannot evict them.
@@ -39,7 +39,10 @@ impl Default for Capacity {
 
 /// State in bounded in-process maps; each map evicts its least recently used entries.
 pub struct MemoryStore {
-    users: BoundedMap<UserActivity>,
+    failures: BoundedMap<EventWindow>,
+    /// When each lock ends. Apart from the failures, so a flood of failing junk usernames
+    /// cannot evict a lock.
+    locks: BoundedMap<Millis>,
     profiles: BoundedMap<Arc<UserProfile>>,
     network: NetworkActivity,
     pending: BoundedMap<Option<Pending>>,
@@ -49,18 +52,20 @@ impl MemoryStore {
     /// An empty store with the given bounds.
     pub fn new(capacity: Capacity) -> Self {
         Self {
-            users: BoundedMap::new(capacity.users),
+            failures: BoundedMap::new(capacity.users),
+            locks: BoundedMap::new(capacity.users),
             profiles: BoundedMap::new(capacity.profiles),
             network: NetworkActivity::new(capacity.ips, capacity.devices),
             pending: BoundedMap::new(capacity.pending),
         }
     }
 
-    /// Entries held per map: users, profiles, ips, devices, pending.
-    pub fn sizes(&self) -> [usize; 5] {
+    /// Entries held per map: users with failures, locks, profiles, ips, devices, pending.
+    pub fn sizes(&self) -> [usize; 6] {
         let [ips, devices] = self.network.sizes();
         [
-            self.users.len(),
+            self.failures.len(),
+            self.locks.len(),
             self.profiles.len(),
             ips,
             devices,
@@ -68,39 +73,28 @@ impl MemoryStore {
         ]
     }
 
-    fn record_user_failure(&self, user_key: u64, now: Millis) -> UserActivityView {
+    /// Counts a user's failure; returns their failures over [`USER_FAILURE_WINDOWS`].
+    fn record_user_failure(&self, user_key: u64, now: Millis) -> [i64; 3] {
         let (horizon, cap) = USER_FAILURES;
-        self.users.update(user_key, |user| {
-            user.failures.push(now, horizon, cap);
-            UserActivityView::of(user, now)
+        self.failures.update(user_key, |failures| {
+            failures.push(now, horizon, cap);
+            failure_counts(failures, now)
         })
     }
 }
 
-/// What an observation needs of a user's counters, read under the shard lock.
-#[derive(Default)]
-struct UserActivityView {
-    failures: [i64; 3],
-    locked_until: Option<Millis>,
-}
-
-impl UserActivityView {
-    fn of(user: &UserActivity, now: Millis) -> Self {
-        Self {
-            failures: user.failure_counts(now),
-            locked_until: user.locked_until,
-        }
-    }
+fn failure_counts(failures: &EventWindow, now: Millis) -> [i64; 3] {
+    USER_FAILURE_WINDOWS.map(|w| failures.count(now, w))
 }
 
 impl Store for MemoryStore {
     fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError> {
         let user_key = key(attempt.user_id);
-        let user = if attempt.failed {
+        let user_failures = if attempt.failed {
             self.record_user_failure(user_key, now)
         } else {
-            self.users
-                .get(user_key, |u| UserActivityView::of(u, now))
+            self.failures
+                .get(user_key, |f| failure_counts(f, now))
                 .unwrap_or_default()
         };
         let network = attempt
@@ -109,10 +103,10 @@ impl Store for MemoryStore {
             .unwrap_or_default();
         Ok(Observation {
             counts: Counts {
-                user_failures: user.failures,
+                user_failures,
                 network,
             },
-            locked_until: user.locked_until,
+            locked_until: self.locks.get(user_key, |until| *until),
             profile: self.profiles.get(user_key, |p| Arc::clone(p)),
         })
     }
@@ -144,17 +138,13 @@ impl Store for MemoryStore {
     }
 
     fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError> {
-        self.users.update(key(user_id), |u| {
-            u.locked_until = Some(u.locked_until.map_or(until, |t| t.max(until)));
-        });
+        self.locks
+            .update(key(user_id), |end| *end = (*end).max(until));
         Ok(())
     }
 
     fn unlock(&self, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .users
-            .get(key(user_id), |u| u.locked_until.take().is_some())
-            .unwrap_or(false))
+        Ok(self.locks.remove(key(user_id)).is_some())
     }
 
     fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {
@@ -172,17 +162,19 @@ impl Store for MemoryStore {
     }
 
     fn activity(&self, user_id: &str) -> Result<UserActivity, StoreError> {
-        Ok(self
-            .users
-            .get(key(user_id), |u| u.clone())
-            .unwrap_or_default())
+        let k = key(user_id);
+        Ok(UserActivity {
+            failures: self.failures.get(k, |f| f.clone()).unwrap_or_default(),
+            locked_until: self.locks.get(k, |until| *until),
+        })
     }
 
     fn forget(&self, user_id: &str) -> Result<bool, StoreError> {
         let k = key(user_id);
         let had_profile = self.profiles.remove(k).is_some();
-        let had_activity = self.users.remove(k).is_some();
-        Ok(had_profile || had_activity)
+        let had_failures = self.failures.remove(k).is_some();
+        let had_lock = self.locks.remove(k).is_some();
+        Ok(had_profile || had_failures || had_lock)
     }
 }
 
@@ -216,12 +208,43 @@ mod tests {
             };
             store.observe(&keys, i64::from(i)).unwrap();
         }
-        let [users, profiles, ips, devices, pending] = store.sizes();
+        let [users, locks, profiles, ips, devices, pending] = store.sizes();
         assert!(users <= 5_000 + 64 && ips <= 5_000 + 64 && devices <= 5_000 + 64);
+        assert_eq!(
+            locks, 0,
+            "failing never locks by itself: only a policy does"
+        );
         assert_eq!(
             (profiles, pending),
             (0, 0),
             "failing strangers never create profiles"
+        );
+    }
+
+    #[test]
+    fn a_lock_survives_a_flood_of_failing_junk_usernames() {
+        let store = MemoryStore::new(Capacity {
+            users: 5_000,
+            ..Capacity::default()
+        });
+        store.lock("victim", 1_000_000).unwrap();
+        for i in 0..100_000u32 {
+            let user = format!("junk-{i}");
+            let keys = AttemptKeys {
+                user_id: &user,
+                network: None,
+                failed: true,
+            };
+            store.observe(&keys, i64::from(i)).unwrap();
+        }
+        let keys = AttemptKeys {
+            user_id: "victim",
+            network: None,
+            failed: false,
+        };
+        assert_eq!(
+            store.observe(&keys, 100_000).unwrap().locked_until,
+            Some(1_000_000)
         );
     }
 }

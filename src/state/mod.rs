@@ -68,13 +68,6 @@ pub fn key(id: &str) -> u64 {
     xxh3_64(id.as_bytes())
 }
 
-impl UserActivity {
-    /// Failures over [`USER_FAILURE_WINDOWS`].
-    pub fn failure_counts(&self, now: Millis) -> [i64; 3] {
-        USER_FAILURE_WINDOWS.map(|w| self.failures.count(now, w))
-    }
-}
-
 /// The state an attempt is judged against, read right after counting it.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
