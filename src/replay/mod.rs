@@ -1,8 +1,11 @@
 //! Replay: score historical login logs exactly as production would.
 //!
-//! A log is streamed in event-time order through a fresh [`Engine`] whose `now` is each row's
-//! timestamp, so every user's history is rebuilt as it happened. Parsing runs on its own
-//! thread while scoring stays sequential, so results never depend on the thread count.
+//! A log is streamed in event-time order through fresh engine state whose `now` is each row's
+//! timestamp, so every user's history is rebuilt as it happened. One router orders
+//! events and keeps the state users share (IP and device counters); users are split over
+//! shards, each an engine with its own per-user state, on their own threads; results
+//! are collected back in routing order. Nothing a user's score depends on differs between
+//! shards, so results never depend on the thread count.
 
 pub mod command;
 pub mod corpus;
