@@ -151,7 +151,7 @@ impl Engine {
         &self,
         ip: IpAddr,
         user_agent: Option<&str>,
-        known_geo: Option<&GeoInfo>,
+        known_geo: Option<GeoInfo>,
     ) -> Enrichment {
         let mut geo = self.geo.load().lookup(ip);
         if let Some(known) = known_geo {

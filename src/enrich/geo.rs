@@ -36,7 +36,7 @@ impl GeoInfo {
     /// Takes the fields `known` has (from a log that records them) over the looked-up ones.
     /// When the countries disagree the looked-up city and coordinates are dropped too, as
     /// they describe somewhere else.
-    pub fn overlay(&mut self, known: &GeoInfo) {
+    pub fn overlay(&mut self, known: GeoInfo) {
         if known.country.is_some() && known.country != self.country {
             *self = GeoInfo {
                 private: self.private,
@@ -44,14 +44,14 @@ impl GeoInfo {
                 as_org: self.as_org.take(),
                 ..GeoInfo::default()
             };
-            self.country = known.country.clone();
+            self.country = known.country;
         }
         if known.city.is_some() {
-            self.city = known.city.clone();
+            self.city = known.city;
         }
         if known.asn.is_some() && known.asn != self.asn {
             self.asn = known.asn;
-            self.as_org = known.as_org.clone();
+            self.as_org = known.as_org;
         }
     }
 }

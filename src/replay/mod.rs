@@ -72,7 +72,8 @@ pub struct Login {
     pub attempt: Attempt,
     /// Its label, when the log has one.
     pub label: Option<Label>,
-    /// Country, city, ASN given by the log, used instead of a GeoIP lookup.
+    /// Country, city, ASN given by the log, used instead of a GeoIP lookup (taken by the
+    /// enrichment).
     pub geo: Option<GeoInfo>,
     /// The decision the server logged, for decision-log input.
     pub logged: Option<Decision>,
@@ -433,11 +434,8 @@ fn enrich(engine: &Engine, item: ReplayItem) -> ReplayItem {
     let mut event = item?;
     if let EventKind::Login(login) = &mut event.kind {
         let attempt = &login.attempt;
-        login.enrichment = Some(engine.enrichment(
-            attempt.ip,
-            attempt.user_agent.as_deref(),
-            login.geo.as_ref(),
-        ));
+        login.enrichment =
+            Some(engine.enrichment(attempt.ip, attempt.user_agent.as_deref(), login.geo.take()));
     }
     Ok(event)
 }

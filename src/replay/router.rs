@@ -13,7 +13,7 @@ use crate::state::{NetworkActivity, NetworkCounts, NetworkKeys, key};
 /// An event on its way to its shard.
 pub struct Routed {
     /// The event.
-    pub event: Box<ReplayEvent>,
+    pub event: ReplayEvent,
     /// Its IP and device counters, when the router keeps them.
     pub network: Option<NetworkCounts>,
 }
@@ -32,7 +32,7 @@ pub struct Router {
 }
 
 /// A buffered event, ordered only by the key beside it.
-struct Slot(Box<ReplayEvent>);
+struct Slot(ReplayEvent);
 
 impl PartialEq for Slot {
     fn eq(&self, _: &Self) -> bool {
@@ -71,7 +71,7 @@ impl Router {
     /// Buffers `event`; returns the earliest one once the buffer is full.
     pub fn push(&mut self, event: ReplayEvent) -> Option<(usize, Routed)> {
         self.buffer
-            .push(Reverse((event.at, event.row, Slot(Box::new(event)))));
+            .push(Reverse((event.at, event.row, Slot(event))));
         (self.buffer.len() > self.window)
             .then(|| self.pop())
             .flatten()

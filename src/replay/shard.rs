@@ -61,7 +61,7 @@ impl Shard {
                     self.engine.enrichment(
                         attempt.ip,
                         attempt.user_agent.as_deref(),
-                        login.geo.as_ref(),
+                        login.geo.take(),
                     )
                 });
                 let answer = self
