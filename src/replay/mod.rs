@@ -364,45 +364,29 @@ fn parallel(
 
         let (route_tx, route_rx) = mpsc::sync_channel::<Vec<Route>>(32);
         let routing = scope.spawn(move || {
-            let mut batches: Vec<Vec<Routed>> = to_shards.iter().map(|_| Vec::new()).collect();
-            let mut routes = Vec::with_capacity(BATCH);
-            // Every shard gets its events before the collector learns their order, so the
-            // collector only ever waits for results already on their way.
-            let hand_over = |batches: &mut Vec<Vec<Routed>>, routes: &mut Vec<Route>| {
-                for (tx, batch) in to_shards.iter().zip(batches.iter_mut()) {
-                    if !batch.is_empty() && tx.send(std::mem::take(batch)).is_err() {
-                        return false;
-                    }
-                }
-                route_tx.send(std::mem::take(routes)).is_ok()
+            let mut dispatch = Dispatch {
+                batches: to_shards.iter().map(|_| Vec::new()).collect(),
+                routes: Vec::with_capacity(BATCH),
+                to_shards,
+                route_tx,
             };
-            let mut route = |next: Option<(usize, Routed)>, routes: &mut Vec<Route>| {
-                if let Some((shard, routed)) = next {
-                    batches[shard].push(routed);
-                    routes.push(Route::Shard(shard));
-                }
-                routes.len() < BATCH || hand_over(&mut batches, routes)
-            };
-            let mut open = true;
             for item in events {
-                let next = match enrich(engine, item) {
-                    Ok(event) => router.push(event),
-                    Err(e) => {
-                        routes.push(Route::Skipped(e));
-                        None
-                    }
+                let open = match enrich(engine, item) {
+                    Ok(event) => router
+                        .push(event)
+                        .is_none_or(|(shard, routed)| dispatch.send(shard, routed)),
+                    Err(e) => dispatch.push(Route::Skipped(e)),
                 };
-                open = route(next, &mut routes);
                 if !open {
-                    break;
+                    return router.out_of_order;
                 }
             }
-            while open && let Some(next) = router.pop() {
-                open = route(Some(next), &mut routes);
+            while let Some((shard, routed)) = router.pop() {
+                if !dispatch.send(shard, routed) {
+                    return router.out_of_order;
+                }
             }
-            if open {
-                hand_over(&mut batches, &mut routes);
-            }
+            dispatch.hand_over();
             router.out_of_order
         });
 
@@ -427,6 +411,39 @@ fn parallel(
         }
         routing.join().map_err(|_| ReplayError::Stopped)
     })
+}
+
+/// Batches routed events per shard, and their order for the collector.
+struct Dispatch {
+    batches: Vec<Vec<Routed>>,
+    routes: Vec<Route>,
+    to_shards: Vec<mpsc::SyncSender<Vec<Routed>>>,
+    route_tx: mpsc::SyncSender<Vec<Route>>,
+}
+
+impl Dispatch {
+    /// Queues `routed` for `shard`; false once the replay has stopped.
+    fn send(&mut self, shard: usize, routed: Routed) -> bool {
+        self.batches[shard].push(routed);
+        self.push(Route::Shard(shard))
+    }
+
+    /// Queues a step for the collector, handing over full batches; false once stopped.
+    fn push(&mut self, route: Route) -> bool {
+        self.routes.push(route);
+        self.routes.len() < BATCH || self.hand_over()
+    }
+
+    /// Every shard gets its events before the collector learns their order, so the
+    /// collector only ever waits for results already on their way.
+    fn hand_over(&mut self) -> bool {
+        for (tx, batch) in self.to_shards.iter().zip(&mut self.batches) {
+            if !batch.is_empty() && tx.send(std::mem::take(batch)).is_err() {
+                return false;
+            }
+        }
+        self.route_tx.send(std::mem::take(&mut self.routes)).is_ok()
+    }
 }
 
 /// GeoIP and user-agent parsing, done where the rows are read so the scoring threads do less.

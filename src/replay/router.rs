@@ -84,25 +84,24 @@ impl Router {
             self.out_of_order += 1;
         }
         self.last_at = self.last_at.max(at);
-        let (shard, network) = match (&self.network, &event.kind) {
+        let user_id = match &event.kind {
+            EventKind::Login(login) => &login.attempt.user_id,
+            EventKind::Outcome(outcome) => &outcome.user_id,
+        };
+        let user = key(user_id);
+        let network = match (&self.network, &event.kind) {
             (Some(network), EventKind::Login(login)) => {
                 let attempt = &login.attempt;
-                let user = key(&attempt.user_id);
                 let keys = NetworkKeys {
                     ip: counting_bucket(attempt.ip),
                     device_id: attempt.device_id.as_deref(),
                 };
                 let failed = attempt.password_ok == Some(false);
-                let counts = network.observe(keys, user, failed, at);
-                (shard_of(user) % self.shards, Some(counts))
+                Some(network.observe(keys, user, failed, at))
             }
-            (_, EventKind::Login(login)) => {
-                (shard_of(key(&login.attempt.user_id)) % self.shards, None)
-            }
-            (_, EventKind::Outcome(outcome)) => {
-                (shard_of(key(&outcome.user_id)) % self.shards, None)
-            }
+            _ => None,
         };
+        let shard = shard_of(user) % self.shards;
         Some((shard, Routed { event, network }))
     }
 }

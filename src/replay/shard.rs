@@ -8,6 +8,7 @@ use super::{EventKind, Login, ReplayError, ScoredLogin, UnlabelledMfa};
 use crate::engine::Engine;
 use crate::model::{Assessment, Decision, Outcome, OutcomeKind};
 use crate::state::bounded::BoundedMap;
+use crate::state::key;
 
 /// Logged request ids remembered for the events that follow them.
 const REQUEST_IDS_KEPT: usize = 1_000_000;
@@ -47,8 +48,7 @@ impl Shard {
             EventKind::Outcome(mut outcome) => {
                 if let Some(id) = &mut outcome.request_id {
                     // An id the replay never saw stays unknown to the engine too (ignored).
-                    let key = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-                    if let Some(replayed) = self.request_ids.get(key, |r| r.clone()) {
+                    if let Some(replayed) = self.request_ids.get(key(id), |r| r.clone()) {
                         *id = replayed;
                     }
                 }
@@ -97,9 +97,9 @@ impl Shard {
     ) -> Result<(), ReplayError> {
         if let Some(logged_id) = &login.request_id {
             // Decision-log input: its own events resolve the attempt.
-            let key = xxhash_rust::xxh3::xxh3_64(logged_id.as_bytes());
             let replayed = answer.request_id.clone();
-            self.request_ids.update(key, |slot| *slot = replayed);
+            self.request_ids
+                .update(key(logged_id), |slot| *slot = replayed);
             return Ok(());
         }
         if answer.verdict.decision != Decision::Mfa || login.attempt.password_ok != Some(true) {
