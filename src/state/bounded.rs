@@ -18,10 +18,14 @@ pub const SHARDS: usize = 64;
 /// The smallest capacity split into [`SHARDS`] shards.
 pub const SHARDED_FROM: usize = 4096;
 
-/// The shard `key` falls in (in a sharded map): its top bits, so the maps use the low ones.
-/// Eviction in one shard never depends on keys of another.
+/// The shard `key` falls in (in a sharded map). Eviction in one shard never depends on keys
+/// of another.
+///
+/// It takes bits 51–56: hash tables index by the low bits and tag entries with the top seven,
+/// so keys sharing a shard still differ in both (with the top bits, every key in a shard
+/// would carry one of two tags and each lookup would compare many keys).
 pub fn shard_of(key: u64) -> usize {
-    (key >> 58) as usize
+    (key >> 51) as usize % SHARDS
 }
 
 struct Shard<V> {
