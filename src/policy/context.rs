@@ -3,6 +3,7 @@
 //! Registered getters are much cheaper than building a `Map` per call; groups are `Arc`s, so
 //! `ctx.user` costs a reference count, not a copy. Missing values read as `()`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, ImmutableString};
@@ -41,6 +42,12 @@ to_rhai_by_clone!(
     Arc<RbaSignals>,
     Arc<TimeSignals>
 );
+
+impl ToRhai for IpAddr {
+    fn to_rhai(&self) -> Dynamic {
+        self.to_string().into()
+    }
+}
 
 impl ToRhai for EventTime {
     fn to_rhai(&self) -> Dynamic {

@@ -137,11 +137,9 @@ impl Runtime {
             .set_max_map_size(limits.max_map_size)
             .set_max_variables(256)
             .set_max_functions(256)
-            .set_max_modules(0)
             // The interner sits behind a lock shared by all threads; without it policies scale.
             .set_max_strings_interned(0)
             .set_optimization_level(OptimizationLevel::Full)
-            .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new())
             .on_print(|text| tracing::info!(target: "riskgate::policy", "{text}"))
             .on_debug(|text, _, pos| tracing::debug!(target: "riskgate::policy", %pos, "{text}"));
         engine.disable_symbol("eval");

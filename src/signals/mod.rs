@@ -6,6 +6,7 @@
 pub mod rba;
 pub mod travel;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -50,12 +51,12 @@ pub struct Signals {
 }
 
 /// The request as sent.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RequestSignals {
     /// The account.
     pub user_id: ImmutableString,
-    /// The client IP.
-    pub ip: ImmutableString,
+    /// The client IP (rendered as text only when a policy reads it).
+    pub ip: IpAddr,
     /// The user agent.
     pub user_agent: Option<ImmutableString>,
     /// The device id.
@@ -66,6 +67,20 @@ pub struct RequestSignals {
     pub preauth: bool,
     /// Free-form attributes.
     pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for RequestSignals {
+    fn default() -> Self {
+        Self {
+            user_id: ImmutableString::new(),
+            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            user_agent: None,
+            device_id: None,
+            password_ok: None,
+            preauth: false,
+            attributes: serde_json::Map::new(),
+        }
+    }
 }
 
 /// GeoIP facts.
@@ -302,7 +317,7 @@ pub fn compute(input: Inputs<'_>) -> Signals {
     Signals {
         request: Arc::new(RequestSignals {
             user_id: attempt.user_id.as_str().into(),
-            ip: attempt.ip.to_string().into(),
+            ip: attempt.ip,
             user_agent: string(attempt.user_agent.as_deref()),
             device_id: string(attempt.device_id.as_deref()),
             password_ok: attempt.password_ok,
