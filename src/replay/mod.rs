@@ -13,6 +13,7 @@ pub mod readers;
 pub mod report;
 pub mod summary;
 
+mod reorder;
 mod router;
 mod shard;
 

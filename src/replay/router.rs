@@ -1,9 +1,7 @@
 //! Puts events back in event-time order, counts what users share (IPs, devices) and picks
 //! the shard of users each event goes to.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
+use super::reorder::ReorderBuffer;
 use super::{EventKind, ReplayEvent};
 use crate::Millis;
 use crate::engine::counting_bucket;
@@ -21,7 +19,7 @@ pub struct Routed {
 /// Orders events and routes them to `shards` shards of users.
 pub struct Router {
     /// Reorder buffer: earliest event first, ties in input order.
-    buffer: BinaryHeap<Reverse<(Millis, u64, Slot)>>,
+    buffer: ReorderBuffer<(Millis, u64), ReplayEvent>,
     window: usize,
     last_at: Millis,
     /// Events older than one already routed.
@@ -29,26 +27,6 @@ pub struct Router {
     /// Counters shared between users, when users are split across shards.
     network: Option<NetworkActivity>,
     shards: usize,
-}
-
-/// A buffered event, ordered only by the key beside it.
-struct Slot(ReplayEvent);
-
-impl PartialEq for Slot {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for Slot {}
-impl PartialOrd for Slot {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Slot {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
 }
 
 impl Router {
@@ -59,7 +37,7 @@ impl Router {
     pub fn new(window: usize, network: Option<NetworkActivity>, shards: usize) -> Self {
         debug_assert!(shards.is_power_of_two() && (network.is_some() || shards == 1));
         Self {
-            buffer: BinaryHeap::new(),
+            buffer: ReorderBuffer::default(),
             window,
             last_at: Millis::MIN,
             out_of_order: 0,
@@ -70,8 +48,7 @@ impl Router {
 
     /// Buffers `event`; returns the earliest one once the buffer is full.
     pub fn push(&mut self, event: ReplayEvent) -> Option<(usize, Routed)> {
-        self.buffer
-            .push(Reverse((event.at, event.row, Slot(event))));
+        self.buffer.push((event.at, event.row), event);
         (self.buffer.len() > self.window)
             .then(|| self.pop())
             .flatten()
@@ -79,7 +56,7 @@ impl Router {
 
     /// The next buffered event, in time order, with its shard.
     pub fn pop(&mut self) -> Option<(usize, Routed)> {
-        let Reverse((at, _, Slot(event))) = self.buffer.pop()?;
+        let ((at, _), event) = self.buffer.pop()?;
         if at < self.last_at {
             self.out_of_order += 1;
         }
