@@ -405,7 +405,7 @@ fn login_facts(
         Feature::Country,
         geo.country
             .as_ref()
-            .map(|c| FeatureValue::new(Feature::Country, c.as_str())),
+            .map(|c| FeatureValue::new(Feature::Country, Arc::clone(c))),
     );
     set(
         Feature::Asn,

@@ -50,7 +50,8 @@ impl AgentFeatures {
         device.label = format!(
             "{} {} on {} {}",
             info.browser, info.version, info.os, info.os_version
-        );
+        )
+        .into();
         Self {
             browser: named
                 .then(|| FeatureValue::new(Feature::Browser, format!("{} {major}", info.browser))),

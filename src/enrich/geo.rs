@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use maxminddb::Reader;
 use serde::Deserialize;
@@ -15,9 +16,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GeoInfo {
     /// ISO 3166 alpha-2 country code.
-    pub country: Option<String>,
+    pub country: Option<Arc<str>>,
     /// City name (English).
-    pub city: Option<String>,
+    pub city: Option<Arc<str>>,
     /// Latitude in degrees.
     pub lat: Option<f64>,
     /// Longitude in degrees.
@@ -27,7 +28,7 @@ pub struct GeoInfo {
     /// Autonomous system number.
     pub asn: Option<u32>,
     /// Autonomous system organisation.
-    pub as_org: Option<String>,
+    pub as_org: Option<Arc<str>>,
     /// True for loopback, private, link-local and other non-routable addresses.
     pub private: bool,
 }
@@ -131,8 +132,8 @@ impl GeoIp {
                 .or(rec.registered_country)
                 .and_then(|c| c.iso_code)
                 .or(rec.country_code)
-                .map(str::to_owned);
-            info.city = rec.city.and_then(|c| c.0).map(str::to_owned);
+                .map(Arc::from);
+            info.city = rec.city.and_then(|c| c.0).map(Arc::from);
             let loc = rec.location.unwrap_or_default();
             info.lat = loc.latitude.or(rec.latitude);
             info.lon = loc.longitude.or(rec.longitude);
@@ -142,13 +143,13 @@ impl GeoIp {
             let found = match source {
                 AsnSource::Mmdb(r) => decode::<AsnRecord>(r, ip).and_then(|a| {
                     a.autonomous_system_number
-                        .map(|n| (n, a.autonomous_system_organization.map(str::to_owned)))
+                        .map(|n| (n, a.autonomous_system_organization))
                 }),
-                AsnSource::Ranges(r) => r.lookup(ip).map(|(n, org)| (n, Some(org.to_owned()))),
+                AsnSource::Ranges(r) => r.lookup(ip).map(|(n, org)| (n, Some(org))),
             };
             if let Some((asn, org)) = found {
                 info.asn = Some(asn);
-                info.as_org = org.filter(|o| !o.is_empty());
+                info.as_org = org.filter(|o| !o.is_empty()).map(Arc::from);
                 break;
             }
         }

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Deserialize;
@@ -301,8 +302,8 @@ fn csv_row(record: &csv::StringRecord, columns: &Columns, row: u64) -> ReplayIte
 fn geo_hint(country: Option<&str>, city: Option<&str>, asn: Option<&str>) -> Option<GeoInfo> {
     let asn = asn.and_then(|a| a.trim_start_matches("AS").parse().ok());
     (country.is_some() || city.is_some() || asn.is_some()).then(|| GeoInfo {
-        country: country.map(str::to_owned),
-        city: city.map(str::to_owned),
+        country: country.map(Arc::from),
+        city: city.map(Arc::from),
         asn,
         ..GeoInfo::default()
     })

@@ -1,6 +1,7 @@
 //! A user's learned profile: what their fully successful logins looked like.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,13 +54,13 @@ impl Feature {
 pub struct FeatureValue {
     /// Stable hash of the value.
     pub id: u64,
-    /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...).
-    pub label: String,
+    /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...), shared by every login with it.
+    pub label: Arc<str>,
 }
 
 impl FeatureValue {
     /// Hashes `label` (with the feature, so equal labels of different features differ).
-    pub fn new(feature: Feature, label: impl Into<String>) -> Self {
+    pub fn new(feature: Feature, label: impl Into<Arc<str>>) -> Self {
         let label = label.into();
         let id = xxhash_rust::xxh3::xxh3_64_with_seed(label.as_bytes(), feature as u64);
         Self { id, label }
@@ -91,9 +92,9 @@ pub struct LoginPlace {
     /// Client IP.
     pub ip: std::net::IpAddr,
     /// Country code, if known.
-    pub country: Option<String>,
+    pub country: Option<Arc<str>>,
     /// City, if known.
-    pub city: Option<String>,
+    pub city: Option<Arc<str>>,
     /// Latitude, if known.
     pub lat: Option<f64>,
     /// Longitude, if known.
@@ -101,7 +102,7 @@ pub struct LoginPlace {
     /// Accuracy radius in km, if known.
     pub accuracy_km: Option<f64>,
     /// Device label.
-    pub device: Option<String>,
+    pub device: Option<Arc<str>>,
 }
 
 impl Default for LoginPlace {
@@ -192,11 +193,18 @@ impl UserProfile {
                 self.remember(feature, value, at).count += 1;
             }
         }
-        let pos = self.recent_logins.partition_point(|l| l.at <= at);
-        self.recent_logins.insert(pos, login.place);
-        if self.recent_logins.len() > MAX_RECENT_LOGINS {
-            self.recent_logins.pop_front();
+        // Make room first, so the ring never grows past its bound.
+        let recent = &mut self.recent_logins;
+        let mut pos = recent.partition_point(|l| l.at <= at);
+        if recent.len() >= MAX_RECENT_LOGINS {
+            if pos == 0 {
+                return; // older than every login kept
+            }
+            recent.pop_front();
+            pos -= 1;
         }
+        recent.reserve_exact(MAX_RECENT_LOGINS - recent.len());
+        recent.insert(pos, login.place);
     }
 
     /// Marks a known device trusted; returns false (and changes nothing) for an unknown one.
