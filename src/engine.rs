@@ -356,7 +356,7 @@ impl Engine {
         })
     }
 
-    fn judge(&self, policy: &Policy, signals: &Signals) -> Verdict {
+    fn judge(&self, policy: &Policy, signals: &Arc<Signals>) -> Verdict {
         match self.runtime.run(policy, signals) {
             Ok(out) => Verdict {
                 decision: out.decision,

@@ -1,8 +1,10 @@
 //! Exposes [`Signals`] to Rhai as read-only custom types (`ctx.user.new_device`...).
 //!
-//! Registered getters are much cheaper than building a `Map` per call; groups are `Arc`s, so
-//! `ctx.user` costs a reference count, not a copy. Missing values read as `()`.
+//! Registered getters are much cheaper than building a `Map` per call. `ctx` is the shared
+//! `Arc<Signals>` and each group (`ctx.user`) a [`View`] of it, so reading a group costs a
+//! reference count, not a copy. Missing values read as `()`.
 
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -28,20 +30,7 @@ macro_rules! to_rhai_by_clone {
         }
     )*};
 }
-to_rhai_by_clone!(
-    i64,
-    f64,
-    bool,
-    ImmutableString,
-    String,
-    Arc<RequestSignals>,
-    Arc<GeoSignals>,
-    Arc<DeviceSignals>,
-    Arc<UserSignals>,
-    Arc<IpSignals>,
-    Arc<RbaSignals>,
-    Arc<TimeSignals>
-);
+to_rhai_by_clone!(i64, f64, bool, ImmutableString, String);
 
 impl ToRhai for IpAddr {
     fn to_rhai(&self) -> Dynamic {
@@ -73,25 +62,80 @@ impl ToRhai for serde_json::Map<String, serde_json::Value> {
     }
 }
 
-/// Registers a type under a script-visible name with one read-only getter per field.
+/// One group of the shared signals (`ctx.user`...), as scripts hold it.
+struct View<G> {
+    signals: Arc<Signals>,
+    group: PhantomData<fn() -> G>,
+}
+
+impl<G> Clone for View<G> {
+    fn clone(&self) -> Self {
+        Self {
+            signals: Arc::clone(&self.signals),
+            group: PhantomData,
+        }
+    }
+}
+
+/// A group of [`Signals`] a [`View`] can show.
+trait Group: 'static {
+    /// Its field in [`Signals`], and the name scripts read it by (`ctx.user`).
+    const FIELD: &'static str;
+    fn of(signals: &Signals) -> &Self;
+}
+
+macro_rules! groups {
+    ($($group:ty => $field:ident),* $(,)?) => {$(
+        impl Group for $group {
+            const FIELD: &'static str = stringify!($field);
+            fn of(signals: &Signals) -> &Self {
+                &signals.$field
+            }
+        }
+    )*};
+}
+groups!(
+    RequestSignals => request,
+    GeoSignals => geo,
+    DeviceSignals => device,
+    UserSignals => user,
+    IpSignals => ip,
+    RbaSignals => rba,
+    TimeSignals => time,
+);
+
+impl<G: Group> View<G> {
+    fn new(signals: &Arc<Signals>) -> Self {
+        Self {
+            signals: Arc::clone(signals),
+            group: PhantomData,
+        }
+    }
+
+    fn group(&self) -> &G {
+        G::of(&self.signals)
+    }
+}
+
+/// Registers a group as `ctx.<field>`: a type named `$name` with one read-only getter per
+/// listed member.
 macro_rules! register {
-    ($engine:expr, $ty:ty, $name:literal, [$($field:ident),* $(,)?]) => {{
-        $engine.register_type_with_name::<$ty>($name);
-        $( $engine.register_get(stringify!($field), |s: &mut $ty| s.$field.to_rhai()); )*
+    ($engine:expr, $group:ty, $name:literal, [$($member:ident),* $(,)?]) => {{
+        $engine.register_type_with_name::<View<$group>>($name);
+        $engine.register_get(<$group as Group>::FIELD, |ctx: &mut Arc<Signals>| {
+            View::<$group>::new(ctx)
+        });
+        $( $engine.register_get(stringify!($member), |v: &mut View<$group>| v.group().$member.to_rhai()); )*
     }};
 }
 
 /// Makes `ctx` and its groups readable from scripts.
 pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Arc<Signals>>("Ctx");
+    engine.register_get("app", |ctx: &mut Arc<Signals>| ctx.app.clone());
     register!(
         engine,
-        Signals,
-        "Ctx",
-        [request, geo, device, user, ip, rba, time, app]
-    );
-    register!(
-        engine,
-        Arc<RequestSignals>,
+        RequestSignals,
         "Request",
         [
             user_id,
@@ -105,19 +149,19 @@ pub fn register(engine: &mut Engine) {
     );
     register!(
         engine,
-        Arc<GeoSignals>,
+        GeoSignals,
         "Geo",
         [country, city, lat, lon, accuracy_km, asn, as_org, private]
     );
     register!(
         engine,
-        Arc<DeviceSignals>,
+        DeviceSignals,
         "Device",
         [id, known, trusted, users_24h]
     );
     register!(
         engine,
-        Arc<UserSignals>,
+        UserSignals,
         "User",
         [
             failures_15m,
@@ -144,7 +188,7 @@ pub fn register(engine: &mut Engine) {
     );
     register!(
         engine,
-        Arc<IpSignals>,
+        IpSignals,
         "Ip",
         [
             failures_10m,
@@ -156,8 +200,8 @@ pub fn register(engine: &mut Engine) {
             lists
         ]
     );
-    register!(engine, Arc<RbaSignals>, "Rba", [score, surprisal]);
-    register!(engine, Arc<TimeSignals>, "Time", [timestamp, hour, weekday]);
+    register!(engine, RbaSignals, "Rba", [score, surprisal]);
+    register!(engine, TimeSignals, "Time", [timestamp, hour, weekday]);
     device_info_getters(engine);
 }
 
@@ -173,8 +217,58 @@ fn device_info_getters(engine: &mut Engine) {
         ("vendor", |d| &d.vendor),
     ];
     for (name, field) in fields {
-        engine.register_get(name, move |s: &mut Arc<DeviceSignals>| {
-            field(&s.info).clone()
+        engine.register_get(name, move |v: &mut View<DeviceSignals>| {
+            field(&v.group().info).clone()
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Limits, Runtime};
+
+    #[test]
+    fn scripts_read_every_group_of_ctx() {
+        let mut signals = Signals::default();
+        signals.request.user_id = "alice".into();
+        signals.request.ip = "2001:db8::1".parse().unwrap();
+        signals.geo.country = Some("DE".into());
+        signals.device.info = Arc::new(DeviceInfo {
+            browser: "Firefox".into(),
+            ..DeviceInfo::default()
+        });
+        signals.device.users_24h = 2;
+        signals.user.failures_15m = 3;
+        signals.ip.lists = vec!["hosting".into()];
+        signals.rba.score = 0.25;
+        signals.time.hour = 7;
+        signals.app = "portal".into();
+        let script = r#"fn evaluate(ctx) {
+            #{ decision: "allow", score: ctx.rba.score, reasons: [
+                ctx.request.user_id, ctx.request.ip, ctx.geo.country, ctx.device.browser,
+                `${ctx.device.users_24h}`, `${ctx.user.failures_15m}`, ctx.ip.lists[0],
+                `${ctx.time.hour}`, ctx.app, `${ctx.geo.city}`,
+            ] }
+        }"#;
+        let runtime = Runtime::new(Limits::default());
+        let policy = runtime.compile("t", "t.rhai", script).unwrap();
+        let out = runtime.run(&policy, &Arc::new(signals)).unwrap();
+        assert_eq!(out.score, 0.25);
+        assert_eq!(
+            out.reasons,
+            [
+                "alice",
+                "2001:db8::1",
+                "DE",
+                "Firefox",
+                "2",
+                "3",
+                "hosting",
+                "7",
+                "portal",
+                ""
+            ]
+        );
     }
 }

@@ -207,7 +207,7 @@ impl Runtime {
     }
 
     /// Runs a policy on `ctx`.
-    pub fn run(&self, policy: &Policy, ctx: &Signals) -> Result<PolicyOutput, PolicyError> {
+    pub fn run(&self, policy: &Policy, ctx: &Arc<Signals>) -> Result<PolicyOutput, PolicyError> {
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
         let result: Dynamic = self
             .engine
@@ -216,7 +216,7 @@ impl Runtime {
                 &mut Scope::new(),
                 &policy.ast,
                 ENTRY_POINT,
-                (ctx.clone(),),
+                (Arc::clone(ctx),),
             )
             .map_err(|e| PolicyError::Runtime {
                 name: policy.name().to_owned(),
@@ -278,13 +278,12 @@ pub struct PolicyOutput {
 impl PolicyOutput {
     fn from_dynamic(value: Dynamic) -> Result<Self, String> {
         let type_name = value.type_name();
-        let map: Map = value
+        let mut map: Map = value
             .try_cast()
             .ok_or_else(|| format!("expected a map, got {type_name}"))?;
         let decision_value = map
-            .get("decision")
+            .remove("decision")
             .ok_or("missing `decision`")?
-            .clone()
             .into_immutable_string()
             .map_err(|t| format!("`decision` must be a string, got {t}"))?;
         let decision = Decision::parse(&decision_value).ok_or_else(|| {
@@ -300,10 +299,9 @@ impl PolicyOutput {
         if !score.is_finite() {
             return Err("`score` must be finite".into());
         }
-        let reasons = match map.get("reasons") {
+        let reasons = match map.remove("reasons") {
             None => Vec::new(),
             Some(r) => r
-                .clone()
                 .into_typed_array::<rhai::ImmutableString>()
                 .map_err(|t| format!("`reasons` must be an array of strings, got {t}"))?
                 .into_iter()
@@ -464,7 +462,7 @@ mod tests {
                 "const LIMIT = 3; fn evaluate(ctx) { #{decision: if 4 > LIMIT { \"mfa\" } else { \"allow\" }, score: 1} }",
             )
             .unwrap();
-        let out = runtime.run(&policy, &Signals::default()).unwrap();
+        let out = runtime.run(&policy, &Arc::default()).unwrap();
         assert_eq!((out.decision, out.score), (Decision::Mfa, 1.0));
         for (source, why) in [
             ("fn evaluate(ctx) { 42 }", "expected a map"),
@@ -499,7 +497,7 @@ mod tests {
         ] {
             let policy = runtime.compile("t", "t.rhai", source).unwrap();
             let err = runtime
-                .run(&policy, &Signals::default())
+                .run(&policy, &Arc::default())
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(why), "{source}: {err}");

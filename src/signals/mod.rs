@@ -29,23 +29,24 @@ impl Serialize for EventTime {
     }
 }
 
-/// The whole policy context.
+/// The whole policy context: one allocation once shared (`Arc<Signals>`), which scripts read
+/// group by group without copying.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Signals {
     /// The raw request fields.
-    pub request: Arc<RequestSignals>,
+    pub request: RequestSignals,
     /// Where the IP is.
-    pub geo: Arc<GeoSignals>,
+    pub geo: GeoSignals,
     /// What the device is and whether the user knows it.
-    pub device: Arc<DeviceSignals>,
+    pub device: DeviceSignals,
     /// The user's history and live counters.
-    pub user: Arc<UserSignals>,
+    pub user: UserSignals,
     /// The IP's live counters and lists.
-    pub ip: Arc<IpSignals>,
+    pub ip: IpSignals,
     /// The statistical score.
-    pub rba: Arc<RbaSignals>,
+    pub rba: RbaSignals,
     /// Event time.
-    pub time: Arc<TimeSignals>,
+    pub time: TimeSignals,
     /// The application (empty when not given).
     pub app: ImmutableString,
 }
@@ -315,7 +316,7 @@ pub fn compute(input: Inputs<'_>) -> Signals {
     let rba = rba::score(profile, facts);
     let time = DateTime::<Utc>::from_timestamp_millis(at).unwrap_or_default();
     Signals {
-        request: Arc::new(RequestSignals {
+        request: RequestSignals {
             user_id: attempt.user_id.as_str().into(),
             ip: attempt.ip,
             user_agent: string(attempt.user_agent.as_deref()),
@@ -323,8 +324,8 @@ pub fn compute(input: Inputs<'_>) -> Signals {
             password_ok: attempt.password_ok,
             preauth: attempt.password_ok.is_none(),
             attributes: attempt.attributes.clone(),
-        }),
-        geo: Arc::new(GeoSignals {
+        },
+        geo: GeoSignals {
             country: string(geo.country.as_deref()),
             city: string(geo.city.as_deref()),
             lat: geo.lat,
@@ -333,25 +334,25 @@ pub fn compute(input: Inputs<'_>) -> Signals {
             asn: geo.asn.map(i64::from),
             as_org: string(geo.as_org.as_deref()),
             private: geo.private,
-        }),
-        device: Arc::new(DeviceSignals {
+        },
+        device: DeviceSignals {
             id: string(attempt.device_id.as_deref()),
             info: device,
             known: device_known.is_some(),
             trusted: device_known.is_some_and(|k| k.trusted),
             users_24h: network.device_users_24h,
-        }),
-        user: Arc::new(user),
-        ip: Arc::new(ip),
-        rba: Arc::new(RbaSignals {
+        },
+        user,
+        ip,
+        rba: RbaSignals {
             score: rba.score,
             surprisal: rba.surprisal,
-        }),
-        time: Arc::new(TimeSignals {
+        },
+        time: TimeSignals {
             timestamp: EventTime(at),
             hour: i64::from(time.hour()),
             weekday: i64::from(time.weekday().number_from_monday()),
-        }),
+        },
         app: attempt.app.as_deref().unwrap_or("").into(),
     }
 }
