@@ -311,10 +311,13 @@ fn geo_hint(country: Option<&str>, city: Option<&str>, asn: Option<&str>) -> Opt
 
 /// `true`/`false`, `1`/`0`, `yes`/`no`, case-insensitively.
 fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "y" | "t" => Some(true),
-        "false" | "0" | "no" | "n" | "f" => Some(false),
-        _ => None,
+    let is = |words: [&str; 5]| words.iter().any(|w| v.eq_ignore_ascii_case(w));
+    if is(["true", "1", "yes", "y", "t"]) {
+        Some(true)
+    } else if is(["false", "0", "no", "n", "f"]) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -496,6 +499,19 @@ pub fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn booleans_read_in_any_case_and_the_usual_spellings() {
+        for v in ["True", "true", "1", "YES", "y", "T"] {
+            assert_eq!(parse_bool(v), Some(true), "{v}");
+        }
+        for v in ["False", "FALSE", "0", "no", "N", "f"] {
+            assert_eq!(parse_bool(v), Some(false), "{v}");
+        }
+        for v in ["", "2", "maybe", "truest"] {
+            assert_eq!(parse_bool(v), None, "{v}");
+        }
+    }
 
     #[test]
     fn times_in_every_accepted_shape() {
