@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::Millis;
 use crate::enrich::{DeviceInfo, DeviceParser, GeoInfo, GeoIp};
 use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, Verdict};
-use crate::policy::{Policy, PolicySet, Runtime};
+use crate::policy::{Policy, PolicyError, PolicySet, Runtime};
 use crate::signals::{self, Inputs, Signals, TravelLimits};
 use crate::state::{
     AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
@@ -92,17 +92,20 @@ impl Engine {
         }
     }
 
-    /// An engine sharing this one's enrichment, runtime and policies over another state
-    /// store (replay runs one per shard of users).
-    pub fn with_store(&self, store: Arc<dyn Store>) -> Self {
-        Self {
+    /// An engine for another thread (replay runs one per shard of users): it shares this
+    /// one's enrichment, and has its own state store, policy runtime and compiled copy of
+    /// the policies, so threads never contend on the script engine's shared values.
+    pub fn replica(&self, store: Arc<dyn Store>) -> Result<Self, PolicyError> {
+        let runtime = Runtime::new(self.runtime.limits());
+        let policies = self.policies.load().compiled_by(&runtime)?;
+        Ok(Self {
             geo: Arc::clone(&self.geo),
             devices: Arc::clone(&self.devices),
             store,
-            runtime: Arc::clone(&self.runtime),
-            policies: Arc::clone(&self.policies),
+            runtime: Arc::new(runtime),
+            policies: Arc::new(ArcSwap::from_pointee(policies)),
             settings: self.settings,
-        }
+        })
     }
 
     /// The sandboxed policy runtime (to compile policies for this engine).

@@ -122,6 +122,7 @@ pub enum PolicyError {
 /// The sandboxed Rhai engine every policy runs in.
 pub struct Runtime {
     engine: Engine,
+    limits: Limits,
 }
 
 impl Runtime {
@@ -160,7 +161,12 @@ impl Runtime {
                 Err("`sort` with a comparator is not available in policies".into())
             },
         );
-        Self { engine }
+        Self { engine, limits }
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Compiles a policy; `origin` names it in error messages.
@@ -202,6 +208,8 @@ impl Runtime {
                 name: name.to_owned(),
                 version: source_version(source),
             }),
+            origin: origin.to_owned(),
+            source: source.to_owned(),
             ast,
         })
     }
@@ -247,6 +255,9 @@ fn cidr_match(ip: &str, cidr: &str) -> bool {
 /// A compiled policy.
 pub struct Policy {
     reference: Arc<PolicyRef>,
+    /// Where the script came from, for error messages.
+    origin: String,
+    source: String,
     ast: AST,
 }
 
@@ -342,7 +353,7 @@ pub struct Selection {
 pub struct PolicySet {
     policies: BTreeMap<String, Arc<Policy>>,
     selection: Selection,
-    lists: Lists,
+    lists: Arc<Lists>,
 }
 
 impl PolicySet {
@@ -381,6 +392,14 @@ impl PolicySet {
         selection: Selection,
         lists: Lists,
     ) -> Result<Self, PolicyError> {
+        Self::with_lists(policies, selection, Arc::new(lists))
+    }
+
+    fn with_lists(
+        policies: BTreeMap<String, Arc<Policy>>,
+        selection: Selection,
+        lists: Arc<Lists>,
+    ) -> Result<Self, PolicyError> {
         let wanted = std::iter::once(&selection.default)
             .chain(selection.apps.values())
             .chain(selection.shadow.iter());
@@ -396,6 +415,25 @@ impl PolicySet {
         })
     }
 
+    /// The same policies compiled again by `runtime`, sharing the lists: a copy for another
+    /// thread. Compiled scripts hold reference-counted values that every call touches, so
+    /// threads sharing one copy contend on them.
+    pub fn compiled_by(&self, runtime: &Runtime) -> Result<Self, PolicyError> {
+        let policies = self
+            .policies
+            .iter()
+            .map(|(name, p)| {
+                let copy = runtime.compile(p.name(), &p.origin, &p.source)?;
+                Ok((name.clone(), Arc::new(copy)))
+            })
+            .collect::<Result<_, PolicyError>>()?;
+        Ok(Self {
+            policies,
+            selection: self.selection.clone(),
+            lists: Arc::clone(&self.lists),
+        })
+    }
+
     /// Adds (or replaces) a policy, e.g. one given as a file on the command line.
     pub fn insert(&mut self, policy: Policy) {
         self.policies
@@ -404,7 +442,7 @@ impl PolicySet {
 
     /// Changes which policy runs where; fails if a selected policy is missing.
     pub fn select(self, selection: Selection) -> Result<Self, PolicyError> {
-        Self::new(self.policies, selection, self.lists)
+        Self::with_lists(self.policies, selection, self.lists)
     }
 
     /// The policy for an app (the default when the app is not mapped).

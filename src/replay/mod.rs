@@ -28,6 +28,7 @@ use crate::Millis;
 use crate::engine::{Engine, EngineError, Enrichment};
 use crate::enrich::GeoInfo;
 use crate::model::{Attempt, Decision, Outcome, Verdict};
+use crate::policy::PolicyError;
 use crate::signals::Signals;
 use crate::state::bounded::{SHARDED_FROM, SHARDS};
 use crate::state::memory::Capacity;
@@ -231,6 +232,9 @@ pub enum ReplayError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A shard's copy of the policies did not compile.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// The output could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -274,9 +278,9 @@ pub fn replay(
         .split_users
         .then(|| NetworkActivity::new(options.capacity.ips, options.capacity.devices));
     let router = Router::new(options.reorder_window, network, shards);
-    let new_shard = || {
+    let new_shard = || -> Result<Shard, PolicyError> {
         let store = Arc::new(MemoryStore::new(options.capacity));
-        Shard::new(engine.with_store(store), options.unlabelled_mfa)
+        Ok(Shard::new(engine.replica(store)?, options.unlabelled_mfa))
     };
     let mut collector = Collector {
         summary: Summary::new(options.samples),
@@ -285,9 +289,9 @@ pub fn replay(
         scored: 0,
     };
     let out_of_order = if options.threads <= 1 {
-        sequential(engine, events, router, new_shard(), &mut collector)?
+        sequential(engine, events, router, new_shard()?, &mut collector)?
     } else {
-        let shards = (0..shards).map(|_| new_shard()).collect();
+        let shards = (0..shards).map(|_| new_shard()).collect::<Result<_, _>>()?;
         parallel(engine, events, router, shards, &mut collector)?
     };
     if let Some(out) = collector.out {
