@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parts/geoip", |b| {
         b.iter(|| black_box(engine.geo_lookup(black_box(attempts[1].ip))))
     });
-    common::bench_host_baseline(c);
+    common::bench_host_baseline(c, "after");
 
     // `cargo test --benches` runs each benchmark once; percentiles only under `cargo bench`.
     if !std::env::args().any(|a| a == "--bench") {

@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
         .resolve()
         .unwrap()
     };
+    common::bench_host_baseline(c, "before");
     let mut group = c.benchmark_group("replay");
     group.throughput(Throughput::Elements(rows as u64));
     group.sample_size(10);
@@ -59,7 +60,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    common::bench_host_baseline(c);
+    common::bench_host_baseline(c, "after");
 }
 
 criterion_group!(benches, bench);

@@ -286,10 +286,11 @@ pub fn reasons(answer: &Json) -> Vec<String> {
 
 /// The same-run reference for benchmarks on a shared, noisy machine: one uncached woothee
 /// parse, 0.55–0.93 µs on the machine `PERF-NOTES.md` was measured on. Divide a figure by
-/// this baseline's slowdown to compare it with a target.
-pub fn bench_host_baseline(c: &mut criterion::Criterion) {
+/// this baseline's slowdown to compare it with a target; `when` tells apart measurements
+/// taken before and after a long benchmark, as the host's speed drifts over minutes.
+pub fn bench_host_baseline(c: &mut criterion::Criterion, when: &str) {
     let woothee = woothee::parser::Parser::new();
-    c.bench_function("baseline/woothee_uncached", |b| {
+    c.bench_function(&format!("baseline/woothee_uncached/{when}"), |b| {
         b.iter(|| std::hint::black_box(woothee.parse(std::hint::black_box(CHROME_WIN))))
     });
 }
