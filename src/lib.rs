@@ -17,6 +17,7 @@
 //! - [`replay`]: historical logs through a fresh engine, in event time, with metrics.
 //! - [`http`]: the axum front door; [`service`] assembles it all from a config.
 
+pub mod alloc;
 pub mod config;
 pub mod decision_log;
 pub mod engine;
