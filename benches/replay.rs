@@ -17,6 +17,7 @@ use riskgate::replay::corpus::{CorpusSpec, generate};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
+    riskgate::alloc::keep_freed_memory(); // as the `riskgate replay` command does
     // `cargo test --benches` runs each benchmark once: a small corpus keeps that quick.
     let benchmarking = std::env::args().any(|a| a == "--bench");
     let rows: usize = std::env::var("RISKGATE_BENCH_ROWS")

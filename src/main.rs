@@ -121,6 +121,7 @@ fn run(
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::Replay(args) => {
+            riskgate::alloc::keep_freed_memory();
             let report = args.report.clone();
             print!("{}", run_replay(args, config()?)?.render());
             if let Some(dir) = report {

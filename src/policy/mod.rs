@@ -257,6 +257,7 @@ pub struct Policy {
     reference: Arc<PolicyRef>,
     /// Where the script came from, for error messages.
     origin: String,
+    /// The script, to compile copies for other threads.
     source: String,
     ast: AST,
 }

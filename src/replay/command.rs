@@ -110,7 +110,6 @@ fn create(path: &Path) -> std::io::Result<Box<dyn Write>> {
 
 /// Runs a replay, writing `--out` and `--report` when asked; returns the summary.
 pub fn run_replay(args: ReplayArgs, config: Config) -> Result<Summary, Box<dyn std::error::Error>> {
-    crate::alloc::keep_freed_memory();
     let runtime = Runtime::new(config.limits);
     let mut policies = service::load_policies(&runtime, &config)?;
     let default = match &args.policy {

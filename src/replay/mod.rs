@@ -263,7 +263,7 @@ struct OutLine<'a> {
     logged_decision: Option<Decision>,
 }
 
-/// Streams `events` through fresh state over `engine`'s enrichment, runtime and policies,
+/// Streams `events` through fresh state over `engine`'s enrichment and copies of its policies,
 /// writing per-row decisions to `out` and calling `progress` with the rows scored so far.
 pub fn replay(
     engine: &Engine,

@@ -1,8 +1,9 @@
-//! A bounded reorder buffer for logs that are mostly in time order.
+//! A reorder buffer for logs that are mostly in time order (its user bounds how much it holds).
 //!
 //! Items arriving in order (the common case) queue in a ring buffer and leave in O(1), with
 //! sequential memory access; only stragglers, older than something already queued, go
-//! through a binary heap. The earliest item always leaves first.
+//! through a binary heap. The earliest item always leaves first. After one item far in the
+//! future, later items are stragglers until it leaves: correct, at a heap's cost.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

@@ -54,7 +54,7 @@ impl Feature {
 pub struct FeatureValue {
     /// Stable hash of the value.
     pub id: u64,
-    /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...), shared by every login with it.
+    /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...); cloning it shares the text.
     pub label: Arc<str>,
 }
 
@@ -196,14 +196,18 @@ impl UserProfile {
         // Make room first, so the ring never grows past its bound.
         let recent = &mut self.recent_logins;
         let mut pos = recent.partition_point(|l| l.at <= at);
-        if recent.len() >= MAX_RECENT_LOGINS {
+        while recent.len() >= MAX_RECENT_LOGINS {
             if pos == 0 {
                 return; // older than every login kept
             }
             recent.pop_front();
             pos -= 1;
         }
-        recent.reserve_exact(MAX_RECENT_LOGINS - recent.len());
+        if recent.len() == recent.capacity() {
+            // Grow geometrically, as a Vec would, but never past the bound.
+            let wanted = (recent.capacity() * 2).clamp(4, MAX_RECENT_LOGINS);
+            recent.reserve_exact(wanted - recent.len());
+        }
         recent.insert(pos, login.place);
     }
 
@@ -312,6 +316,19 @@ mod tests {
             p.last_login().map(|l| l.at),
             Some(10 + MAX_KNOWN_PER_FEATURE as i64 - 1)
         );
+    }
+
+    #[test]
+    fn recent_logins_stay_in_time_order_within_their_bound() {
+        let mut p = UserProfile::new("alice");
+        for at in (0..30).map(|i| 100 + 10 * i) {
+            p.learn(login(at, "laptop", "DE"));
+            assert!(p.recent_logins.capacity() <= MAX_RECENT_LOGINS);
+        }
+        p.learn(login(345, "laptop", "DE")); // between two kept logins
+        p.learn(login(1, "laptop", "DE")); // older than every kept login
+        let times: Vec<Millis> = p.recent_logins.iter().map(|l| l.at).collect();
+        assert_eq!(times, [310, 320, 330, 340, 345, 350, 360, 370, 380, 390]);
     }
 
     #[test]
