@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 use crate::enrich::{DeviceInfo, DeviceParser, GeoInfo, GeoIp};
-use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, Verdict};
+use crate::model::{
+    Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, UserExport, Verdict,
+};
 use crate::policy::{Policy, PolicyError, PolicySet, Runtime};
-use crate::signals::{self, Inputs, Signals, TravelLimits};
+use crate::signals::{self, EventTime, Inputs, Signals, TravelLimits};
 use crate::state::{
     AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
-    Pending, PendingStage, Store, StoreError,
+    Pending, PendingStage, Store, StoreError, USER_FAILURE_WINDOWS, UserActivity,
 };
 
 /// Reason given when the fail-safe decision replaces a failed policy.
@@ -111,11 +113,6 @@ impl Engine {
     /// The sandboxed policy runtime (to compile policies for this engine).
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
-    }
-
-    /// The state backend.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// The active policy set.
@@ -303,6 +300,38 @@ impl Engine {
             (DeviceTrusted, _) => unreachable!("handled above"),
         };
         Ok(recorded)
+    }
+
+    /// Everything kept about a user (`GET /v1/users/{id}`); `None` when nothing is kept.
+    pub fn export_user(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserExport>, EngineError> {
+        let profile = self.store.profile(user_id)?;
+        let activity = self.store.activity(user_id)?;
+        if profile.is_none() && activity == UserActivity::default() {
+            return Ok(None);
+        }
+        let now = now.timestamp_millis();
+        let [.., day] = USER_FAILURE_WINDOWS;
+        Ok(Some(UserExport {
+            user_id: user_id.to_owned(),
+            profile,
+            failures_24h: activity.failures.count(now, day),
+            locked: activity.locked_until.is_some_and(|t| t > now),
+            locked_until: activity.locked_until.map(EventTime),
+        }))
+    }
+
+    /// Erases everything kept about a user; false when nothing was kept.
+    pub fn forget(&self, user_id: &str) -> Result<bool, EngineError> {
+        Ok(self.store.forget(user_id)?)
+    }
+
+    /// Lifts a user's lock; false when there was none.
+    pub fn unlock(&self, user_id: &str) -> Result<bool, EngineError> {
+        Ok(self.store.unlock(user_id)?)
     }
 
     /// An event the IdP did not send to evaluate first: it counts on its own.

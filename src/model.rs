@@ -6,7 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::signals::Signals;
+use crate::signals::{EventTime, Signals};
+use crate::state::UserProfile;
 
 /// Longest accepted `user_id`, in bytes.
 pub const MAX_USER_ID_LEN: usize = 256;
@@ -262,4 +263,19 @@ pub enum Recorded {
     DeviceTrusted,
     /// Nothing changed: the attempt's outcome was already counted, or is unknown.
     Ignored,
+}
+
+/// Everything kept about one user (`GET /v1/users/{id}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserExport {
+    /// The account.
+    pub user_id: String,
+    /// What their fully successful logins taught, if anything.
+    pub profile: Option<Arc<UserProfile>>,
+    /// Failed logins in the last 24 hours.
+    pub failures_24h: i64,
+    /// The account is locked now.
+    pub locked: bool,
+    /// When the lock ends (or ended).
+    pub locked_until: Option<EventTime>,
 }

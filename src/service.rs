@@ -17,7 +17,7 @@ use crate::http::{self, AppState};
 use crate::policy::{PolicyError, PolicySet, Runtime};
 use crate::state::{MemoryStore, Store};
 
-/// Errors that stop the service from starting.
+/// Errors that stop the service from starting or serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A GeoIP file is configured but unreadable.
@@ -26,6 +26,9 @@ pub enum StartError {
     /// The policies do not load.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -98,42 +101,60 @@ pub fn build_engine_with(
     ))
 }
 
-/// The shared state of the HTTP handlers for an engine and its config; starts the decision
-/// log writer when one is configured (call within a tokio runtime).
-pub fn app_state(engine: Arc<Engine>, config: &Config) -> AppState {
-    let decision_log = config.decision_log.as_ref().map(|path| {
-        tracing::info!(path = %path.display(), "decision log on");
-        DecisionLog::spawn(path.clone(), config.decision_log_max_bytes).0
-    });
-    AppState {
-        engine,
-        api_keys: Arc::new(config.api_keys.clone()),
-        policies_dir: config.policies_dir.clone(),
-        selection: config.selection.clone(),
-        decision_log,
-    }
-}
-
 /// Builds the engine, binds `config.listen` and serves until `shutdown` completes.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let engine = Arc::new(build_engine(&config)?);
+) -> Result<(), StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
+    serve(listener, config, shutdown).await
+}
+
+/// Builds the engine described by `config` and serves it on `listener` until `shutdown`
+/// completes. Returns once open requests are answered and the decision log is on disk.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let engine = Arc::new(build_engine(&config)?);
+    let (decision_log, writer) = match &config.decision_log {
+        Some(path) => {
+            tracing::info!(path = %path.display(), "decision log on");
+            let (log, writer) = DecisionLog::spawn(path.clone(), config.decision_log_max_bytes);
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
+    };
     let policy = engine.policies().active(None).reference();
     tracing::info!(
-        addr = %listener.local_addr()?,
+        addr = %listener.local_addr().map_err(StartError::Serve)?,
         policy = %policy.name,
         version = %policy.version,
         "riskgate listening"
     );
-    http::serve(listener, app_state(engine, &config), shutdown).await?;
+    let state = AppState {
+        engine,
+        api_keys: Arc::new(config.api_keys),
+        policies_dir: config.policies_dir,
+        selection: config.selection,
+        decision_log,
+    };
+    http::serve(listener, state, shutdown)
+        .await
+        .map_err(StartError::Serve)?;
+    // The server has dropped every handler's copy of the log's sender, so the writer drains
+    // what is queued and ends: wait for it, or the last lines could be lost on exit.
+    if let Some(writer) = writer
+        && let Err(e) = writer.await
+    {
+        tracing::error!(error = %e, "the decision log writer failed");
+    }
     tracing::info!("riskgate stopped");
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Route handlers: thin translations between HTTP and the engine.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,9 +11,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, UserId, ValidJson};
-use crate::model::{Assessment, Attempt, FieldError, Outcome};
+use crate::model::{Assessment, Attempt, FieldError, Outcome, UserExport};
 use crate::policy::PolicySet;
-use crate::signals::rfc3339;
 
 /// Client clocks may run this far ahead of ours.
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -63,21 +64,11 @@ pub async fn event(
 pub async fn user_profile(
     State(state): State<AppState>,
     UserId(id): UserId,
-) -> Result<Json<Value>, ApiError> {
-    let store = state.engine.store();
-    let profile = store.profile(&id).map_err(crate::EngineError::from)?;
-    let activity = store.activity(&id).map_err(crate::EngineError::from)?;
-    let now = Utc::now().timestamp_millis();
-    if profile.is_none() && activity == Default::default() {
-        return Err(ApiError::NotFound(format!("no state kept for user `{id}`")));
+) -> Result<Json<UserExport>, ApiError> {
+    match state.engine.export_user(&id, Utc::now())? {
+        Some(export) => Ok(Json(export)),
+        None => Err(no_state_for(&id)),
     }
-    Ok(Json(json!({
-        "user_id": id,
-        "profile": profile,
-        "failures_24h": activity.failures.count(now, 24 * 3_600_000),
-        "locked": activity.locked_until.is_some_and(|t| t > now),
-        "locked_until": activity.locked_until.map(rfc3339),
-    })))
 }
 
 /// `DELETE /v1/users/{id}`: erasure.
@@ -85,10 +76,10 @@ pub async fn forget_user(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<StatusCode, ApiError> {
-    match state.engine.store().forget(&id) {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::NotFound(format!("no state kept for user `{id}`"))),
-        Err(e) => Err(crate::EngineError::from(e).into()),
+    if state.engine.forget(&id)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_state_for(&id))
     }
 }
 
@@ -97,12 +88,12 @@ pub async fn unlock_user(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<Json<Value>, ApiError> {
-    let unlocked = state
-        .engine
-        .store()
-        .unlock(&id)
-        .map_err(crate::EngineError::from)?;
+    let unlocked = state.engine.unlock(&id)?;
     Ok(Json(json!({ "user_id": id, "unlocked": unlocked })))
+}
+
+fn no_state_for(user_id: &str) -> ApiError {
+    ApiError::NotFound(format!("no state kept for user `{user_id}`"))
 }
 
 fn describe(set: &PolicySet) -> Value {
@@ -125,14 +116,22 @@ pub async fn list_policies(State(state): State<AppState>) -> Json<Value> {
 
 /// `POST /v1/policies/reload`: activates the directory's policies only if all compile.
 pub async fn reload_policies(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let loaded = PolicySet::load(
-        state.engine.runtime(),
-        &state.policies_dir,
-        state.selection.clone(),
-    )
+    // Reading files and compiling scripts blocks for milliseconds: off the runtime's workers.
+    let AppState {
+        engine,
+        policies_dir,
+        selection,
+        ..
+    } = state;
+    let compiler = Arc::clone(&engine);
+    let loaded = tokio::task::spawn_blocking(move || {
+        PolicySet::load(compiler.runtime(), &policies_dir, selection)
+    })
+    .await
+    .map_err(|e| ApiError::PolicyRejected(format!("the reload task failed: {e}")))?
     .map_err(|e| ApiError::PolicyRejected(e.to_string()))?;
     let description = describe(&loaded);
-    state.engine.set_policies(loaded);
+    engine.set_policies(loaded);
     tracing::info!("policies reloaded");
     Ok(Json(description))
 }

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use mmdb_writer::{Value, Writer};
 use riskgate::config::Settings;
@@ -159,6 +158,7 @@ pub struct TestServer {
     pub settings: Settings,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -173,27 +173,35 @@ impl TestServer {
             ..Settings::default()
         });
         let config = settings.clone().resolve().unwrap();
-        let engine = Arc::new(riskgate::service::build_engine(&config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = riskgate::service::app_state(engine, &config);
-        tokio::spawn(riskgate::http::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
+        let serving = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            riskgate::service::serve(listener, config, shutdown)
+                .await
+                .unwrap();
+        });
         Self {
             addr,
             client: reqwest::Client::new(),
             settings,
             _dir: dir,
             stop: Some(stop),
+            serving: Some(serving),
         }
     }
 
-    /// Stops serving (the GeoIP files stay until the value is dropped).
-    pub fn stop(&mut self) {
+    /// Stops serving and waits until the server is done, decision log written (the GeoIP
+    /// files stay until the value is dropped).
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.unwrap();
         }
     }
 
@@ -243,7 +251,9 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
