@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use riskgate::config::Settings;
-use riskgate::replay::command::run_replay;
-use riskgate::replay::corpus::{CorpusSpec, generate};
+use riskgate::corpus::{CorpusSpec, generate};
+use riskgate::replay::{self, ReplaySpec};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -54,9 +54,9 @@ fn bench(c: &mut Criterion) {
     for threads in [1, 2] {
         group.bench_function(format!("default_policy/{threads}_threads"), |b| {
             b.iter(|| {
-                let mut args = common::replay_args(&corpus);
-                args.threads = threads;
-                run_replay(args, config()).unwrap()
+                let mut spec = ReplaySpec::new(&corpus);
+                spec.options.threads = threads;
+                replay::run(&spec, &config(), &|_| {}).unwrap()
             })
         });
     }

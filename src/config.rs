@@ -1,24 +1,26 @@
 //! Settings from an optional TOML file, `RISKGATE_*` environment variables and flags.
 //!
 //! Precedence: flags, then environment, then the file (`riskgate.toml` or `--config`), then
-//! the defaults below. One struct serves all three layers: clap fills it from flags and
-//! environment, serde from the file, and [`Settings::resolve`] applies defaults.
+//! the defaults below. [`Settings`] is the one list of settings: serde reads it from the
+//! file, front ends fill it from flags and the environment through [`SETTINGS`] and
+//! [`Settings::set`], and [`Settings::resolve`] applies defaults and checks values.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::fmt::Display;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use clap::Args;
 use serde::Deserialize;
 
 use crate::engine::EngineSettings;
 use crate::model::Decision;
-use crate::policy::{DEFAULT_POLICY, Limits, Selection};
+use crate::policy::{DEFAULT_POLICY, Limits, MAX_LOCK_SECONDS, Selection};
 use crate::signals::TravelLimits;
 use crate::state::memory::Capacity;
 
 /// Default listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 /// Default policies directory.
 pub const DEFAULT_POLICIES_DIR: &str = "./policies";
 /// Default embedded store directory.
@@ -57,78 +59,127 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// [`Settings::set`] was given a name that is not a setting.
+    #[error("no setting is named `{0}`")]
+    Unknown(String),
 }
 
-/// Every setting, each optional until [`Settings::resolve`] fills the defaults.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
+/// One setting as front ends offer it: a flag, an environment variable, a help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingInfo {
+    /// The field and file key; with `-` for `_`, the flag name.
+    pub key: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// What it sets, with its default.
+    pub help: &'static str,
+    /// Its value is a secret, never to be shown.
+    pub secret: bool,
+}
+
+/// Declares [`Settings`], [`SETTINGS`] and [`Settings::set`] from one list, so a setting's
+/// field, file key, flag, environment variable and help cannot drift apart.
+macro_rules! settings {
+    (@secret) => { false };
+    (@secret secret) => { true };
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $ty:ty = $env:literal $(, $secret:ident)?;
+    )*) => {
+        /// Every setting, each optional until [`Settings::resolve`] fills the defaults.
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* pub $field: Option<$ty>, )*
+            /// App name to policy name (config file only: `[apps]` table).
+            #[serde(default)]
+            pub apps: HashMap<String, String>,
+        }
+
+        /// Every setting flags and the environment can set, in declaration order.
+        pub const SETTINGS: &[SettingInfo] = &[$(SettingInfo {
+            key: stringify!($field),
+            env: $env,
+            help: concat!($($doc, "\n"),*),
+            secret: settings!(@secret $($secret)?),
+        }),*];
+
+        impl Settings {
+            /// Sets the setting named `key` (see [`SETTINGS`]) from text, as a flag or an
+            /// environment variable gives it.
+            pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+                match key {
+                    $(stringify!($field) => self.$field = Some(parse_value($env, value)?),)*
+                    _ => return Err(ConfigError::Unknown(key.to_owned())),
+                }
+                Ok(())
+            }
+
+            /// These settings, with the ones they leave unset taken from `fallback`.
+            pub fn or(self, fallback: Settings) -> Settings {
+                Settings {
+                    $($field: self.$field.or(fallback.$field),)*
+                    apps: if self.apps.is_empty() { fallback.apps } else { self.apps },
+                }
+            }
+        }
+    };
+}
+
+settings! {
     /// Address and port to serve on [default: 127.0.0.1:8080].
-    #[arg(long, env = "RISKGATE_LISTEN", global = true)]
-    pub listen: Option<SocketAddr>,
+    listen: SocketAddr = "RISKGATE_LISTEN";
     /// Directory of the embedded durable store [default: ./data].
-    #[arg(long, env = "RISKGATE_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// Directory with the policies, `lists/` and `tests/` [default: ./policies].
-    #[arg(long, env = "RISKGATE_POLICIES_DIR", global = true)]
-    pub policies_dir: Option<PathBuf>,
+    data_dir: PathBuf = "RISKGATE_DATA_DIR";
+    /// Directory with the policies and `lists/` [default: ./policies].
+    policies_dir: PathBuf = "RISKGATE_POLICIES_DIR";
     /// City or Country `.mmdb` files, comma-separated (e.g. separate IPv4 and IPv6 files)
     /// [default: `*city*.mmdb` / `*country*.mmdb` in ./geoip].
-    #[arg(long, env = "RISKGATE_GEOIP_CITY", global = true)]
-    pub geoip_city: Option<String>,
+    geoip_city: String = "RISKGATE_GEOIP_CITY";
     /// ASN `.mmdb` or ip-location-db `.csv` files, comma-separated
     /// [default: `*asn*.mmdb` / `*asn*.csv` in ./geoip].
-    #[arg(long, env = "RISKGATE_GEOIP_ASN", global = true)]
-    pub geoip_asn: Option<String>,
+    geoip_asn: String = "RISKGATE_GEOIP_ASN";
     /// State backend: `memory` (this build's only backend) [default: memory].
-    #[arg(long, env = "RISKGATE_STATE_BACKEND", global = true)]
-    pub state_backend: Option<String>,
+    state_backend: String = "RISKGATE_STATE_BACKEND";
     /// Redis URL for the `redis` backend [default: redis://127.0.0.1:6379].
-    #[arg(long, env = "RISKGATE_REDIS_URL", global = true)]
-    pub redis_url: Option<String>,
+    redis_url: String = "RISKGATE_REDIS_URL";
     /// API keys as `key:role,key:role` (roles `client`, `admin`); unset: loopback clients only.
-    #[arg(long, env = "RISKGATE_API_KEYS", global = true, hide_env_values = true)]
-    pub api_keys: Option<String>,
+    api_keys: String = "RISKGATE_API_KEYS", secret;
     /// Append one JSON line per evaluation and event to this file (unset: off).
-    #[arg(long, env = "RISKGATE_DECISION_LOG", global = true)]
-    pub decision_log: Option<PathBuf>,
+    decision_log: PathBuf = "RISKGATE_DECISION_LOG";
     /// Rotate the decision log at this size in bytes [default: 268435456].
-    #[arg(long, env = "RISKGATE_DECISION_LOG_MAX_BYTES", global = true)]
-    pub decision_log_max_bytes: Option<u64>,
+    decision_log_max_bytes: u64 = "RISKGATE_DECISION_LOG_MAX_BYTES";
     /// Policy used when no app mapping applies [default: default].
-    #[arg(long, env = "RISKGATE_POLICY", global = true)]
-    pub policy: Option<String>,
+    policy: String = "RISKGATE_POLICY";
     /// Policy run beside the active one, report only.
-    #[arg(long, env = "RISKGATE_SHADOW_POLICY", global = true)]
-    pub shadow_policy: Option<String>,
+    shadow_policy: String = "RISKGATE_SHADOW_POLICY";
     /// Decision when a policy fails or exceeds its limits: allow, mfa or lock [default: mfa].
-    #[arg(long, env = "RISKGATE_FAIL_SAFE", global = true)]
-    pub fail_safe: Option<String>,
+    fail_safe: String = "RISKGATE_FAIL_SAFE";
     /// Lock duration when a policy locks without `lock_seconds` [default: 900].
-    #[arg(long, env = "RISKGATE_LOCK_SECONDS", global = true)]
-    pub lock_seconds: Option<u64>,
+    lock_seconds: u64 = "RISKGATE_LOCK_SECONDS";
     /// Rhai operations a policy may run per call [default: 100000].
-    #[arg(long, env = "RISKGATE_POLICY_MAX_OPERATIONS", global = true)]
-    pub policy_max_operations: Option<u64>,
+    policy_max_operations: u64 = "RISKGATE_POLICY_MAX_OPERATIONS";
     /// Travel faster than this (km/h) is impossible [default: 900].
-    #[arg(long, env = "RISKGATE_TRAVEL_MAX_SPEED_KMH", global = true)]
-    pub travel_max_speed_kmh: Option<f64>,
+    travel_max_speed_kmh: f64 = "RISKGATE_TRAVEL_MAX_SPEED_KMH";
     /// Travel shorter than this (km) is never flagged [default: 500].
-    #[arg(long, env = "RISKGATE_TRAVEL_MIN_DISTANCE_KM", global = true)]
-    pub travel_min_distance_km: Option<f64>,
+    travel_min_distance_km: f64 = "RISKGATE_TRAVEL_MIN_DISTANCE_KM";
     /// Users with live counters kept in memory [default: 500000].
-    #[arg(long, env = "RISKGATE_MAX_USERS", global = true)]
-    pub max_users: Option<usize>,
+    max_users: usize = "RISKGATE_MAX_USERS";
     /// Learned profiles kept in memory [default: 200000].
-    #[arg(long, env = "RISKGATE_MAX_PROFILES", global = true)]
-    pub max_profiles: Option<usize>,
+    max_profiles: usize = "RISKGATE_MAX_PROFILES";
     /// IPs with live counters kept in memory [default: 200000].
-    #[arg(long, env = "RISKGATE_MAX_IPS", global = true)]
-    pub max_ips: Option<usize>,
-    /// App name to policy name (config file only: `[apps]` table).
-    #[arg(skip)]
-    #[serde(default)]
-    pub apps: HashMap<String, String>,
+    max_ips: usize = "RISKGATE_MAX_IPS";
+}
+
+/// Parses a setting's text, naming the setting (`env`) when it is invalid.
+fn parse_value<T: FromStr>(env: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: Display,
+{
+    value.trim().parse().map_err(|e| ConfigError::Invalid {
+        key: env,
+        message: format!("`{value}` is not valid: {e}"),
+    })
 }
 
 /// The state backend.
@@ -193,35 +244,6 @@ impl Settings {
         })
     }
 
-    /// Fills what these settings leave unset from `file`.
-    pub fn or(self, file: Settings) -> Settings {
-        macro_rules! pick {
-            ($($field:ident),*) => { Settings { $($field: self.$field.or(file.$field),)* apps: if self.apps.is_empty() { file.apps } else { self.apps } } };
-        }
-        pick!(
-            listen,
-            data_dir,
-            policies_dir,
-            geoip_city,
-            geoip_asn,
-            state_backend,
-            redis_url,
-            api_keys,
-            decision_log,
-            decision_log_max_bytes,
-            policy,
-            shadow_policy,
-            fail_safe,
-            lock_seconds,
-            policy_max_operations,
-            travel_max_speed_kmh,
-            travel_min_distance_km,
-            max_users,
-            max_profiles,
-            max_ips
-        )
-    }
-
     /// Layers the config file (the given one, or `riskgate.toml` when present) under these.
     pub fn with_file(self, path: Option<&Path>) -> Result<Settings, ConfigError> {
         let default = Path::new(DEFAULT_CONFIG_FILE);
@@ -234,62 +256,14 @@ impl Settings {
 
     /// Applies defaults and checks values.
     pub fn resolve(self) -> Result<Config, ConfigError> {
-        let listen = match self.listen {
-            Some(addr) => addr,
-            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Invalid {
-                key: "RISKGATE_LISTEN",
-                message: "bad default".into(),
-            })?,
-        };
-        let backend = match self.state_backend.as_deref().unwrap_or("memory") {
-            "memory" => Backend::Memory,
-            other @ ("embedded" | "redis") => {
-                return Err(ConfigError::Invalid {
-                    key: "RISKGATE_STATE_BACKEND",
-                    message: format!(
-                        "the `{other}` backend is not available in this build yet; use `memory`"
-                    ),
-                });
-            }
-            other => {
-                return Err(ConfigError::Invalid {
-                    key: "RISKGATE_STATE_BACKEND",
-                    message: format!("`{other}` is not one of memory, embedded, redis"),
-                });
-            }
-        };
-        let fail_safe = match self.fail_safe.as_deref() {
-            None => Decision::Mfa,
-            Some(s) => Decision::parse(s).ok_or_else(|| ConfigError::Invalid {
-                key: "RISKGATE_FAIL_SAFE",
-                message: format!("`{s}` is not one of allow, mfa, lock"),
-            })?,
-        };
-        let defaults = (
-            EngineSettings::default(),
-            Limits::default(),
-            Capacity::default(),
-        );
-        let travel = TravelLimits {
-            max_speed_kmh: self
-                .travel_max_speed_kmh
-                .unwrap_or(defaults.0.travel.max_speed_kmh),
-            min_distance_km: self
-                .travel_min_distance_km
-                .unwrap_or(defaults.0.travel.min_distance_km),
-        };
-        if self
-            .lock_seconds
-            .is_some_and(|s| s > crate::policy::MAX_LOCK_SECONDS)
-        {
-            return Err(ConfigError::Invalid {
-                key: "RISKGATE_LOCK_SECONDS",
-                message: "at most 31536000 (a year)".into(),
-            });
-        }
+        let backend = backend(self.state_backend.as_deref())?;
+        let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""))?;
+        let engine = self.engine_settings()?;
+        let limits = self.limits();
+        let capacity = self.capacity();
         let geoip_dir = Path::new(DEFAULT_GEOIP_DIR);
         Ok(Config {
-            listen,
+            listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             data_dir: self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             policies_dir: self
                 .policies_dir
@@ -306,7 +280,7 @@ impl Settings {
             redis_url: self
                 .redis_url
                 .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
-            api_keys: parse_api_keys(self.api_keys.as_deref().unwrap_or(""))?,
+            api_keys,
             decision_log: self.decision_log,
             decision_log_max_bytes: self
                 .decision_log_max_bytes
@@ -316,24 +290,79 @@ impl Settings {
                 apps: self.apps,
                 shadow: self.shadow_policy.filter(|s| !s.is_empty()),
             },
-            engine: EngineSettings {
-                fail_safe,
-                default_lock_seconds: self.lock_seconds.unwrap_or(defaults.0.default_lock_seconds),
-                travel,
-            },
-            limits: Limits {
-                max_operations: self
-                    .policy_max_operations
-                    .unwrap_or(defaults.1.max_operations),
-                ..defaults.1
-            },
-            capacity: Capacity {
-                users: self.max_users.unwrap_or(defaults.2.users),
-                profiles: self.max_profiles.unwrap_or(defaults.2.profiles),
-                ips: self.max_ips.unwrap_or(defaults.2.ips),
-                ..defaults.2
+            engine,
+            limits,
+            capacity,
+        })
+    }
+
+    /// The fail-safe decision, lock duration and travel limits.
+    fn engine_settings(&self) -> Result<EngineSettings, ConfigError> {
+        let defaults = EngineSettings::default();
+        let fail_safe = match self.fail_safe.as_deref() {
+            None => defaults.fail_safe,
+            Some(s) => Decision::parse(s).ok_or_else(|| ConfigError::Invalid {
+                key: "RISKGATE_FAIL_SAFE",
+                message: format!("`{s}` is not one of allow, mfa, lock"),
+            })?,
+        };
+        if self.lock_seconds.is_some_and(|s| s > MAX_LOCK_SECONDS) {
+            return Err(ConfigError::Invalid {
+                key: "RISKGATE_LOCK_SECONDS",
+                message: format!("at most {MAX_LOCK_SECONDS} (a year)"),
+            });
+        }
+        Ok(EngineSettings {
+            fail_safe,
+            default_lock_seconds: self.lock_seconds.unwrap_or(defaults.default_lock_seconds),
+            travel: TravelLimits {
+                max_speed_kmh: self
+                    .travel_max_speed_kmh
+                    .unwrap_or(defaults.travel.max_speed_kmh),
+                min_distance_km: self
+                    .travel_min_distance_km
+                    .unwrap_or(defaults.travel.min_distance_km),
             },
         })
+    }
+
+    /// The policy sandbox limits.
+    fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            max_operations: self
+                .policy_max_operations
+                .unwrap_or(defaults.max_operations),
+            ..defaults
+        }
+    }
+
+    /// The in-memory state bounds.
+    fn capacity(&self) -> Capacity {
+        let defaults = Capacity::default();
+        Capacity {
+            users: self.max_users.unwrap_or(defaults.users),
+            profiles: self.max_profiles.unwrap_or(defaults.profiles),
+            ips: self.max_ips.unwrap_or(defaults.ips),
+            ..defaults
+        }
+    }
+}
+
+/// The state backend named by `RISKGATE_STATE_BACKEND`.
+fn backend(name: Option<&str>) -> Result<Backend, ConfigError> {
+    match name.unwrap_or("memory") {
+        "memory" => Ok(Backend::Memory),
+        other @ ("embedded" | "redis") => Err(ConfigError::Invalid {
+            key: "RISKGATE_STATE_BACKEND",
+            message: format!(
+                "the `{other}` backend is not available in this build yet; use `memory`"
+            ),
+        }),
+        other => Err(ConfigError::Invalid {
+            key: "RISKGATE_STATE_BACKEND",
+            message: format!("`{other}` is not one of memory, embedded, redis"),
+        }),
     }
 }
 
@@ -430,5 +459,40 @@ mod tests {
         assert_eq!(keys["abcdefgh12"], Role::Admin);
         assert_eq!(keys["client-key-1"], Role::Client);
         assert!(parse_api_keys("short:client").is_err());
+    }
+
+    #[test]
+    fn every_setting_is_settable_by_its_key_and_names_its_variable_when_invalid() {
+        let mut settings = Settings::default();
+        settings.set("listen", "127.0.0.1:9999").unwrap();
+        settings.set("max_users", " 42 ").unwrap();
+        assert_eq!(settings.listen.map(|a| a.port()), Some(9999));
+        assert_eq!(settings.max_users, Some(42));
+        let err = settings.set("max_ips", "lots").unwrap_err().to_string();
+        assert!(
+            err.contains("RISKGATE_MAX_IPS") && err.contains("lots"),
+            "{err}"
+        );
+        assert!(matches!(
+            settings.set("apps", "x"),
+            Err(ConfigError::Unknown(_))
+        ));
+        for info in SETTINGS {
+            assert!(info.env.starts_with("RISKGATE_"), "{info:?}");
+            assert!(!info.help.trim().is_empty(), "{info:?}");
+            let value = if info.key.starts_with("max_") || info.key.ends_with("_bytes") {
+                "1"
+            } else {
+                "127.0.0.1:1"
+            };
+            let result = Settings::default().set(info.key, value);
+            assert!(!matches!(result, Err(ConfigError::Unknown(_))), "{info:?}");
+        }
+        let secret: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.secret)
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(secret, ["api_keys"]);
     }
 }

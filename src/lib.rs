@@ -19,9 +19,11 @@
 
 pub mod alloc;
 pub mod config;
+pub mod corpus;
 pub mod decision_log;
 pub mod engine;
 pub mod enrich;
+mod files;
 pub mod http;
 pub mod model;
 pub mod policy;

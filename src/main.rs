@@ -1,13 +1,16 @@
-//! The `riskgate` command: parses configuration and calls the library.
+//! The `riskgate` command: all of the command line lives here and in [`cli`]; the library
+//! takes plain settings and option structs.
+
+mod cli;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use riskgate::config::Settings;
-use riskgate::policy::{Limits, Runtime};
-use riskgate::replay::command::{GenArgs, ReplayArgs, run_gen, run_replay};
+use cli::replay::{GenArgs, ReplayArgs};
+use cli::settings::SettingsArgs;
+use riskgate::config::Config;
 use riskgate::service;
 
 // glibc's allocator spends a third of an evaluation consolidating small blocks; mimalloc
@@ -15,9 +18,7 @@ use riskgate::service;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Exit code when a policy is invalid.
-const EXIT_INVALID: u8 = 1;
-/// Exit code for other errors (configuration, I/O).
+/// Exit code for errors other than an invalid policy (configuration, I/O).
 const EXIT_ERROR: u8 = 3;
 
 /// Adaptive risk-based authentication: allow, step-up (mfa) or lock each login.
@@ -28,7 +29,7 @@ struct Cli {
     #[arg(long, env = "RISKGATE_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(flatten)]
-    settings: Settings,
+    settings: SettingsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(cli.command, cli.settings, cli.config) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -89,16 +90,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
-    command: Command,
-    settings: Settings,
-    config_file: Option<PathBuf>,
-) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let config = || settings.with_file(config_file.as_deref())?.resolve();
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let Cli {
+        config: config_file,
+        settings: SettingsArgs(settings),
+        command,
+    } = cli;
+    let config = || -> Result<Config, Box<dyn std::error::Error>> {
+        Ok(settings
+            .clone()
+            .with_file(config_file.as_deref())?
+            .resolve()?)
+    };
     match command {
         Command::Policy {
             command: PolicyCommand::Check { file },
-        } => return check_policy(&file),
+        } => return cli::policy::check(&file),
         Command::Serve => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(service::run(config()?, shutdown_signal()))?;
@@ -120,39 +127,13 @@ fn run(
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
-        Command::Replay(args) => {
-            riskgate::alloc::keep_freed_memory();
-            let report = args.report.clone();
-            print!("{}", run_replay(args, config()?)?.render());
-            if let Some(dir) = report {
-                println!("report: {}", dir.join("report.html").display());
-            }
-        }
+        Command::Replay(args) => cli::replay::run(args, &config()?)?,
         Command::Gen(args) => {
-            let stats = run_gen(args)?;
+            let stats = cli::replay::generate(args)?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Compiles a policy file: exit 0 when valid, [`EXIT_INVALID`] when not.
-fn check_policy(file: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let source = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
-    let name = file.file_stem().unwrap_or_default().to_string_lossy();
-    let runtime = Runtime::new(Limits::default());
-    match runtime.compile(&name, &file.display().to_string(), &source) {
-        Ok(policy) => {
-            let r = policy.reference();
-            println!("{}: ok ({} {})", file.display(), r.name, r.version);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(EXIT_INVALID))
-        }
-    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

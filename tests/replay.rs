@@ -9,10 +9,9 @@ use std::process::Command;
 use assert_cmd::cargo::cargo_bin;
 use common::*;
 use riskgate::config::Settings;
-use riskgate::replay::Summary;
-use riskgate::replay::command::{ReplayArgs, run_replay};
-use riskgate::replay::corpus::{CorpusSpec, generate};
+use riskgate::corpus::{CorpusSpec, generate};
 use riskgate::replay::summary::DecisionCounts;
+use riskgate::replay::{self, ColumnMap, ReplaySpec, Summary};
 use serde_json::json;
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -21,11 +20,11 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-fn args(input: &Path) -> ReplayArgs {
-    let mut args = replay_args(input);
-    args.reorder_window = 1000;
-    args.samples = 10;
-    args
+fn args(input: &Path) -> ReplaySpec {
+    let mut spec = ReplaySpec::new(input);
+    spec.options.reorder_window = 1000;
+    spec.options.samples = 10;
+    spec
 }
 
 fn settings() -> Settings {
@@ -37,8 +36,8 @@ fn settings() -> Settings {
     }
 }
 
-fn replay(args: ReplayArgs) -> Summary {
-    run_replay(args, settings().resolve().unwrap()).unwrap()
+fn run(spec: ReplaySpec) -> Summary {
+    replay::run(&spec, &settings().resolve().unwrap(), &|_| {}).unwrap()
 }
 
 fn counts(allow: u64, mfa: u64, lock: u64) -> DecisionCounts {
@@ -112,10 +111,10 @@ fn a_generated_corpus_replays_identically_twice_and_on_any_thread_count() {
 
     let run = |threads: usize| {
         let mut a = args(&corpus);
-        a.threads = threads;
+        a.options.threads = threads;
         let out = dir.path().join(format!("out-{threads}.jsonl"));
         a.out = Some(out.clone());
-        (replay(a).metrics, std::fs::read_to_string(out).unwrap())
+        (run(a).metrics, std::fs::read_to_string(out).unwrap())
     };
     let (first, first_rows) = run(2);
     assert!(
@@ -181,11 +180,15 @@ fn a_hand_computed_log_gives_the_exact_confusion_matrix_and_ab_shift() {
     let input = dir.path().join("log.csv");
     std::fs::write(&input, csv).unwrap();
     let mut a = args(&input);
-    a.map =
-        Some("user_id=user,ip=address,timestamp=time,success=ok,attack=attack,takeover=ato".into());
+    a.map = Some(
+        ColumnMap::parse(
+            "user_id=user,ip=address,timestamp=time,success=ok,attack=attack,takeover=ato",
+        )
+        .unwrap(),
+    );
     a.policy = Some(dir.path().join("by_name.rhai").display().to_string());
     a.compare = Some(dir.path().join("stricter.rhai").display().to_string());
-    let m = replay(a).metrics;
+    let m = run(a).metrics;
 
     assert_eq!(m.rows, 10);
     let l = m.active.labelled.as_ref().unwrap();
@@ -227,7 +230,7 @@ fn a_policy_compared_with_itself_changes_nothing() {
     generate(&spec, std::fs::File::create(&corpus).unwrap()).unwrap();
     let mut a = args(&corpus);
     a.compare = Some("default".into());
-    let m = replay(a).metrics;
+    let m = run(a).metrics;
     let c = m.compare.unwrap();
     let off_diagonal: u64 = (0..3)
         .flat_map(|i| (0..3).map(move |j| (i, j)))
@@ -312,10 +315,11 @@ async fn the_servers_decision_log_replays_to_the_same_decisions() {
     );
 
     let config = server.settings.clone().resolve().unwrap();
-    let m = tokio::task::spawn_blocking(move || run_replay(args(&log), config).unwrap())
-        .await
-        .unwrap()
-        .metrics;
+    let m =
+        tokio::task::spawn_blocking(move || replay::run(&args(&log), &config, &|_| {}).unwrap())
+            .await
+            .unwrap()
+            .metrics;
     assert_eq!(m.rows, expected as u64);
     assert_eq!(m.events, 1);
     let agreement = m.logged_agreement.unwrap();

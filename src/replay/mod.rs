@@ -6,174 +6,81 @@
 //! shards, each an engine with its own per-user state, on their own threads; results
 //! are collected back in routing order. Nothing a user's score depends on differs between
 //! shards, so results never depend on the thread count.
+//!
+//! [`run`] is the entry point: a [`ReplaySpec`] in, a [`Summary`] out.
 
-pub mod command;
-pub mod corpus;
-pub mod readers;
-pub mod report;
-pub mod summary;
-
+mod collector;
+mod event;
+mod pipeline;
+mod readers;
 mod reorder;
+mod report;
 mod router;
 mod shard;
+pub mod summary;
 
-use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::{Arc, mpsc};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use collector::Collector;
+pub use event::Label;
+pub(crate) use event::{EventKind, Login, ReplayEvent, ReplayItem, ScoredLogin};
+pub use readers::{ColumnMap, FIELDS, Format, ReadError};
+use router::Router;
+use shard::Shard;
+pub use summary::Summary;
 
-use crate::Millis;
-use crate::engine::{Engine, EngineError, Enrichment};
-use crate::enrich::GeoInfo;
-use crate::model::{Attempt, Decision, Outcome, Verdict};
-use crate::policy::PolicyError;
-use crate::signals::Signals;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::policy::{PolicyError, PolicySet, Runtime, Selection};
+use crate::service::{self, StartError};
 use crate::state::bounded::{SHARDED_FROM, SHARDS};
 use crate::state::memory::Capacity;
 use crate::state::{MemoryStore, NetworkActivity};
-pub use readers::{ColumnMap, Format, ReadError};
-use router::{Routed, Router};
-use shard::{Scored, Shard};
-pub use summary::Summary;
 
-/// What the log says an event really was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Label {
-    /// From an attacker (attack IP or account takeover).
-    pub attack: bool,
-    /// A successful login by an attacker.
-    pub takeover: bool,
-}
-
-/// One row of a log.
+/// A replay to run: the log, the policies to score it with, where the results go.
 #[derive(Debug, Clone)]
-pub struct ReplayEvent {
-    /// 1-based row in the input.
-    pub row: u64,
-    /// Event time.
-    pub at: Millis,
-    /// What it is.
-    pub kind: EventKind,
+pub struct ReplaySpec {
+    /// The log (`.gz` accepted).
+    pub input: PathBuf,
+    /// Its format; guessed from the file name when `None` (see [`Format::guess`]).
+    pub format: Option<Format>,
+    /// CSV column mapping; when `None`, columns are named like the fields, or the RBA
+    /// dataset's when the header is.
+    pub map: Option<ColumnMap>,
+    /// The policy to score with: a `.rhai` file or a policy name; the configured default
+    /// when `None`.
+    pub policy: Option<String>,
+    /// A second policy scored on the same stream (A/B): a `.rhai` file or a name.
+    pub compare: Option<String>,
+    /// Write one JSON line per row with its decisions here (`.gz` compresses).
+    pub out: Option<PathBuf>,
+    /// Write `summary.json` and `report.html` into this directory.
+    pub report: Option<PathBuf>,
+    /// How to run it.
+    pub options: Options,
 }
 
-/// A login attempt, or an outcome reported for an earlier one.
-#[derive(Debug, Clone)]
-pub enum EventKind {
-    /// A login attempt (with its password result in `password_ok`).
-    Login(Box<Login>),
-    /// An outcome event, as in the decision log.
-    Outcome(Box<Outcome>),
-}
-
-/// A login attempt and what the log knows about it.
-#[derive(Debug, Clone)]
-pub struct Login {
-    /// The attempt.
-    pub attempt: Attempt,
-    /// Its label, when the log has one.
-    pub label: Option<Label>,
-    /// Country, city, ASN given by the log, used instead of a GeoIP lookup (taken by the
-    /// enrichment).
-    pub geo: Option<GeoInfo>,
-    /// The decision the server logged, for decision-log input.
-    pub logged: Option<Decision>,
-    /// The server's request id, to tie later logged events to this attempt.
-    pub request_id: Option<String>,
-    /// GeoIP and user agent, filled in on the reading thread.
-    pub enrichment: Option<Enrichment>,
-}
-
-/// One scored login, as the summary and `--out` need it.
-#[derive(Debug, Clone)]
-pub struct ScoredLogin {
-    /// 1-based row in the input.
-    pub row: u64,
-    /// The account.
-    pub user_id: String,
-    /// Event time.
-    pub at: Millis,
-    /// Whether the password was right.
-    pub password_ok: Option<bool>,
-    /// The log's label.
-    pub label: Option<Label>,
-    /// The decision the server logged, for decision-log input.
-    pub logged: Option<Decision>,
-    /// The active policy's verdict.
-    pub verdict: Verdict,
-    /// The compared policy's verdict, with `--compare`.
-    pub shadow: Option<Verdict>,
-    /// The signals, kept only where the compared policy decided differently (A/B samples).
-    pub signals: Option<Arc<Signals>>,
-}
-
-/// One item of a reader: an event or a row that failed to parse.
-pub type ReplayItem = Result<ReplayEvent, ReadError>;
-
-fn millis(t: Option<DateTime<Utc>>) -> Millis {
-    t.map_or(0, |t| t.timestamp_millis())
-}
-
-impl ReplayEvent {
-    /// A login row from a CSV or plain JSONL log.
-    pub fn login(row: u64, attempt: Attempt, label: Option<Label>, geo: Option<GeoInfo>) -> Self {
+impl ReplaySpec {
+    /// A replay of `input` with the default policy and options, writing nothing.
+    pub fn new(input: impl Into<PathBuf>) -> Self {
         Self {
-            row,
-            at: millis(attempt.timestamp),
-            kind: EventKind::Login(Box::new(Login {
-                attempt,
-                label,
-                geo,
-                logged: None,
-                request_id: None,
-                enrichment: None,
-            })),
-        }
-    }
-
-    /// An evaluation from the decision log.
-    pub fn logged(
-        row: u64,
-        attempt: Attempt,
-        logged: Option<Decision>,
-        request_id: Option<String>,
-    ) -> Self {
-        Self {
-            row,
-            at: millis(attempt.timestamp),
-            kind: EventKind::Login(Box::new(Login {
-                attempt,
-                label: None,
-                geo: None,
-                logged,
-                request_id,
-                enrichment: None,
-            })),
-        }
-    }
-
-    /// An outcome event.
-    pub fn outcome(row: u64, outcome: Outcome) -> Self {
-        Self {
-            row,
-            at: millis(outcome.timestamp),
-            kind: EventKind::Outcome(Box::new(outcome)),
+            input: input.into(),
+            format: None,
+            map: None,
+            policy: None,
+            compare: None,
+            out: None,
+            report: None,
+            options: Options::default(),
         }
     }
 }
 
-/// How a step-up is resolved for logs that do not record its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-pub enum UnlabelledMfa {
-    /// A successful login passes its step-up (the user had their second factor).
-    Pass,
-    /// Every step-up fails (nothing is learned from stepped-up logins).
-    Fail,
-}
-
-/// Replay settings.
-#[derive(Debug, Clone)]
+/// How a replay runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// 1: everything on the calling thread; more: reading, ordering and collecting on their
     /// own threads, and users split over up to this many scoring threads. Results are the
@@ -185,12 +92,6 @@ pub struct Options {
     pub unlabelled_mfa: UnlabelledMfa,
     /// Changed decisions kept as A/B samples.
     pub samples: usize,
-    /// Bounds of the replay's state, as in the server.
-    pub capacity: Capacity,
-    /// Every row carries its own outcome (CSV logs), so IP and device counters can be
-    /// counted centrally and users scored on parallel shards. Logs with outcome events
-    /// reported later (the decision log) are scored on one shard.
-    pub split_users: bool,
 }
 
 impl Default for Options {
@@ -200,26 +101,44 @@ impl Default for Options {
             reorder_window: 100_000,
             unlabelled_mfa: UnlabelledMfa::Pass,
             samples: 50,
-            capacity: Capacity::default(),
-            split_users: true,
         }
     }
 }
 
-impl Options {
-    /// Shards of users: a power of two, and one unless users can be split and every
-    /// per-user map is large enough to be sharded the same way (so evictions, too, are the
-    /// same whatever the thread count).
-    fn shards(&self) -> usize {
-        let splittable = self.split_users
-            && self.capacity.users >= SHARDED_FROM
-            && self.capacity.profiles >= SHARDED_FROM;
-        if splittable && self.threads > 1 {
-            let threads = self.threads.min(SHARDS);
-            1 << threads.ilog2()
-        } else {
-            1
+/// How a step-up is resolved for logs that do not record its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlabelledMfa {
+    /// A successful login passes its step-up (the user had their second factor).
+    Pass,
+    /// Every step-up fails (nothing is learned from stepped-up logins).
+    Fail,
+}
+
+impl UnlabelledMfa {
+    /// The lowercase name, as the command line takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnlabelledMfa::Pass => "pass",
+            UnlabelledMfa::Fail => "fail",
         }
+    }
+}
+
+impl FromStr for UnlabelledMfa {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pass" => Ok(UnlabelledMfa::Pass),
+            "fail" => Ok(UnlabelledMfa::Fail),
+            other => Err(format!("`{other}` is not one of pass, fail")),
+        }
+    }
+}
+
+impl std::fmt::Display for UnlabelledMfa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -229,10 +148,16 @@ pub enum ReplayError {
     /// The input could not be opened.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The input's format cannot be told from its name.
+    #[error("cannot tell the format of `{0}` from its name; pass --format jsonl|csv|rba")]
+    UnknownFormat(PathBuf),
+    /// The engine could not be built (GeoIP files, policies).
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// A shard's copy of the policies did not compile.
+    /// A policy did not load, or a shard's copy of the policies did not compile.
     #[error(transparent)]
     Policy(#[from] PolicyError),
     /// The output could not be written.
@@ -243,61 +168,134 @@ pub enum ReplayError {
     Stopped,
 }
 
-/// One line of `--out`: what riskgate decided for one input row.
-#[derive(Serialize)]
-struct OutLine<'a> {
-    row: u64,
-    user_id: &'a str,
-    timestamp: &'a str,
-    decision: Decision,
-    score: f64,
-    reasons: &'a [String],
-    policy_version: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    compare_decision: Option<Decision>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    compare_score: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    label: Option<Label>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logged_decision: Option<Decision>,
+/// Runs a replay with `config`'s enrichment, policies and state bounds, writing `out` and
+/// `report` when the spec asks; `progress` hears the rows scored so far.
+pub fn run(
+    spec: &ReplaySpec,
+    config: &Config,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Summary, ReplayError> {
+    let engine = engine_for(spec, config)?;
+    let format = spec
+        .format
+        .or_else(|| Format::guess(&spec.input))
+        .ok_or_else(|| ReplayError::UnknownFormat(spec.input.clone()))?;
+    let events = readers::events(&spec.input, format, spec.map.clone())?;
+    let layout = Layout {
+        capacity: config.capacity,
+        // Decision logs report outcomes as later events, which need the user's whole
+        // state in one place: they are scored on one shard.
+        split_users: format != Format::Jsonl,
+    };
+    let mut out = spec.out.as_deref().map(crate::files::create).transpose()?;
+    let summary = replay(
+        &engine,
+        events,
+        &spec.options,
+        layout,
+        out.as_mut().map(|w| w as &mut dyn Write),
+        progress,
+    )?;
+    drop(out);
+    if let Some(dir) = &spec.report {
+        report::write(dir, &summary)?;
+    }
+    Ok(summary)
+}
+
+/// An engine over `config` scoring with the spec's policy and comparing with its other one.
+fn engine_for(spec: &ReplaySpec, config: &Config) -> Result<Engine, ReplayError> {
+    let runtime = Runtime::new(config.limits);
+    let mut policies = service::load_policies(&runtime, config)?;
+    let default = match &spec.policy {
+        Some(policy) => named_policy(&runtime, &mut policies, policy)?,
+        None => config.selection.default.clone(),
+    };
+    let shadow = match &spec.compare {
+        Some(policy) => Some(named_policy(&runtime, &mut policies, policy)?),
+        None => None,
+    };
+    let policies = policies.select(Selection {
+        default,
+        apps: config.selection.apps.clone(),
+        shadow,
+    })?;
+    Ok(service::build_engine_with(config, runtime, policies)?)
+}
+
+/// A policy given by the caller: a file, added to the set, or a name already in it.
+fn named_policy(
+    runtime: &Runtime,
+    set: &mut PolicySet,
+    policy: &str,
+) -> Result<String, PolicyError> {
+    let path = Path::new(policy);
+    if !(policy.ends_with(".rhai") || path.is_file()) {
+        return Ok(policy.to_owned());
+    }
+    let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let name = path.file_stem().unwrap_or_default().to_string_lossy();
+    set.insert(runtime.compile(&name, policy, &source)?);
+    Ok(name.into_owned())
+}
+
+/// What the config and the input decide about a replay's state.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Bounds of the state, as in the server.
+    capacity: Capacity,
+    /// Every row carries its own outcome (CSV logs), so IP and device counters can be
+    /// counted centrally and users scored on parallel shards.
+    split_users: bool,
+}
+
+impl Layout {
+    /// Shards of users: a power of two, and one unless users can be split and every
+    /// per-user map is large enough to be sharded the same way (so evictions, too, are the
+    /// same whatever the thread count).
+    fn shards(&self, threads: usize) -> usize {
+        let splittable = self.split_users
+            && self.capacity.users >= SHARDED_FROM
+            && self.capacity.profiles >= SHARDED_FROM;
+        if splittable && threads > 1 {
+            1 << threads.min(SHARDS).ilog2()
+        } else {
+            1
+        }
+    }
 }
 
 /// Streams `events` through fresh state over `engine`'s enrichment and copies of its policies,
 /// writing per-row decisions to `out` and calling `progress` with the rows scored so far.
-pub fn replay(
+fn replay(
     engine: &Engine,
     events: Box<dyn Iterator<Item = ReplayItem> + Send>,
     options: &Options,
+    layout: Layout,
     out: Option<&mut dyn Write>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary, ReplayError> {
     let started = std::time::Instant::now();
-    let shards = options.shards();
-    let network = options
+    let shards = layout.shards(options.threads);
+    let network = layout
         .split_users
-        .then(|| NetworkActivity::new(options.capacity.ips, options.capacity.devices));
+        .then(|| NetworkActivity::new(layout.capacity.ips, layout.capacity.devices));
     let router = Router::new(options.reorder_window, network, shards);
     let new_shard = || -> Result<Shard, PolicyError> {
-        let store = Arc::new(MemoryStore::new(options.capacity));
+        let store = Arc::new(MemoryStore::new(layout.capacity));
         Ok(Shard::new(engine.replica(store)?, options.unlabelled_mfa))
     };
-    let mut collector = Collector {
-        summary: Summary::new(options.samples),
-        out,
-        progress,
-        scored: 0,
-    };
+    let mut collector = Collector::new(options.samples, out, progress);
     let out_of_order = if options.threads <= 1 {
         sequential(engine, events, router, new_shard()?, &mut collector)?
     } else {
         let shards = (0..shards).map(|_| new_shard()).collect::<Result<_, _>>()?;
-        parallel(engine, events, router, shards, &mut collector)?
+        pipeline::run(engine, events, router, shards, &mut collector)?
     };
-    if let Some(out) = collector.out {
-        out.flush()?;
-    }
-    let mut summary = collector.summary;
+    let mut summary = collector.finish()?;
     summary.metrics.out_of_order = out_of_order;
     summary.finish(started.elapsed());
     Ok(summary)
@@ -327,130 +325,6 @@ fn sequential(
     Ok(router.out_of_order)
 }
 
-/// Events routed between two hand-overs to the shards.
-const BATCH: usize = 2048;
-
-/// What the collector does next, in the order the router decided.
-enum Route {
-    /// Take the next result of this shard.
-    Shard(usize),
-    /// Count a row that could not be read.
-    Skipped(ReadError),
-}
-
-/// One thread reads, enriches, orders and routes, one per shard scores, and the calling
-/// thread collects results in routing order, so the output matches [`sequential`].
-fn parallel(
-    engine: &Engine,
-    events: Box<dyn Iterator<Item = ReplayItem> + Send>,
-    mut router: Router,
-    shards: Vec<Shard>,
-    collector: &mut Collector<'_, '_>,
-) -> Result<u64, ReplayError> {
-    std::thread::scope(|scope| {
-        let mut to_shards = Vec::new();
-        let mut from_shards = Vec::new();
-        for mut shard in shards {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Routed>>(16);
-            let (result_tx, result_rx) = mpsc::sync_channel(16);
-            scope.spawn(move || {
-                for batch in rx {
-                    let scored: Result<Vec<Scored>, ReplayError> =
-                        batch.into_iter().map(|r| shard.process(r)).collect();
-                    let failed = scored.is_err();
-                    if result_tx.send(scored).is_err() || failed {
-                        return;
-                    }
-                }
-            });
-            to_shards.push(tx);
-            from_shards.push(result_rx);
-        }
-
-        let (route_tx, route_rx) = mpsc::sync_channel::<Vec<Route>>(32);
-        let routing = scope.spawn(move || {
-            let mut dispatch = Dispatch {
-                batches: to_shards.iter().map(|_| Vec::new()).collect(),
-                routes: Vec::with_capacity(BATCH),
-                to_shards,
-                route_tx,
-            };
-            for item in events {
-                let open = match enrich(engine, item) {
-                    Ok(event) => router
-                        .push(event)
-                        .is_none_or(|(shard, routed)| dispatch.send(shard, routed)),
-                    Err(e) => dispatch.push(Route::Skipped(e)),
-                };
-                if !open {
-                    return router.out_of_order;
-                }
-            }
-            while let Some((shard, routed)) = router.pop() {
-                if !dispatch.send(shard, routed) {
-                    return router.out_of_order;
-                }
-            }
-            dispatch.hand_over();
-            router.out_of_order
-        });
-
-        let mut ready: Vec<VecDeque<Scored>> =
-            from_shards.iter().map(|_| VecDeque::new()).collect();
-        for routes in route_rx {
-            for route in routes {
-                match route {
-                    Route::Skipped(e) => collector.summary.skip(&e),
-                    Route::Shard(shard) => {
-                        if ready[shard].is_empty() {
-                            let batch = from_shards[shard]
-                                .recv()
-                                .map_err(|_| ReplayError::Stopped)??;
-                            ready[shard].extend(batch);
-                        }
-                        let scored = ready[shard].pop_front().ok_or(ReplayError::Stopped)?;
-                        collector.add(scored)?;
-                    }
-                }
-            }
-        }
-        routing.join().map_err(|_| ReplayError::Stopped)
-    })
-}
-
-/// Batches routed events per shard, and their order for the collector.
-struct Dispatch {
-    batches: Vec<Vec<Routed>>,
-    routes: Vec<Route>,
-    to_shards: Vec<mpsc::SyncSender<Vec<Routed>>>,
-    route_tx: mpsc::SyncSender<Vec<Route>>,
-}
-
-impl Dispatch {
-    /// Queues `routed` for `shard`; false once the replay has stopped.
-    fn send(&mut self, shard: usize, routed: Routed) -> bool {
-        self.batches[shard].push(routed);
-        self.push(Route::Shard(shard))
-    }
-
-    /// Queues a step for the collector, handing over full batches; false once stopped.
-    fn push(&mut self, route: Route) -> bool {
-        self.routes.push(route);
-        self.routes.len() < BATCH || self.hand_over()
-    }
-
-    /// Every shard gets its events before the collector learns their order, so the
-    /// collector only ever waits for results already on their way.
-    fn hand_over(&mut self) -> bool {
-        for (tx, batch) in self.to_shards.iter().zip(&mut self.batches) {
-            if !batch.is_empty() && tx.send(std::mem::take(batch)).is_err() {
-                return false;
-            }
-        }
-        self.route_tx.send(std::mem::take(&mut self.routes)).is_ok()
-    }
-}
-
 /// GeoIP and user-agent parsing, done where the rows are read so the scoring threads do less.
 fn enrich(engine: &Engine, item: ReplayItem) -> ReplayItem {
     let mut event = item?;
@@ -460,49 +334,4 @@ fn enrich(engine: &Engine, item: ReplayItem) -> ReplayItem {
             Some(engine.enrichment(attempt.ip, attempt.user_agent.as_deref(), login.geo.take()));
     }
     Ok(event)
-}
-
-/// Gathers results in routing order into the summary and `--out`.
-struct Collector<'o, 'p> {
-    summary: Summary,
-    out: Option<&'o mut dyn Write>,
-    progress: &'p (dyn Fn(u64) + Sync),
-    scored: u64,
-}
-
-impl Collector<'_, '_> {
-    fn add(&mut self, scored: Scored) -> Result<(), ReplayError> {
-        match scored {
-            Scored::Event => self.summary.metrics.events += 1,
-            Scored::Login(login) => {
-                self.summary.add(&login);
-                if let Some(out) = &mut self.out {
-                    write_line(&mut **out, &login)?;
-                }
-            }
-        }
-        self.scored += 1;
-        if self.scored.is_multiple_of(8192) {
-            (self.progress)(self.scored);
-        }
-        Ok(())
-    }
-}
-
-fn write_line(out: &mut dyn Write, login: &ScoredLogin) -> std::io::Result<()> {
-    let line = OutLine {
-        row: login.row,
-        user_id: &login.user_id,
-        timestamp: &crate::signals::rfc3339(login.at),
-        decision: login.verdict.decision,
-        score: login.verdict.score,
-        reasons: &login.verdict.reasons,
-        policy_version: &login.verdict.policy.version,
-        compare_decision: login.shadow.as_ref().map(|s| s.decision),
-        compare_score: login.shadow.as_ref().map(|s| s.score),
-        label: login.label,
-        logged_decision: login.logged,
-    };
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
 }

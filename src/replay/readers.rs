@@ -3,8 +3,7 @@
 //! its magic bytes.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use crate::enrich::GeoInfo;
 use crate::model::{Attempt, Decision, Outcome};
 
 /// Input formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// JSON lines: riskgate's decision log, or plain attempts and events.
     Jsonl,
@@ -26,6 +25,19 @@ pub enum Format {
     Csv,
     /// The public RBA dataset (Wiefling et al.).
     Rba,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            "rba" => Ok(Format::Rba),
+            other => Err(format!("`{other}` is not one of jsonl, csv, rba")),
+        }
+    }
 }
 
 impl Format {
@@ -169,24 +181,6 @@ impl ColumnMap {
     fn column<'a>(&'a self, field: &'a str) -> &'a str {
         self.columns.get(field).map_or(field, String::as_str)
     }
-}
-
-/// Opens a file, transparently decompressing gzip.
-pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ReadError> {
-    let io = |source| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
-    let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
-    Ok(if gzip {
-        Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::bufread::MultiGzDecoder::new(file),
-        ))
-    } else {
-        Box::new(file)
-    })
 }
 
 /// Resolved column indexes of a CSV header.
@@ -484,7 +478,10 @@ pub fn events(
     format: Format,
     map: Option<ColumnMap>,
 ) -> Result<Box<dyn Iterator<Item = ReplayItem> + Send>, ReadError> {
-    let input = open(path)?;
+    let input = crate::files::open(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(match format {
         Format::Jsonl => Box::new(jsonl_events(input)),
         Format::Rba => Box::new(csv_events(

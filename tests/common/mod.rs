@@ -275,13 +275,6 @@ pub fn login(
     body
 }
 
-/// Replay arguments with the command line's defaults.
-pub fn replay_args(input: &Path) -> riskgate::replay::command::ReplayArgs {
-    use clap::Parser;
-    let input = input.display().to_string();
-    riskgate::replay::command::ReplayArgs::parse_from(["replay", "--input", &input])
-}
-
 /// The reasons of an answer.
 pub fn reasons(answer: &Json) -> Vec<String> {
     answer["reasons"]

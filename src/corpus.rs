@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
-use std::io;
+use std::io::{self, Write as _};
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
@@ -262,6 +263,14 @@ pub fn generate(spec: &CorpusSpec, out: impl io::Write) -> io::Result<CorpusStat
     // Stable sort: ties keep generation order, so output stays deterministic.
     g.rows.sort_by_key(|r| r.ts);
     g.write(out)
+}
+
+/// Writes the corpus to a file, gzip-compressed when its name ends in `.gz`.
+pub fn write_file(spec: &CorpusSpec, path: &Path) -> io::Result<CorpusStats> {
+    let mut out = crate::files::create(path)?;
+    let stats = generate(spec, &mut out)?;
+    out.flush()?;
+    Ok(stats)
 }
 
 impl Gen {

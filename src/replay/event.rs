@@ -1,0 +1,138 @@
+//! What a replay reads and what it produces per row.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::readers::ReadError;
+use crate::Millis;
+use crate::engine::Enrichment;
+use crate::enrich::GeoInfo;
+use crate::model::{Attempt, Decision, Outcome, Verdict};
+use crate::signals::Signals;
+
+/// What the log says an event really was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Label {
+    /// From an attacker (attack IP or account takeover).
+    pub attack: bool,
+    /// A successful login by an attacker.
+    pub takeover: bool,
+}
+
+/// One row of a log.
+#[derive(Debug, Clone)]
+pub struct ReplayEvent {
+    /// 1-based row in the input.
+    pub row: u64,
+    /// Event time.
+    pub at: Millis,
+    /// What it is.
+    pub kind: EventKind,
+}
+
+/// A login attempt, or an outcome reported for an earlier one.
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    /// A login attempt (with its password result in `password_ok`).
+    Login(Box<Login>),
+    /// An outcome event, as in the decision log.
+    Outcome(Box<Outcome>),
+}
+
+/// A login attempt and what the log knows about it.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The attempt.
+    pub attempt: Attempt,
+    /// Its label, when the log has one.
+    pub label: Option<Label>,
+    /// Country, city, ASN given by the log, used instead of a GeoIP lookup (taken by the
+    /// enrichment).
+    pub geo: Option<GeoInfo>,
+    /// The decision the server logged, for decision-log input.
+    pub logged: Option<Decision>,
+    /// The server's request id, to tie later logged events to this attempt.
+    pub request_id: Option<String>,
+    /// GeoIP and user agent, filled in on the reading thread.
+    pub enrichment: Option<Enrichment>,
+}
+
+/// One scored login, as the summary and `--out` need it.
+#[derive(Debug, Clone)]
+pub struct ScoredLogin {
+    /// 1-based row in the input.
+    pub row: u64,
+    /// The account.
+    pub user_id: String,
+    /// Event time.
+    pub at: Millis,
+    /// Whether the password was right.
+    pub password_ok: Option<bool>,
+    /// The log's label.
+    pub label: Option<Label>,
+    /// The decision the server logged, for decision-log input.
+    pub logged: Option<Decision>,
+    /// The active policy's verdict.
+    pub verdict: Verdict,
+    /// The compared policy's verdict, with `--compare`.
+    pub shadow: Option<Verdict>,
+    /// The signals, kept only where the compared policy decided differently (A/B samples).
+    pub signals: Option<Arc<Signals>>,
+}
+
+/// One item of a reader: an event or a row that failed to parse.
+pub type ReplayItem = Result<ReplayEvent, ReadError>;
+
+fn millis(t: Option<DateTime<Utc>>) -> Millis {
+    t.map_or(0, |t| t.timestamp_millis())
+}
+
+impl ReplayEvent {
+    /// A login row from a CSV or plain JSONL log.
+    pub fn login(row: u64, attempt: Attempt, label: Option<Label>, geo: Option<GeoInfo>) -> Self {
+        Self {
+            row,
+            at: millis(attempt.timestamp),
+            kind: EventKind::Login(Box::new(Login {
+                attempt,
+                label,
+                geo,
+                logged: None,
+                request_id: None,
+                enrichment: None,
+            })),
+        }
+    }
+
+    /// An evaluation from the decision log.
+    pub fn logged(
+        row: u64,
+        attempt: Attempt,
+        logged: Option<Decision>,
+        request_id: Option<String>,
+    ) -> Self {
+        Self {
+            row,
+            at: millis(attempt.timestamp),
+            kind: EventKind::Login(Box::new(Login {
+                attempt,
+                label: None,
+                geo: None,
+                logged,
+                request_id,
+                enrichment: None,
+            })),
+        }
+    }
+
+    /// An outcome event.
+    pub fn outcome(row: u64, outcome: Outcome) -> Self {
+        Self {
+            row,
+            at: millis(outcome.timestamp),
+            kind: EventKind::Outcome(Box::new(outcome)),
+        }
+    }
+}
