@@ -27,7 +27,7 @@ use std::sync::Arc;
 use collector::Collector;
 pub use event::Label;
 pub(crate) use event::{EventKind, Login, ReplayEvent, ReplayItem, ScoredLogin};
-pub use readers::{ColumnMap, FIELDS, Format, ReadError};
+pub use readers::{ColumnMap, Field, Format, ReadError};
 use router::Router;
 use shard::Shard;
 pub use summary::Summary;

@@ -1,0 +1,297 @@
+//! Login-log readers: CSV with a column mapping (the RBA dataset is one preset of it) and
+//! JSONL (riskgate's decision log, or plain attempts and events). Gzip input is detected by
+//! its magic bytes.
+//!
+//! `csv` and `jsonl` turn rows into [`ReplayEvent`]s; `time` reads the timestamps both meet.
+
+mod csv;
+mod jsonl;
+mod time;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::ReplayItem;
+use crate::enrich::GeoInfo;
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON lines: riskgate's decision log, or plain attempts and events.
+    Jsonl,
+    /// CSV with a header, columns mapped by name.
+    Csv,
+    /// The public RBA dataset (Wiefling et al.).
+    Rba,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            "rba" => Ok(Format::Rba),
+            other => Err(format!("`{other}` is not one of jsonl, csv, rba")),
+        }
+    }
+}
+
+impl Format {
+    /// Guesses the format from a file name (`.jsonl`, `.json`, `.csv`, optionally `.gz`).
+    pub fn guess(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_string_lossy().to_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        if name.ends_with(".jsonl") || name.ends_with(".json") || name.ends_with(".ndjson") {
+            Some(Format::Jsonl)
+        } else if name.contains("rba") && name.ends_with(".csv") {
+            Some(Format::Rba)
+        } else if name.ends_with(".csv") {
+            Some(Format::Csv)
+        } else {
+            None
+        }
+    }
+}
+
+/// Errors reading a log.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file cannot be opened or read.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CSV header lacks a mapped column.
+    #[error("no column `{column}` (for `{field}`) in the header; columns are: {header}")]
+    MissingColumn {
+        /// The riskgate field.
+        field: String,
+        /// The expected column name.
+        column: String,
+        /// The header found.
+        header: String,
+    },
+    /// A mapping names an unknown field.
+    #[error("unknown field `{0}` in the column mapping; fields are {names}", names = Field::names())]
+    UnknownField(String),
+    /// One row could not be parsed (the replay skips it and counts it).
+    #[error("row {row}: {message}")]
+    Row {
+        /// 1-based data row.
+        row: u64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The riskgate fields a CSV column can map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// The account.
+    UserId,
+    /// The client IP.
+    Ip,
+    /// Event time.
+    Timestamp,
+    /// The user agent.
+    UserAgent,
+    /// An explicit device id.
+    DeviceId,
+    /// The application.
+    App,
+    /// Whether the password was right.
+    Success,
+    /// Labelled as an attack.
+    Attack,
+    /// Labelled as an account takeover.
+    Takeover,
+    /// Country code given by the log (instead of GeoIP).
+    Country,
+    /// City given by the log.
+    City,
+    /// ASN given by the log.
+    Asn,
+}
+
+impl Field {
+    /// Every field, in the order of [`Field::names`].
+    pub const ALL: [Field; 12] = [
+        Field::UserId,
+        Field::Ip,
+        Field::Timestamp,
+        Field::UserAgent,
+        Field::DeviceId,
+        Field::App,
+        Field::Success,
+        Field::Attack,
+        Field::Takeover,
+        Field::Country,
+        Field::City,
+        Field::Asn,
+    ];
+
+    /// The name used in mappings (`user_id`), and the column name when not mapped.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::UserId => "user_id",
+            Field::Ip => "ip",
+            Field::Timestamp => "timestamp",
+            Field::UserAgent => "user_agent",
+            Field::DeviceId => "device_id",
+            Field::App => "app",
+            Field::Success => "success",
+            Field::Attack => "attack",
+            Field::Takeover => "takeover",
+            Field::Country => "country",
+            Field::City => "city",
+            Field::Asn => "asn",
+        }
+    }
+
+    /// The field named `name`.
+    pub fn parse(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// All names, comma-separated, for messages.
+    fn names() -> String {
+        Field::ALL.map(Field::name).join(", ")
+    }
+}
+
+/// CSV column names per riskgate field; a field not mapped is read from the column of its
+/// own name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnMap {
+    columns: HashMap<Field, String>,
+}
+
+impl ColumnMap {
+    /// The RBA dataset's header names.
+    pub fn rba() -> Self {
+        let columns = [
+            (Field::UserId, "User ID"),
+            (Field::Ip, "IP Address"),
+            (Field::Timestamp, "Login Timestamp"),
+            (Field::UserAgent, "User Agent String"),
+            (Field::Success, "Login Successful"),
+            (Field::Attack, "Is Attack IP"),
+            (Field::Takeover, "Is Account Takeover"),
+            (Field::Country, "Country"),
+            (Field::City, "City"),
+            (Field::Asn, "ASN"),
+        ];
+        Self {
+            columns: columns
+                .into_iter()
+                .map(|(field, column)| (field, column.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Parses `field=Column,field=Column` over the identity mapping (columns named like the
+    /// fields).
+    pub fn parse(spec: &str) -> Result<Self, ReadError> {
+        let mut map = Self::default();
+        for pair in spec.split(',').filter(|p| !p.trim().is_empty()) {
+            let (field, column) = pair.split_once('=').unwrap_or((pair, pair));
+            map.set(field.trim(), column.trim())?;
+        }
+        Ok(map)
+    }
+
+    /// Reads a TOML file of `field = "Column"` lines.
+    pub fn from_file(path: &Path) -> Result<Self, ReadError> {
+        let io = |source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let table: HashMap<String, String> = toml::from_str(&text).map_err(|e| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.to_string(),
+            ))
+        })?;
+        let mut map = Self::default();
+        for (field, column) in &table {
+            map.set(field, column)?;
+        }
+        Ok(map)
+    }
+
+    fn set(&mut self, field: &str, column: &str) -> Result<(), ReadError> {
+        let field = Field::parse(field).ok_or_else(|| ReadError::UnknownField(field.to_owned()))?;
+        self.columns.insert(field, column.to_owned());
+        Ok(())
+    }
+
+    /// The column `field` is read from.
+    fn column(&self, field: Field) -> &str {
+        self.columns
+            .get(&field)
+            .map_or(field.name(), String::as_str)
+    }
+}
+
+/// Country, city and ASN given by the log itself.
+fn geo_hint(country: Option<&str>, city: Option<&str>, asn: Option<&str>) -> Option<GeoInfo> {
+    let asn = asn.and_then(|a| a.trim_start_matches("AS").parse().ok());
+    (country.is_some() || city.is_some() || asn.is_some()).then(|| GeoInfo {
+        country: country.map(Arc::from),
+        city: city.map(Arc::from),
+        asn,
+        ..GeoInfo::default()
+    })
+}
+
+/// Opens `path` in `format` as a stream of replay events.
+pub fn events(
+    path: &Path,
+    format: Format,
+    map: Option<ColumnMap>,
+) -> Result<Box<dyn Iterator<Item = ReplayItem> + Send>, ReadError> {
+    let input = crate::files::open(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(match format {
+        Format::Jsonl => Box::new(jsonl::events(input)),
+        Format::Rba => Box::new(csv::events(
+            input,
+            Some(map.unwrap_or_else(ColumnMap::rba)),
+            path,
+        )?),
+        Format::Csv => Box::new(csv::events(input, map, path)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_names_only_known_fields() {
+        let map = ColumnMap::parse("user_id=User,ip=Address").unwrap();
+        assert_eq!(map.column(Field::UserId), "User");
+        assert_eq!(map.column(Field::Timestamp), "timestamp");
+        assert!(matches!(
+            ColumnMap::parse("password=pw"),
+            Err(ReadError::UnknownField(_))
+        ));
+    }
+
+    #[test]
+    fn every_field_is_found_by_its_name() {
+        for field in Field::ALL {
+            assert_eq!(Field::parse(field.name()), Some(field));
+        }
+        assert_eq!(Field::parse("password"), None);
+    }
+}
