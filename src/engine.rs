@@ -199,14 +199,15 @@ impl Engine {
             observation.counts.network = network;
         }
         let policies = self.policies.load();
+        let lists = policies.lists().matching(attempt.ip, geo.asn);
         let signals = Arc::new(signals::compute(Inputs {
             attempt,
             at,
-            geo: &geo,
+            geo,
             device,
             facts: &facts,
             observation: &observation,
-            lists: policies.lists().matching(attempt.ip, geo.asn),
+            lists,
             travel: self.settings.travel,
         }));
         // Release the profile before learning, so the store updates it in place.
@@ -435,9 +436,10 @@ fn login_facts(
     };
     set(
         Feature::Country,
-        geo.country
+        geo.location
+            .country
             .as_ref()
-            .map(|c| FeatureValue::new(Feature::Country, Arc::clone(c))),
+            .map(|c| FeatureValue::new(Feature::Country, c.clone())),
     );
     set(
         Feature::Asn,
@@ -450,11 +452,7 @@ fn login_facts(
     facts.place = LoginPlace {
         at,
         ip,
-        country: geo.country.clone(),
-        city: geo.city.clone(),
-        lat: geo.lat,
-        lon: geo.lon,
-        accuracy_km: geo.accuracy_km,
+        location: geo.location.clone(),
         device: facts.features[Feature::Device as usize]
             .as_ref()
             .map(|d| d.label.clone()),

@@ -114,17 +114,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             command: GeoipCommand::Lookup { ip },
         } => {
             let geo = service::open_geoip(&config()?)?.lookup(ip);
-            let json = serde_json::json!({
-                "ip": ip,
-                "country": geo.country,
-                "city": geo.city,
-                "lat": geo.lat,
-                "lon": geo.lon,
-                "accuracy_km": geo.accuracy_km,
-                "asn": geo.asn,
-                "as_org": geo.as_org,
-                "private": geo.private,
-            });
+            let mut json = serde_json::to_value(geo)?;
+            json["ip"] = serde_json::json!(ip);
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::Replay(args) => cli::replay::run(args, &config()?)?,

@@ -4,10 +4,27 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use rhai::ImmutableString;
 use serde::{Deserialize, Serialize};
 
 use crate::signals::{EventTime, Signals};
 use crate::state::UserProfile;
+
+/// Where an IP is, as far as GeoIP (or a log) says: shared by what an attempt is scored
+/// with (`ctx.geo`) and what a profile keeps of each successful login.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// ISO 3166 alpha-2 country code.
+    pub country: Option<ImmutableString>,
+    /// City name (English).
+    pub city: Option<ImmutableString>,
+    /// Latitude in degrees.
+    pub lat: Option<f64>,
+    /// Longitude in degrees.
+    pub lon: Option<f64>,
+    /// Radius of uncertainty around the location, in km.
+    pub accuracy_km: Option<f64>,
+}
 
 /// Longest accepted `user_id`, in bytes.
 pub const MAX_USER_ID_LEN: usize = 256;

@@ -6,29 +6,25 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use maxminddb::Reader;
-use serde::Deserialize;
+use rhai::ImmutableString;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
-/// What the GeoIP databases say about one IP. Empty for private or unknown addresses.
-#[derive(Debug, Clone, Default, PartialEq)]
+use crate::model::Location;
+
+/// What the GeoIP databases say about one IP (the policy's `ctx.geo`). Empty for private
+/// or unknown addresses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GeoInfo {
-    /// ISO 3166 alpha-2 country code.
-    pub country: Option<Arc<str>>,
-    /// City name (English).
-    pub city: Option<Arc<str>>,
-    /// Latitude in degrees.
-    pub lat: Option<f64>,
-    /// Longitude in degrees.
-    pub lon: Option<f64>,
-    /// Radius of uncertainty around the location, in km.
-    pub accuracy_km: Option<f64>,
+    /// Country, city and coordinates.
+    #[serde(flatten)]
+    pub location: Location,
     /// Autonomous system number.
     pub asn: Option<u32>,
     /// Autonomous system organisation.
-    pub as_org: Option<Arc<str>>,
+    pub as_org: Option<ImmutableString>,
     /// True for loopback, private, link-local and other non-routable addresses.
     pub private: bool,
 }
@@ -37,18 +33,16 @@ impl GeoInfo {
     /// Takes the fields `known` has (from a log that records them) over the looked-up ones.
     /// When the countries disagree the looked-up city and coordinates are dropped too, as
     /// they describe somewhere else.
-    pub fn overlay(&mut self, known: GeoInfo) {
-        if known.country.is_some() && known.country != self.country {
-            *self = GeoInfo {
-                private: self.private,
-                asn: self.asn,
-                as_org: self.as_org.take(),
-                ..GeoInfo::default()
+    pub(crate) fn overlay(&mut self, known: GeoInfo) {
+        let place = &mut self.location;
+        if known.location.country.is_some() && known.location.country != place.country {
+            *place = Location {
+                country: known.location.country,
+                ..Location::default()
             };
-            self.country = known.country;
         }
-        if known.city.is_some() {
-            self.city = known.city;
+        if known.location.city.is_some() {
+            place.city = known.location.city;
         }
         if known.asn.is_some() && known.asn != self.asn {
             self.asn = known.asn;
@@ -127,17 +121,19 @@ impl GeoIp {
         }
         let mut info = GeoInfo::default();
         if let Some(rec) = self.city.iter().find_map(|r| decode::<CityRecord>(r, ip)) {
-            info.country = rec
-                .country
-                .or(rec.registered_country)
-                .and_then(|c| c.iso_code)
-                .or(rec.country_code)
-                .map(Arc::from);
-            info.city = rec.city.and_then(|c| c.0).map(Arc::from);
             let loc = rec.location.unwrap_or_default();
-            info.lat = loc.latitude.or(rec.latitude);
-            info.lon = loc.longitude.or(rec.longitude);
-            info.accuracy_km = loc.accuracy_radius.map(f64::from);
+            info.location = Location {
+                country: rec
+                    .country
+                    .or(rec.registered_country)
+                    .and_then(|c| c.iso_code)
+                    .or(rec.country_code)
+                    .map(ImmutableString::from),
+                city: rec.city.and_then(|c| c.0).map(ImmutableString::from),
+                lat: loc.latitude.or(rec.latitude),
+                lon: loc.longitude.or(rec.longitude),
+                accuracy_km: loc.accuracy_radius.map(f64::from),
+            };
         }
         for source in &self.asn {
             let found = match source {
@@ -149,7 +145,7 @@ impl GeoIp {
             };
             if let Some((asn, org)) = found {
                 info.asn = Some(asn);
-                info.as_org = org.filter(|o| !o.is_empty()).map(Arc::from);
+                info.as_org = org.filter(|o| !o.is_empty()).map(ImmutableString::from);
                 break;
             }
         }
@@ -202,7 +198,7 @@ struct CityRecord<'a> {
     country: Option<IsoCode<'a>>,
     #[serde(borrow)]
     registered_country: Option<IsoCode<'a>>,
-    location: Option<Location>,
+    location: Option<RecordLocation>,
     // ip-location-db (flat; coordinates stored as f32)
     #[serde(borrow)]
     country_code: Option<&'a str>,
@@ -222,7 +218,7 @@ struct IsoCode<'a> {
 }
 
 #[derive(Deserialize, Default)]
-struct Location {
+struct RecordLocation {
     #[serde(default, deserialize_with = "coordinate")]
     latitude: Option<f64>,
     #[serde(default, deserialize_with = "coordinate")]
@@ -383,7 +379,10 @@ mod tests {
         let geo = GeoIp::open(&[], &[file.path().to_owned()]).unwrap();
         let at = |ip: &str| geo.lookup(ip.parse().unwrap());
         assert_eq!(at("1.0.0.0").asn, Some(13335));
-        assert_eq!(at("1.0.0.255").as_org.as_deref(), Some("Cloudflare, Inc."));
+        assert_eq!(
+            at("1.0.0.255").as_org.as_ref().map(|o| o.as_str()),
+            Some("Cloudflare, Inc.")
+        );
         assert_eq!(at("1.0.1.0").asn, None);
         assert_eq!(at("2.0.0.7").asn, Some(3215));
         assert_eq!(at("2001:db8::12").asn, Some(64500));
@@ -402,7 +401,7 @@ mod tests {
         ] {
             let info = geo.lookup(ip.parse().unwrap());
             assert!(info.private, "{ip}");
-            assert_eq!(info.country, None);
+            assert_eq!(info.location.country, None);
         }
         assert!(!geo.lookup("81.2.69.142".parse().unwrap()).private);
     }

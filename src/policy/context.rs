@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, ImmutableString};
 
-use crate::enrich::DeviceInfo;
+use crate::enrich::GeoInfo;
 use crate::signals::{
-    DeviceSignals, EventTime, GeoSignals, IpSignals, RbaSignals, RequestSignals, Signals,
-    TimeSignals, UserSignals, rfc3339,
+    DeviceSignals, EventTime, IpSignals, RbaSignals, RequestSignals, Signals, TimeSignals,
+    UserSignals, rfc3339,
 };
 
 /// Conversion of a signal field into a Rhai value.
@@ -31,6 +31,13 @@ macro_rules! to_rhai_by_clone {
     )*};
 }
 to_rhai_by_clone!(i64, f64, bool, ImmutableString, String);
+
+impl ToRhai for u32 {
+    fn to_rhai(&self) -> Dynamic {
+        // Scripts have one integer type.
+        Dynamic::from(i64::from(*self))
+    }
+}
 
 impl ToRhai for IpAddr {
     fn to_rhai(&self) -> Dynamic {
@@ -96,7 +103,7 @@ macro_rules! groups {
 }
 groups!(
     RequestSignals => request,
-    GeoSignals => geo,
+    GeoInfo => geo,
     DeviceSignals => device,
     UserSignals => user,
     IpSignals => ip,
@@ -118,14 +125,19 @@ impl<G: Group> View<G> {
 }
 
 /// Registers a group as `ctx.<field>`: a type named `$name` with one read-only getter per
-/// listed member.
+/// listed member, and per member of the listed inner struct (`ctx.geo.country` reads
+/// `geo.location.country`).
 macro_rules! register {
-    ($engine:expr, $group:ty, $name:literal, [$($member:ident),* $(,)?]) => {{
+    (
+        $engine:expr, $group:ty, $name:literal, [$($member:ident),* $(,)?]
+        $(, $inner:ident: [$($nested:ident),* $(,)?])?
+    ) => {{
         $engine.register_type_with_name::<View<$group>>($name);
         $engine.register_get(<$group as Group>::FIELD, |ctx: &mut Arc<Signals>| {
             View::<$group>::new(ctx)
         });
         $( $engine.register_get(stringify!($member), |v: &mut View<$group>| v.group().$member.to_rhai()); )*
+        $($( $engine.register_get(stringify!($nested), |v: &mut View<$group>| v.group().$inner.$nested.to_rhai()); )*)?
     }};
 }
 
@@ -149,15 +161,17 @@ pub fn register(engine: &mut Engine) {
     );
     register!(
         engine,
-        GeoSignals,
+        GeoInfo,
         "Geo",
-        [country, city, lat, lon, accuracy_km, asn, as_org, private]
+        [asn, as_org, private],
+        location: [country, city, lat, lon, accuracy_km]
     );
     register!(
         engine,
         DeviceSignals,
         "Device",
-        [id, known, trusted, users_24h]
+        [id, known, trusted, users_24h],
+        info: [browser, version, os, os_version, category, vendor]
     );
     register!(
         engine,
@@ -202,25 +216,6 @@ pub fn register(engine: &mut Engine) {
     );
     register!(engine, RbaSignals, "Rba", [score, surprisal]);
     register!(engine, TimeSignals, "Time", [timestamp, hour, weekday]);
-    device_info_getters(engine);
-}
-
-/// The parsed user agent reads as fields of `ctx.device`.
-fn device_info_getters(engine: &mut Engine) {
-    type Field = fn(&DeviceInfo) -> &ImmutableString;
-    let fields: [(&str, Field); 6] = [
-        ("browser", |d| &d.browser),
-        ("version", |d| &d.version),
-        ("os", |d| &d.os),
-        ("os_version", |d| &d.os_version),
-        ("category", |d| &d.category),
-        ("vendor", |d| &d.vendor),
-    ];
-    for (name, field) in fields {
-        engine.register_get(name, move |v: &mut View<DeviceSignals>| {
-            field(&v.group().info).clone()
-        });
-    }
 }
 
 #[cfg(test)]
@@ -233,10 +228,10 @@ mod tests {
         let mut signals = Signals::default();
         signals.request.user_id = "alice".into();
         signals.request.ip = "2001:db8::1".parse().unwrap();
-        signals.geo.country = Some("DE".into());
-        signals.device.info = Arc::new(DeviceInfo {
+        signals.geo.location.country = Some("DE".into());
+        signals.device.info = Arc::new(crate::enrich::DeviceInfo {
             browser: "Firefox".into(),
-            ..DeviceInfo::default()
+            ..crate::enrich::DeviceInfo::default()
         });
         signals.device.users_24h = 2;
         signals.user.failures_15m = 3;

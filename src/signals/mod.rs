@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::Millis;
 use crate::enrich::{DeviceInfo, GeoInfo};
 use crate::model::Attempt;
-use crate::state::{Feature, LoginFacts, Observation};
+use crate::state::{Feature, Known, LoginFacts, NetworkCounts, Observation, UserProfile};
 pub use travel::TravelLimits;
 
 /// An event time, kept as milliseconds and rendered as RFC 3339 only when shown.
@@ -36,7 +36,7 @@ pub struct Signals {
     /// The raw request fields.
     pub request: RequestSignals,
     /// Where the IP is.
-    pub geo: GeoSignals,
+    pub geo: GeoInfo,
     /// What the device is and whether the user knows it.
     pub device: DeviceSignals,
     /// The user's history and live counters.
@@ -82,27 +82,6 @@ impl Default for RequestSignals {
             attributes: serde_json::Map::new(),
         }
     }
-}
-
-/// GeoIP facts.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GeoSignals {
-    /// Country code.
-    pub country: Option<ImmutableString>,
-    /// City.
-    pub city: Option<ImmutableString>,
-    /// Latitude.
-    pub lat: Option<f64>,
-    /// Longitude.
-    pub lon: Option<f64>,
-    /// Accuracy radius, km.
-    pub accuracy_km: Option<f64>,
-    /// Autonomous system number.
-    pub asn: Option<i64>,
-    /// Autonomous system organisation.
-    pub as_org: Option<ImmutableString>,
-    /// Private or reserved address.
-    pub private: bool,
 }
 
 /// Device facts.
@@ -212,7 +191,7 @@ pub struct Inputs<'a> {
     /// Event time.
     pub at: Millis,
     /// GeoIP result.
-    pub geo: &'a GeoInfo,
+    pub geo: GeoInfo,
     /// Parsed user agent.
     pub device: Arc<DeviceInfo>,
     /// The login's feature values.
@@ -244,55 +223,129 @@ pub fn compute(input: Inputs<'_>) -> Signals {
         geo,
         device,
         facts,
-        observation: obs,
+        observation,
         lists,
         travel,
     } = input;
-    let profile = obs.profile.as_deref().filter(|p| p.successes > 0);
-    let known = |feature| {
-        let value = facts.get(feature)?;
-        Some(profile.and_then(|p| p.known(feature, value.id)))
-    };
-    let is_new = |feature| profile.is_some() && known(feature).is_some_and(|k| k.is_none());
-    let device_known = known(Feature::Device).flatten();
-    let network_known = match known(Feature::Asn) {
-        Some(k) => k.is_some(),
-        None => known(Feature::Country).flatten().is_some(),
-    };
+    let history = History::new(observation, facts);
+    let network = &observation.counts.network;
+    Signals {
+        request: request_signals(attempt),
+        device: DeviceSignals {
+            id: string(attempt.device_id.as_deref()),
+            info: device,
+            known: history.device.is_some(),
+            trusted: history.device.is_some_and(|k| k.trusted),
+            users_24h: network.device_users_24h,
+        },
+        user: user_signals(&history, observation, &geo, at, travel),
+        ip: ip_signals(network, lists),
+        rba: {
+            let rba = rba::score(history.profile, facts);
+            RbaSignals {
+                score: rba.score,
+                surprisal: rba.surprisal,
+            }
+        },
+        time: time_signals(at),
+        app: attempt.app.as_deref().unwrap_or("").into(),
+        geo,
+    }
+}
 
+/// What the user's profile knows of this login's values.
+struct History<'a> {
+    /// The profile, when the user has ever logged in successfully.
+    profile: Option<&'a UserProfile>,
+    facts: &'a LoginFacts,
+    /// The user's entry for this login's device, when known.
+    device: Option<&'a Known>,
+}
+
+impl<'a> History<'a> {
+    fn new(observation: &'a Observation, facts: &'a LoginFacts) -> Self {
+        let profile = observation.profile.as_deref().filter(|p| p.successes > 0);
+        let mut history = Self {
+            profile,
+            facts,
+            device: None,
+        };
+        history.device = history.known(Feature::Device).flatten();
+        history
+    }
+
+    /// `None` when the login has no value for `feature`; otherwise the user's entry for
+    /// it, `None` inside when the user never had it.
+    fn known(&self, feature: Feature) -> Option<Option<&'a Known>> {
+        let value = self.facts.get(feature)?;
+        Some(self.profile.and_then(|p| p.known(feature, value.id)))
+    }
+
+    /// The user has a history and never had this login's value of `feature`.
+    fn is_new(&self, feature: Feature) -> bool {
+        self.profile.is_some() && self.known(feature).is_some_and(|k| k.is_none())
+    }
+
+    /// The network is known: its ASN, or its country when the ASN is unknown.
+    fn knows_network(&self) -> bool {
+        match self.known(Feature::Asn) {
+            Some(k) => k.is_some(),
+            None => self.known(Feature::Country).flatten().is_some(),
+        }
+    }
+
+    /// Values of `feature` the user has logged in with.
+    fn count(&self, feature: Feature) -> i64 {
+        self.profile
+            .and_then(|p| p.known.get(feature as usize))
+            .map_or(0, |known| known.len() as i64)
+    }
+}
+
+/// The request as sent.
+fn request_signals(attempt: &Attempt) -> RequestSignals {
+    RequestSignals {
+        user_id: attempt.user_id.as_str().into(),
+        ip: attempt.ip,
+        user_agent: string(attempt.user_agent.as_deref()),
+        device_id: string(attempt.device_id.as_deref()),
+        password_ok: attempt.password_ok,
+        preauth: attempt.password_ok.is_none(),
+        attributes: attempt.attributes.clone(),
+    }
+}
+
+/// The user's history, travel since the last successful login, counters and lock.
+fn user_signals(
+    history: &History<'_>,
+    observation: &Observation,
+    geo: &GeoInfo,
+    at: Millis,
+    limits: TravelLimits,
+) -> UserSignals {
+    let profile = history.profile;
     let last_login = profile.and_then(|p| p.last_login());
     let trip = last_login.and_then(|last| {
-        let from = travel::Fix {
-            lat: last.lat?,
-            lon: last.lon?,
-            accuracy_km: last.accuracy_km.unwrap_or(0.0),
-            at: last.at,
-        };
-        let to = travel::Fix {
-            lat: geo.lat?,
-            lon: geo.lon?,
-            accuracy_km: geo.accuracy_km.unwrap_or(0.0),
-            at,
-        };
-        Some(travel::travel(from, to, travel))
+        let from = travel::Fix::of(&last.location, last.at)?;
+        let to = travel::Fix::of(&geo.location, at)?;
+        Some(travel::travel(from, to, limits))
     });
-    let locked_until = obs.locked_until.filter(|&until| until > at);
-    let counts = &obs.counts;
-    let [failures_15m, failures_1h, failures_24h] = counts.user_failures;
-    let user = UserSignals {
+    let locked_until = observation.locked_until.filter(|&until| until > at);
+    let [failures_15m, failures_1h, failures_24h] = observation.counts.user_failures;
+    UserSignals {
         failures_15m,
         failures_1h,
         failures_24h,
         successes: profile.map_or(0, |p| p.successes as i64),
         first_login: profile.is_none(),
-        new_device: profile.is_some() && device_known.is_none(),
-        new_country: is_new(Feature::Country),
-        new_asn: is_new(Feature::Asn),
-        known_network: network_known,
-        known_countries: profile.map_or(0, |p| p.known[Feature::Country as usize].len() as i64),
-        known_devices: profile.map_or(0, |p| p.known[Feature::Device as usize].len() as i64),
+        new_device: profile.is_some() && history.device.is_none(),
+        new_country: history.is_new(Feature::Country),
+        new_asn: history.is_new(Feature::Asn),
+        known_network: history.knows_network(),
+        known_countries: history.count(Feature::Country),
+        known_devices: history.count(Feature::Device),
         last_login_at: last_login.map(|l| EventTime(l.at)),
-        last_country: last_login.and_then(|l| string(l.country.as_deref())),
+        last_country: last_login.and_then(|l| l.location.country.clone()),
         distance_km: trip.map(|t| t.distance_km),
         elapsed_h: trip.map(|t| t.elapsed_h),
         speed_kmh: trip.map(|t| t.speed_kmh),
@@ -300,59 +353,30 @@ pub fn compute(input: Inputs<'_>) -> Signals {
         locked: locked_until.is_some(),
         locked_until: locked_until.map(EventTime),
         lock_remaining_s: locked_until.map_or(0, |until| (until - at + 999) / 1000),
-    };
-    let network = &counts.network;
-    let [failures_10m, ip_failures_1h, ip_failures_24h] = network.ip_failures;
+    }
+}
+
+/// The IP's counters and the lists it is on.
+fn ip_signals(network: &NetworkCounts, lists: Vec<ImmutableString>) -> IpSignals {
+    let [failures_10m, failures_1h, failures_24h] = network.ip_failures;
     let [distinct_users_1h, distinct_users_24h] = network.ip_users;
-    let ip = IpSignals {
+    IpSignals {
         failures_10m,
-        failures_1h: ip_failures_1h,
-        failures_24h: ip_failures_24h,
+        failures_1h,
+        failures_24h,
         attempts_1m: network.ip_attempts_1m,
         distinct_users_1h,
         distinct_users_24h,
         lists,
-    };
-    let rba = rba::score(profile, facts);
+    }
+}
+
+/// Hour and weekday of the event time (UTC).
+fn time_signals(at: Millis) -> TimeSignals {
     let time = DateTime::<Utc>::from_timestamp_millis(at).unwrap_or_default();
-    Signals {
-        request: RequestSignals {
-            user_id: attempt.user_id.as_str().into(),
-            ip: attempt.ip,
-            user_agent: string(attempt.user_agent.as_deref()),
-            device_id: string(attempt.device_id.as_deref()),
-            password_ok: attempt.password_ok,
-            preauth: attempt.password_ok.is_none(),
-            attributes: attempt.attributes.clone(),
-        },
-        geo: GeoSignals {
-            country: string(geo.country.as_deref()),
-            city: string(geo.city.as_deref()),
-            lat: geo.lat,
-            lon: geo.lon,
-            accuracy_km: geo.accuracy_km,
-            asn: geo.asn.map(i64::from),
-            as_org: string(geo.as_org.as_deref()),
-            private: geo.private,
-        },
-        device: DeviceSignals {
-            id: string(attempt.device_id.as_deref()),
-            info: device,
-            known: device_known.is_some(),
-            trusted: device_known.is_some_and(|k| k.trusted),
-            users_24h: network.device_users_24h,
-        },
-        user,
-        ip,
-        rba: RbaSignals {
-            score: rba.score,
-            surprisal: rba.surprisal,
-        },
-        time: TimeSignals {
-            timestamp: EventTime(at),
-            hour: i64::from(time.hour()),
-            weekday: i64::from(time.weekday().number_from_monday()),
-        },
-        app: attempt.app.as_deref().unwrap_or("").into(),
+    TimeSignals {
+        timestamp: EventTime(at),
+        hour: i64::from(time.hour()),
+        weekday: i64::from(time.weekday().number_from_monday()),
     }
 }

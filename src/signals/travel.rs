@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::model::Location;
 
 /// Mean Earth radius in km.
 const EARTH_RADIUS_KM: f64 = 6371.0088;
@@ -38,6 +39,19 @@ pub struct Fix {
     pub accuracy_km: f64,
     /// Event time.
     pub at: Millis,
+}
+
+impl Fix {
+    /// Where `location` puts an event at `at`, if it has coordinates (an unknown accuracy
+    /// counts as exact).
+    pub fn of(location: &Location, at: Millis) -> Option<Self> {
+        Some(Self {
+            lat: location.lat?,
+            lon: location.lon?,
+            accuracy_km: location.accuracy_km.unwrap_or(0.0),
+            at,
+        })
+    }
 }
 
 /// Distance, time and speed between two located events.

@@ -1,11 +1,12 @@
 //! A user's learned profile: what their fully successful logins looked like.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
+use rhai::ImmutableString;
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::model::Location;
 
 /// Known values kept per feature; the least recently seen is forgotten first.
 pub const MAX_KNOWN_PER_FEATURE: usize = 16;
@@ -55,12 +56,12 @@ pub struct FeatureValue {
     /// Stable hash of the value.
     pub id: u64,
     /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...); cloning it shares the text.
-    pub label: Arc<str>,
+    pub label: ImmutableString,
 }
 
 impl FeatureValue {
     /// Hashes `label` (with the feature, so equal labels of different features differ).
-    pub fn new(feature: Feature, label: impl Into<Arc<str>>) -> Self {
+    pub fn new(feature: Feature, label: impl Into<ImmutableString>) -> Self {
         let label = label.into();
         let id = xxhash_rust::xxh3::xxh3_64_with_seed(label.as_bytes(), feature as u64);
         Self { id, label }
@@ -91,18 +92,11 @@ pub struct LoginPlace {
     pub at: Millis,
     /// Client IP.
     pub ip: std::net::IpAddr,
-    /// Country code, if known.
-    pub country: Option<Arc<str>>,
-    /// City, if known.
-    pub city: Option<Arc<str>>,
-    /// Latitude, if known.
-    pub lat: Option<f64>,
-    /// Longitude, if known.
-    pub lon: Option<f64>,
-    /// Accuracy radius in km, if known.
-    pub accuracy_km: Option<f64>,
+    /// Country, city and coordinates, where known.
+    #[serde(flatten)]
+    pub location: Location,
     /// Device label.
-    pub device: Option<Arc<str>>,
+    pub device: Option<ImmutableString>,
 }
 
 impl Default for LoginPlace {
@@ -110,11 +104,7 @@ impl Default for LoginPlace {
         Self {
             at: 0,
             ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            country: None,
-            city: None,
-            lat: None,
-            lon: None,
-            accuracy_km: None,
+            location: Location::default(),
             device: None,
         }
     }

@@ -10,10 +10,12 @@ mod time;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::ReplayItem;
+use rhai::ImmutableString;
+
 use crate::enrich::GeoInfo;
+use crate::model::Location;
 
 /// Input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,8 +246,11 @@ impl ColumnMap {
 fn geo_hint(country: Option<&str>, city: Option<&str>, asn: Option<&str>) -> Option<GeoInfo> {
     let asn = asn.and_then(|a| a.trim_start_matches("AS").parse().ok());
     (country.is_some() || city.is_some() || asn.is_some()).then(|| GeoInfo {
-        country: country.map(Arc::from),
-        city: city.map(Arc::from),
+        location: Location {
+            country: country.map(ImmutableString::from),
+            city: city.map(ImmutableString::from),
+            ..Location::default()
+        },
         asn,
         ..GeoInfo::default()
     })
