@@ -11,25 +11,29 @@ use serde_json::json;
 async fn home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up() {
     let server = TestServer::default().await;
     let first = server
-        .evaluate(login(
-            "alice",
-            LONDON,
-            "laptop",
-            CHROME_WIN,
-            "2026-11-02T08:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "alice",
+                ip: LONDON,
+                device: "laptop",
+                at: "2026-11-02T08:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(first["decision"], "allow", "{first}");
     let home = server
-        .evaluate(login(
-            "alice",
-            LONDON,
-            "laptop",
-            CHROME_WIN,
-            "2026-11-03T08:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "alice",
+                ip: LONDON,
+                device: "laptop",
+                at: "2026-11-03T08:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(home["decision"], "allow", "{home}");
     let signals = &home["signals"];
@@ -48,14 +52,17 @@ async fn home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up() {
     assert!(home.get("lock_seconds").is_none());
 
     let away = server
-        .evaluate(login(
-            "alice",
-            SEATTLE,
-            "phone",
-            FIREFOX_LINUX,
-            "2026-11-03T20:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "alice",
+                ip: SEATTLE,
+                device: "phone",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T20:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(away["decision"], "mfa", "{away}");
     let why = reasons(&away);
@@ -74,14 +81,16 @@ async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa()
     let server = TestServer::default().await;
     for day in ["2026-11-01", "2026-11-02"] {
         let ok = server
-            .evaluate(login(
-                "bob",
-                LONDON,
-                "bob-laptop",
-                CHROME_WIN,
-                &format!("{day}T09:00:00Z"),
-                Some(true),
-            ))
+            .evaluate(
+                Login {
+                    user: "bob",
+                    ip: LONDON,
+                    device: "bob-laptop",
+                    at: &format!("{day}T09:00:00Z"),
+                    ..Login::default()
+                }
+                .body(),
+            )
             .await;
         assert_eq!(ok["decision"], "allow");
     }
@@ -89,14 +98,17 @@ async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa()
     for i in 0..10 {
         let at = format!("2026-11-03T10:00:{:02}Z", i * 5);
         last = server
-            .evaluate(login(
-                "bob",
-                CHINA,
-                "attacker",
-                FIREFOX_LINUX,
-                &at,
-                Some(false),
-            ))
+            .evaluate(
+                Login {
+                    user: "bob",
+                    ip: CHINA,
+                    device: "attacker",
+                    ua: FIREFOX_LINUX,
+                    at: &at,
+                    password_ok: Some(false),
+                }
+                .body(),
+            )
             .await;
         if i < 9 {
             assert_ne!(last["decision"], "lock", "attempt {i}: {last}");
@@ -108,28 +120,33 @@ async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa()
     assert_eq!(reasons(&last), ["brute_force"]);
 
     let during = server
-        .evaluate(login(
-            "bob",
-            CHINA,
-            "attacker",
-            FIREFOX_LINUX,
-            "2026-11-03T10:02:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "bob",
+                ip: CHINA,
+                device: "attacker",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T10:02:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(during["decision"], "lock", "{during}");
     let remaining = during["lock_seconds"].as_u64().unwrap();
     assert!(remaining > 0 && remaining <= 900, "{remaining}");
 
     let real = server
-        .evaluate(login(
-            "bob",
-            LONDON_2,
-            "bob-laptop",
-            CHROME_WIN,
-            "2026-11-03T10:03:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "bob",
+                ip: LONDON_2,
+                device: "bob-laptop",
+                at: "2026-11-03T10:03:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(real["decision"], "mfa", "smart lockout: {real}");
     assert!(reasons(&real).contains(&"known_device_and_network".into()));
@@ -144,36 +161,44 @@ async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa()
 async fn pre_auth_counts_toward_velocity_but_never_teaches_the_profile() {
     let server = TestServer::default().await;
     server
-        .evaluate(login(
-            "carol",
-            LONDON,
-            "carol-laptop",
-            CHROME_WIN,
-            "2026-11-03T09:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "carol",
+                ip: LONDON,
+                device: "carol-laptop",
+                at: "2026-11-03T09:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     let first = server
-        .evaluate(login(
-            "carol",
-            LONDON,
-            "carol-tablet",
-            FIREFOX_LINUX,
-            "2026-11-03T09:10:00Z",
-            None,
-        ))
+        .evaluate(
+            Login {
+                user: "carol",
+                ip: LONDON,
+                device: "carol-tablet",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T09:10:00Z",
+                password_ok: None,
+            }
+            .body(),
+        )
         .await;
     assert_eq!(first["signals"]["request"]["preauth"], true);
     assert_eq!(first["signals"]["ip"]["attempts_1m"], 1);
     let second = server
-        .evaluate(login(
-            "carol",
-            LONDON,
-            "carol-tablet",
-            FIREFOX_LINUX,
-            "2026-11-03T09:10:20Z",
-            None,
-        ))
+        .evaluate(
+            Login {
+                user: "carol",
+                ip: LONDON,
+                device: "carol-tablet",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T09:10:20Z",
+                password_ok: None,
+            }
+            .body(),
+        )
         .await;
     assert_eq!(
         second["signals"]["ip"]["attempts_1m"], 2,
@@ -203,14 +228,17 @@ async fn pre_auth_counts_toward_velocity_but_never_teaches_the_profile() {
         .await;
     assert_eq!(again["recorded"], "ignored", "an outcome counts once");
     let third = server
-        .evaluate(login(
-            "carol",
-            LONDON,
-            "carol-tablet",
-            FIREFOX_LINUX,
-            "2026-11-03T09:30:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "carol",
+                ip: LONDON,
+                device: "carol-tablet",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T09:30:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(third["signals"]["device"]["known"], true);
 }
@@ -222,14 +250,17 @@ async fn one_ip_trying_thirty_users_is_password_spraying() {
     for i in 0..30 {
         let at = format!("2026-11-03T11:{:02}:00Z", i);
         last = server
-            .evaluate(login(
-                &format!("user{i}"),
-                SWEDEN,
-                "sprayer",
-                FIREFOX_LINUX,
-                &at,
-                Some(false),
-            ))
+            .evaluate(
+                Login {
+                    user: &format!("user{i}"),
+                    ip: SWEDEN,
+                    device: "sprayer",
+                    ua: FIREFOX_LINUX,
+                    at: &at,
+                    password_ok: Some(false),
+                }
+                .body(),
+            )
             .await;
     }
     assert_eq!(last["signals"]["ip"]["distinct_users_1h"], 30);
@@ -247,24 +278,28 @@ async fn one_ip_trying_thirty_users_is_password_spraying() {
 async fn two_logins_an_hour_apart_from_distant_cities_are_impossible_travel() {
     let server = TestServer::default().await;
     server
-        .evaluate(login(
-            "dave",
-            LONDON,
-            "dave-laptop",
-            CHROME_WIN,
-            "2026-11-03T09:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "dave",
+                ip: LONDON,
+                device: "dave-laptop",
+                at: "2026-11-03T09:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     let answer = server
-        .evaluate(login(
-            "dave",
-            SEATTLE,
-            "dave-laptop",
-            CHROME_WIN,
-            "2026-11-03T10:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "dave",
+                ip: SEATTLE,
+                device: "dave-laptop",
+                at: "2026-11-03T10:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     let user = &answer["signals"]["user"];
     assert_eq!(user["impossible_travel"], true, "{answer}");
@@ -278,24 +313,29 @@ async fn two_logins_an_hour_apart_from_distant_cities_are_impossible_travel() {
 async fn failed_and_stepped_up_attackers_never_become_known() {
     let server = TestServer::default().await;
     server
-        .evaluate(login(
-            "erin",
-            LONDON,
-            "erin-laptop",
-            CHROME_WIN,
-            "2026-11-03T09:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "erin",
+                ip: LONDON,
+                device: "erin-laptop",
+                at: "2026-11-03T09:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     let step_up = server
-        .evaluate(login(
-            "erin",
-            CHINA,
-            "evil",
-            FIREFOX_LINUX,
-            "2026-11-03T12:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "erin",
+                ip: CHINA,
+                device: "evil",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T12:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(step_up["decision"], "mfa");
     let id = step_up["request_id"].as_str().unwrap();
@@ -307,24 +347,30 @@ async fn failed_and_stepped_up_attackers_never_become_known() {
         .await;
     assert_eq!(failed["recorded"], "failure_counted");
     server
-        .evaluate(login(
-            "erin",
-            CHINA,
-            "evil-2",
-            FIREFOX_LINUX,
-            "2026-11-03T12:01:00Z",
-            Some(false),
-        ))
+        .evaluate(
+            Login {
+                user: "erin",
+                ip: CHINA,
+                device: "evil-2",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T12:01:00Z",
+                password_ok: Some(false),
+            }
+            .body(),
+        )
         .await;
     let again = server
-        .evaluate(login(
-            "erin",
-            CHINA,
-            "evil",
-            FIREFOX_LINUX,
-            "2026-11-03T12:02:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "erin",
+                ip: CHINA,
+                device: "evil",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T12:02:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(again["signals"]["device"]["known"], false);
     assert_eq!(again["signals"]["user"]["new_country"], true);
@@ -562,19 +608,31 @@ async fn api_keys_gate_clients_and_admins() {
 async fn admins_export_unlock_and_erase_users() {
     let server = TestServer::default().await;
     server
-        .evaluate(login(
-            "hana",
-            LONDON,
-            "hana-laptop",
-            CHROME_WIN,
-            "2026-11-03T09:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "hana",
+                ip: LONDON,
+                device: "hana-laptop",
+                at: "2026-11-03T09:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     for i in 0..10 {
         let at = format!("2026-11-03T09:01:{i:02}Z");
         server
-            .evaluate(login("hana", CHINA, "bot", FIREFOX_LINUX, &at, Some(false)))
+            .evaluate(
+                Login {
+                    user: "hana",
+                    ip: CHINA,
+                    device: "bot",
+                    ua: FIREFOX_LINUX,
+                    at: &at,
+                    password_ok: Some(false),
+                }
+                .body(),
+            )
             .await;
     }
     let (status, profile) = server.get("/v1/users/hana").await;
@@ -669,14 +727,16 @@ async fn a_broken_policy_never_replaces_the_working_one_and_shadow_reports_besid
 async fn trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified_device() {
     let server = TestServer::default().await;
     server
-        .evaluate(login(
-            "jo",
-            LONDON,
-            "jo-laptop",
-            CHROME_WIN,
-            "2026-11-03T09:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "jo",
+                ip: LONDON,
+                device: "jo-laptop",
+                at: "2026-11-03T09:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     // "Remember this device" for a device that never completed a login changes nothing.
     let trusted = server
@@ -690,14 +750,17 @@ async fn trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified
 
     // Pre-auth, step-up passed, then the password turns out wrong: a failure, nothing learned.
     let pre = server
-        .evaluate(login(
-            "jo",
-            CHINA,
-            "evil",
-            FIREFOX_LINUX,
-            "2026-11-03T10:00:00Z",
-            None,
-        ))
+        .evaluate(
+            Login {
+                user: "jo",
+                ip: CHINA,
+                device: "evil",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T10:00:00Z",
+                password_ok: None,
+            }
+            .body(),
+        )
         .await;
     let id = pre["request_id"].clone();
     let at = "2026-11-03T10:00:10Z";
@@ -710,14 +773,17 @@ async fn trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified
         .await;
     assert_eq!(failed["recorded"], "failure_counted");
     let after = server
-        .evaluate(login(
-            "jo",
-            CHINA,
-            "evil",
-            FIREFOX_LINUX,
-            "2026-11-03T10:01:00Z",
-            None,
-        ))
+        .evaluate(
+            Login {
+                user: "jo",
+                ip: CHINA,
+                device: "evil",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T10:01:00Z",
+                password_ok: None,
+            }
+            .body(),
+        )
         .await;
     assert_eq!(after["signals"]["device"]["known"], false);
     assert_eq!(after["signals"]["user"]["failures_15m"], 1);

@@ -255,26 +255,31 @@ async fn the_servers_decision_log_replays_to_the_same_decisions() {
     for day in 1..=3 {
         let at = format!("2026-11-0{day}T09:00:00Z");
         server
-            .evaluate(login(
-                "kim",
-                LONDON,
-                "kim-laptop",
-                CHROME_WIN,
-                &at,
-                Some(true),
-            ))
+            .evaluate(
+                Login {
+                    user: "kim",
+                    ip: LONDON,
+                    device: "kim-laptop",
+                    at: &at,
+                    ..Login::default()
+                }
+                .body(),
+            )
             .await;
         expected += 1;
     }
     let away = server
-        .evaluate(login(
-            "kim",
-            SEATTLE,
-            "kim-phone",
-            FIREFOX_LINUX,
-            "2026-11-04T09:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "kim",
+                ip: SEATTLE,
+                device: "kim-phone",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-04T09:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(away["decision"], "mfa");
     server
@@ -284,14 +289,17 @@ async fn the_servers_decision_log_replays_to_the_same_decisions() {
         )
         .await;
     let back = server
-        .evaluate(login(
-            "kim",
-            SEATTLE,
-            "kim-phone",
-            FIREFOX_LINUX,
-            "2026-11-04T10:00:00Z",
-            Some(true),
-        ))
+        .evaluate(
+            Login {
+                user: "kim",
+                ip: SEATTLE,
+                device: "kim-phone",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-04T10:00:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
         .await;
     assert_eq!(
         back["decision"], "allow",
@@ -300,7 +308,17 @@ async fn the_servers_decision_log_replays_to_the_same_decisions() {
     for i in 0..12 {
         let at = format!("2026-11-05T10:00:{i:02}Z");
         server
-            .evaluate(login("kim", CHINA, "bot", FIREFOX_LINUX, &at, Some(false)))
+            .evaluate(
+                Login {
+                    user: "kim",
+                    ip: CHINA,
+                    device: "bot",
+                    ua: FIREFOX_LINUX,
+                    at: &at,
+                    password_ok: Some(false),
+                }
+                .body(),
+            )
             .await;
     }
     expected += 2 + 12;

@@ -257,22 +257,45 @@ impl Drop for TestServer {
     }
 }
 
-/// A login body.
-pub fn login(
-    user: &str,
-    ip: &str,
-    device: &str,
-    ua: &str,
-    at: &str,
-    password_ok: Option<bool>,
-) -> Json {
-    let mut body = json!({
-        "user_id": user, "ip": ip, "device_id": device, "user_agent": ua, "timestamp": at,
-    });
-    if let Some(ok) = password_ok {
-        body["password_ok"] = json!(ok);
+/// A login attempt for `POST /v1/evaluate`; unnamed fields keep their defaults: alice on her
+/// laptop (Chrome on Windows) in London, with the right password.
+#[derive(Debug, Clone)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub ip: &'a str,
+    pub device: &'a str,
+    pub ua: &'a str,
+    /// RFC 3339 event time.
+    pub at: &'a str,
+    /// `None` for a pre-auth check.
+    pub password_ok: Option<bool>,
+}
+
+impl Default for Login<'_> {
+    fn default() -> Self {
+        Self {
+            user: "alice",
+            ip: LONDON,
+            device: "laptop",
+            ua: CHROME_WIN,
+            at: "2026-11-03T09:00:00Z",
+            password_ok: Some(true),
+        }
     }
-    body
+}
+
+impl Login<'_> {
+    /// The JSON body.
+    pub fn body(&self) -> Json {
+        let mut body = json!({
+            "user_id": self.user, "ip": self.ip, "device_id": self.device,
+            "user_agent": self.ua, "timestamp": self.at,
+        });
+        if let Some(ok) = self.password_ok {
+            body["password_ok"] = json!(ok);
+        }
+        body
+    }
 }
 
 /// The reasons of an answer.
