@@ -481,3 +481,6 @@ pub fn counting_bucket(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+#[cfg(test)]
+mod tests;
