@@ -184,14 +184,14 @@ where
 
 /// The state backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// Bounded in-process maps.
     Memory,
 }
 
 /// An API key's permissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// May evaluate attempts and report events.
     Client,
     /// May also manage users and policies.
@@ -202,33 +202,38 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address and port to serve on.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Embedded store directory.
-    pub data_dir: PathBuf,
+    #[expect(
+        dead_code,
+        reason = "checked now, read by the embedded store (issue 9)"
+    )]
+    pub(crate) data_dir: PathBuf,
     /// Policies directory.
-    pub policies_dir: PathBuf,
+    pub(crate) policies_dir: PathBuf,
     /// City/Country databases.
-    pub geoip_city: Vec<PathBuf>,
+    pub(crate) geoip_city: Vec<PathBuf>,
     /// ASN databases.
-    pub geoip_asn: Vec<PathBuf>,
+    pub(crate) geoip_asn: Vec<PathBuf>,
     /// State backend.
-    pub backend: Backend,
+    pub(crate) backend: Backend,
     /// Redis URL.
-    pub redis_url: String,
+    #[expect(dead_code, reason = "checked now, read by the Redis backend (issue 9)")]
+    pub(crate) redis_url: String,
     /// API keys and their roles; empty means loopback clients only.
-    pub api_keys: HashMap<String, Role>,
+    pub(crate) api_keys: HashMap<String, Role>,
     /// Decision log file, if logging is on.
-    pub decision_log: Option<PathBuf>,
+    pub(crate) decision_log: Option<PathBuf>,
     /// Size at which the decision log rotates.
-    pub decision_log_max_bytes: u64,
+    pub(crate) decision_log_max_bytes: u64,
     /// Which policy runs where.
-    pub selection: Selection,
+    pub(crate) selection: Selection,
     /// Engine behaviour.
-    pub engine: EngineSettings,
+    pub(crate) engine: EngineSettings,
     /// Policy sandbox limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// In-memory state bounds.
-    pub capacity: Capacity,
+    pub(crate) capacity: Capacity,
 }
 
 impl Settings {

@@ -18,16 +18,16 @@ use tokio::sync::mpsc;
 use crate::model::{Assessment, Attempt, Outcome, Recorded};
 
 /// Lines buffered between handlers and the writer.
-pub const CHANNEL_CAPACITY: usize = 16_384;
+pub(crate) const CHANNEL_CAPACITY: usize = 16_384;
 /// Size at which the log is rotated.
-pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Rotated files kept beside the current one.
-pub const KEEP_ROTATED: usize = 5;
+pub(crate) const KEEP_ROTATED: usize = 5;
 
 /// One line of the decision log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LogLine {
+pub(crate) enum LogLine {
     /// A `POST /v1/evaluate`.
     Evaluate {
         /// Server time of the call.
@@ -52,7 +52,7 @@ pub enum LogLine {
 
 impl LogLine {
     /// The line for an evaluation.
-    pub fn evaluate(
+    pub(crate) fn evaluate(
         at: DateTime<Utc>,
         request: &Attempt,
         answer: &Assessment,
@@ -69,7 +69,7 @@ impl LogLine {
 
 /// The sending side, shared by handlers.
 #[derive(Clone)]
-pub struct DecisionLog {
+pub(crate) struct DecisionLog {
     tx: mpsc::Sender<Pending>,
     dropped: Arc<AtomicU64>,
 }
@@ -99,7 +99,7 @@ impl Pending {
 impl DecisionLog {
     /// Starts the writer task appending to `path`; returns the handle and the task, which ends
     /// (after flushing) once every handle is dropped.
-    pub fn spawn(path: PathBuf, max_bytes: u64) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(path: PathBuf, max_bytes: u64) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let task = tokio::spawn(write_lines(path, max_bytes, rx));
         let log = Self {
@@ -110,7 +110,7 @@ impl DecisionLog {
     }
 
     /// Queues an evaluation; never waits.
-    pub fn evaluation(
+    pub(crate) fn evaluation(
         &self,
         at: DateTime<Utc>,
         request: &Attempt,
@@ -126,7 +126,7 @@ impl DecisionLog {
     }
 
     /// Queues an outcome event; never waits.
-    pub fn event(&self, at: DateTime<Utc>, event: &Outcome, recorded: Recorded) {
+    pub(crate) fn event(&self, at: DateTime<Utc>, event: &Outcome, recorded: Recorded) {
         self.send(Pending::Line(LogLine::Event {
             at,
             event: event.clone(),
@@ -135,7 +135,7 @@ impl DecisionLog {
     }
 
     /// Lines dropped because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 

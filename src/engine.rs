@@ -27,7 +27,7 @@ pub const POLICY_ERROR_REASON: &str = "policy_error";
 
 /// Engine behaviour that is not policy.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EngineSettings {
+pub(crate) struct EngineSettings {
     /// Decision returned when a policy fails or exceeds its limits.
     pub fail_safe: Decision,
     /// Lock duration when a policy locks without saying for how long.
@@ -67,7 +67,7 @@ pub struct Engine {
 /// What the GeoIP databases and the user-agent parser say about an attempt. Computed by
 /// [`Engine::enrichment`], possibly ahead of time on another thread (replay does).
 #[derive(Debug, Clone)]
-pub struct Enrichment {
+pub(crate) struct Enrichment {
     /// Location and network.
     pub geo: GeoInfo,
     /// Parsed user agent.
@@ -76,7 +76,7 @@ pub struct Enrichment {
 
 impl Engine {
     /// An engine over the given parts.
-    pub fn new(
+    pub(crate) fn new(
         geo: GeoIp,
         devices: DeviceParser,
         store: Arc<dyn Store>,
@@ -97,7 +97,7 @@ impl Engine {
     /// An engine for another thread (replay runs one per shard of users): it shares this
     /// one's enrichment, and has its own state store, policy runtime and compiled copy of
     /// the policies, so threads never contend on the script engine's shared values.
-    pub fn replica(&self, store: Arc<dyn Store>) -> Result<Self, PolicyError> {
+    pub(crate) fn replica(&self, store: Arc<dyn Store>) -> Result<Self, PolicyError> {
         let runtime = Runtime::new(self.runtime.limits());
         let policies = self.policies.load().compiled_by(&runtime)?;
         Ok(Self {
@@ -121,12 +121,12 @@ impl Engine {
     }
 
     /// Activates a new policy set atomically.
-    pub fn set_policies(&self, policies: PolicySet) {
+    pub(crate) fn set_policies(&self, policies: PolicySet) {
         self.policies.store(Arc::new(policies));
     }
 
     /// True when at least one GeoIP database is loaded.
-    pub fn has_geoip(&self) -> bool {
+    pub(crate) fn has_geoip(&self) -> bool {
         !self.geo.load().is_empty()
     }
 
@@ -147,7 +147,7 @@ impl Engine {
 
     /// Looks up an attempt's IP and parses its user agent; location facts a log already
     /// carries (`known_geo`: country, city, ASN) take precedence over the GeoIP lookup.
-    pub fn enrichment(
+    pub(crate) fn enrichment(
         &self,
         ip: IpAddr,
         user_agent: Option<&str>,
@@ -166,7 +166,7 @@ impl Engine {
     /// [`Engine::evaluate`] with the enrichment already done and, when `network` is given,
     /// the IP and device counters already counted by the caller (replay counts them centrally
     /// and splits users across engines); the store then only counts the user.
-    pub fn evaluate_enriched(
+    pub(crate) fn evaluate_enriched(
         &self,
         attempt: &Attempt,
         now: DateTime<Utc>,
@@ -472,7 +472,7 @@ fn device_value(
 }
 
 /// The key IP counters use: the address for IPv4, its /64 network for IPv6 (one subscriber).
-pub fn counting_bucket(ip: IpAddr) -> IpAddr {
+pub(crate) fn counting_bucket(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

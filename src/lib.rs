@@ -4,35 +4,48 @@
 //! computes signals from the user's history and live counters, runs the security team's Rhai
 //! policy and answers `allow`, `mfa` or `lock` with a score and reasons.
 //!
+//! The `riskgate` binary is a thin front door over this library: [`service::run`] serves
+//! the HTTP API, [`replay::run`] scores a login log, both over the same [`Engine`].
+//!
 //! # Layout
-//! - [`model`]: attempts, outcomes, decisions (the JSON contract).
-//! - [`engine`]: [`Engine::evaluate`] and [`Engine::record`], the whole pipeline, time passed in.
-//! - [`enrich`]: GeoIP (MaxMind DB, ASN CSV) and user-agent parsing.
-//! - [`signals`]: the policy context computed from enrichment and state.
-//! - [`state`]: the [`state::Store`] trait and its in-memory backend.
-//! - [`policy`]: the Rhai sandbox, compiled policies, named lists.
-//! - [`config`]: settings from file, environment and flags.
-//! - [`decision_log`]: the JSONL record of every evaluation and event, written off the
+//!
+//! The public modules are what a user of the crate needs:
+//! - [`engine`]: [`Engine::evaluate`] and [`Engine::record`], the whole pipeline with the
+//!   time passed in, and the user operations (export, forget, unlock). The only door to state.
+//! - [`model`]: attempts, outcomes, decisions, user exports: the JSON contract.
+//! - [`signals`]: the policy context (`ctx`), which answers also carry as `signals`.
+//! - [`config`]: settings from file, environment and flags, resolved into a [`config::Config`].
+//! - [`service`]: builds an engine from a config and serves it over HTTP.
+//! - [`replay`]: scores a historical log through a fresh engine, in event time, with metrics.
+//! - [`corpus`]: a labelled synthetic login corpus to replay.
+//! - [`policy`]: the Rhai sandbox, compiled policies and the set in force.
+//! - [`enrich`]: GeoIP (MaxMind DB, ASN CSV) and user-agent readers.
+//! - [`alloc`]: allocator tuning for long replays.
+//!
+//! Inside the crate:
+//! - `state`: the store trait behind the engine, its bounded in-memory backend, windows
+//!   and learned profiles.
+//! - `http`: the axum routes, API keys and the one place statuses are chosen.
+//! - `decision_log`: the JSONL record of every evaluation and event, written off the
 //!   request path.
-//! - [`replay`]: historical logs through a fresh engine, in event time, with metrics.
-//! - [`http`]: the axum front door; [`service`] assembles it all from a config.
+//! - `files`: gzip-aware reading and writing of logs and corpora.
 
 pub mod alloc;
 pub mod config;
 pub mod corpus;
-pub mod decision_log;
+mod decision_log;
 pub mod engine;
 pub mod enrich;
 mod files;
-pub mod http;
+mod http;
 pub mod model;
 pub mod policy;
 pub mod replay;
 pub mod service;
 pub mod signals;
-pub mod state;
+mod state;
 
-pub use engine::{Engine, EngineError, EngineSettings};
+pub use engine::{Engine, EngineError};
 pub use model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, Verdict};
 
 /// Milliseconds since the Unix epoch: event time inside the engine.

@@ -8,7 +8,7 @@ use rhai::ImmutableString;
 use serde::{Deserialize, Serialize};
 
 use crate::signals::{EventTime, Signals};
-use crate::state::UserProfile;
+pub use crate::state::profile::{Feature, FeatureValue, Known, LoginPlace, UserProfile};
 
 /// Where an IP is, as far as GeoIP (or a log) says: shared by what an attempt is scored
 /// with (`ctx.geo`) and what a profile keeps of each successful login.

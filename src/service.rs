@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::config::{Backend, Config, DEFAULT_POLICIES_DIR};
 use crate::decision_log::DecisionLog;
 use crate::engine::Engine;
-use crate::enrich::device::DEFAULT_UA_CACHE_CAPACITY;
+use crate::enrich::DEFAULT_UA_CACHE_CAPACITY;
 use crate::enrich::{DeviceParser, GeoError, GeoIp};
 use crate::http::{self, AppState};
 use crate::policy::{PolicyError, PolicySet, Runtime};
@@ -63,7 +63,7 @@ pub fn open_geoip(config: &Config) -> Result<GeoIp, GeoError> {
 }
 
 /// The policies directory, or the embedded defaults when the default directory is absent.
-pub fn load_policies(runtime: &Runtime, config: &Config) -> Result<PolicySet, PolicyError> {
+pub(crate) fn load_policies(runtime: &Runtime, config: &Config) -> Result<PolicySet, PolicyError> {
     let default_dir = config.policies_dir == Path::new(DEFAULT_POLICIES_DIR);
     if default_dir && !config.policies_dir.is_dir() {
         tracing::info!(
@@ -83,7 +83,7 @@ pub fn build_engine(config: &Config) -> Result<Engine, StartError> {
 }
 
 /// Builds an engine from `config` with the given runtime and policies.
-pub fn build_engine_with(
+pub(crate) fn build_engine_with(
     config: &Config,
     runtime: Runtime,
     policies: PolicySet,

@@ -1,5 +1,5 @@
 //! The command line's parts: settings as flags, and the commands beyond `serve`.
 
-pub mod policy;
-pub mod replay;
-pub mod settings;
+pub(crate) mod policy;
+pub(crate) mod replay;
+pub(crate) mod settings;

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use riskgate::policy::{Limits, Runtime};
 
 /// Exit code when a policy is invalid.
-pub const EXIT_INVALID: u8 = 1;
+pub(crate) const EXIT_INVALID: u8 = 1;
 
 /// Compiles a policy file: exit 0 when valid, [`EXIT_INVALID`] when not.
-pub fn check(file: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) fn check(file: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let source = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
     let name = file.file_stem().unwrap_or_default().to_string_lossy();

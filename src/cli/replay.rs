@@ -10,7 +10,7 @@ use riskgate::replay::{self, ColumnMap, Format, Options, ReplaySpec, UnlabelledM
 
 /// `riskgate replay`.
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// The log to replay (`.gz` accepted).
     #[arg(long)]
     input: PathBuf,
@@ -78,7 +78,7 @@ impl ReplayArgs {
 }
 
 /// Runs a replay with a progress spinner on stderr and prints the summary.
-pub fn run(args: ReplayArgs, config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn run(args: ReplayArgs, config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     riskgate::alloc::keep_freed_memory();
     let spec = args.spec()?;
     let bar = ProgressBar::new_spinner().with_style(
@@ -96,7 +96,7 @@ pub fn run(args: ReplayArgs, config: &Config) -> Result<(), Box<dyn std::error::
 
 /// `riskgate gen`.
 #[derive(Debug, Args)]
-pub struct GenArgs {
+pub(crate) struct GenArgs {
     /// Output CSV (RBA dataset schema); `.gz` compresses.
     #[arg(long)]
     out: PathBuf,
@@ -115,7 +115,7 @@ pub struct GenArgs {
 }
 
 /// Writes a generated corpus; returns what it holds.
-pub fn generate(args: GenArgs) -> std::io::Result<CorpusStats> {
+pub(crate) fn generate(args: GenArgs) -> std::io::Result<CorpusStats> {
     let spec = CorpusSpec {
         users: args.users,
         rows: args.rows,

@@ -9,7 +9,7 @@ use riskgate::config::{SETTINGS, Settings};
 
 /// The settings given by flags and the environment.
 #[derive(Debug, Clone, Default)]
-pub struct SettingsArgs(pub Settings);
+pub(crate) struct SettingsArgs(pub Settings);
 
 impl FromArgMatches for SettingsArgs {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {

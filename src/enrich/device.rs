@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::state::{Feature, FeatureValue};
 
 /// Parsed user agents kept in the cache.
-pub const DEFAULT_UA_CACHE_CAPACITY: u64 = 20_000;
+pub(crate) const DEFAULT_UA_CACHE_CAPACITY: u64 = 20_000;
 
 /// What the user agent says about the client.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -64,14 +64,14 @@ impl AgentFeatures {
 }
 
 /// Parses user agents with woothee behind a bounded cache keyed by the agent's hash.
-pub struct DeviceParser {
+pub(crate) struct DeviceParser {
     parser: woothee::parser::Parser,
     cache: Cache<u64, Arc<DeviceInfo>>,
 }
 
 impl DeviceParser {
     /// A parser whose cache holds at most `capacity` user agents.
-    pub fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64) -> Self {
         Self {
             parser: woothee::parser::Parser::new(),
             cache: Cache::new(capacity),
@@ -79,7 +79,7 @@ impl DeviceParser {
     }
 
     /// Parses (or recalls) a user agent; an unknown or absent agent gives empty fields.
-    pub fn parse(&self, user_agent: Option<&str>) -> Arc<DeviceInfo> {
+    pub(crate) fn parse(&self, user_agent: Option<&str>) -> Arc<DeviceInfo> {
         let Some(ua) = user_agent.filter(|s| !s.is_empty()) else {
             return Arc::default();
         };

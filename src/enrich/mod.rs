@@ -1,7 +1,8 @@
 //! Enrichment: what an IP address and a user agent say about a login.
 
-pub mod device;
-pub mod geo;
+mod device;
+mod geo;
 
-pub use device::{AgentFeatures, DeviceInfo, DeviceParser};
+pub use device::DeviceInfo;
+pub(crate) use device::{AgentFeatures, DEFAULT_UA_CACHE_CAPACITY, DeviceParser};
 pub use geo::{GeoError, GeoInfo, GeoIp};

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use crate::config::Role;
 
 /// Checks the caller may use a route that needs `required`.
-pub fn check(
+pub(crate) fn check(
     state: &AppState,
     peer: SocketAddr,
     req: &Request,
@@ -45,7 +45,7 @@ pub fn check(
 }
 
 /// Middleware for routes open to `client` and `admin` keys.
-pub async fn client(
+pub(crate) async fn client(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
@@ -56,7 +56,7 @@ pub async fn client(
 }
 
 /// Middleware for routes open to `admin` keys only.
-pub async fn admin(
+pub(crate) async fn admin(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,

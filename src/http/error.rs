@@ -14,11 +14,11 @@ use crate::engine::EngineError;
 use crate::model::{Attempt, FieldError, Outcome};
 
 /// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every error the API answers with.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400: the body is not valid JSON.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
@@ -118,7 +118,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Request bodies that check themselves after parsing.
-pub trait Validate {
+pub(crate) trait Validate {
     /// Checks what serde cannot.
     fn validate(&self) -> Result<(), FieldError>;
 }
@@ -136,7 +136,7 @@ impl Validate for Outcome {
 }
 
 /// A JSON body, parsed and validated, with every failure reported as an [`ApiError`].
-pub struct ValidJson<T>(pub T);
+pub(crate) struct ValidJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ValidJson<T>
 where
@@ -174,7 +174,7 @@ where
 
 /// The `{id}` of a `/v1/users/{id}` route, with a malformed one (not UTF-8) reported as an
 /// [`ApiError`].
-pub struct UserId(pub String);
+pub(crate) struct UserId(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for UserId {
     type Rejection = ApiError;

@@ -31,7 +31,7 @@ fn not_in_future(
 }
 
 /// `POST /v1/evaluate`
-pub async fn evaluate(
+pub(super) async fn evaluate(
     State(state): State<AppState>,
     ValidJson(attempt): ValidJson<Attempt>,
 ) -> Result<Json<Assessment>, ApiError> {
@@ -47,7 +47,7 @@ pub async fn evaluate(
 }
 
 /// `POST /v1/events`
-pub async fn event(
+pub(super) async fn event(
     State(state): State<AppState>,
     ValidJson(outcome): ValidJson<Outcome>,
 ) -> Result<Json<Value>, ApiError> {
@@ -61,7 +61,7 @@ pub async fn event(
 }
 
 /// `GET /v1/users/{id}`: everything kept about a user.
-pub async fn user_profile(
+pub(super) async fn user_profile(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<Json<UserExport>, ApiError> {
@@ -72,7 +72,7 @@ pub async fn user_profile(
 }
 
 /// `DELETE /v1/users/{id}`: erasure.
-pub async fn forget_user(
+pub(super) async fn forget_user(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<StatusCode, ApiError> {
@@ -84,7 +84,7 @@ pub async fn forget_user(
 }
 
 /// `POST /v1/users/{id}/unlock`
-pub async fn unlock_user(
+pub(super) async fn unlock_user(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<Json<Value>, ApiError> {
@@ -110,12 +110,14 @@ fn describe(set: &PolicySet) -> Value {
 }
 
 /// `GET /v1/policies`
-pub async fn list_policies(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn list_policies(State(state): State<AppState>) -> Json<Value> {
     Json(describe(&state.engine.policies()))
 }
 
 /// `POST /v1/policies/reload`: activates the directory's policies only if all compile.
-pub async fn reload_policies(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn reload_policies(
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     // Reading files and compiling scripts blocks for milliseconds: off the runtime's workers.
     let AppState {
         engine,
@@ -137,12 +139,12 @@ pub async fn reload_policies(State(state): State<AppState>) -> Result<Json<Value
 }
 
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<Value> {
+pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: ready to take traffic, with what is loaded.
-pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn readyz(State(state): State<AppState>) -> Json<Value> {
     let policies = state.engine.policies();
     Json(json!({
         "status": "ready",
@@ -153,11 +155,11 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// Unknown routes get the JSON error shape too.
-pub async fn not_found() -> impl IntoResponse {
+pub(super) async fn not_found() -> impl IntoResponse {
     ApiError::NotFound("no such route".into())
 }
 
 /// Known routes called with the wrong method.
-pub async fn method_not_allowed() -> impl IntoResponse {
+pub(super) async fn method_not_allowed() -> impl IntoResponse {
     ApiError::MethodNotAllowed
 }

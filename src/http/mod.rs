@@ -1,7 +1,7 @@
 //! The HTTP front door (axum): the risk API, user and policy administration, probes.
 
-pub mod auth;
-pub mod error;
+pub(crate) mod auth;
+pub(crate) mod error;
 mod handlers;
 
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ use crate::policy::Selection;
 
 /// What every handler shares.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The decision engine.
     pub engine: Arc<Engine>,
     /// API keys and roles; empty means loopback clients only.
@@ -37,7 +37,7 @@ pub struct AppState {
 }
 
 /// All routes.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let client = Router::new()
         .route("/v1/evaluate", post(handlers::evaluate))
         .route("/v1/events", post(handlers::event))
@@ -63,7 +63,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then drains open requests.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,

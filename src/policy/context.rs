@@ -142,7 +142,7 @@ macro_rules! register {
 }
 
 /// Makes `ctx` and its groups readable from scripts.
-pub fn register(engine: &mut Engine) {
+pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Arc<Signals>>("Ctx");
     engine.register_get("app", |ctx: &mut Arc<Signals>| ctx.app.clone());
     register!(

@@ -19,7 +19,8 @@ mod set;
 
 pub use error::PolicyError;
 pub use limits::Limits;
-pub use lists::{ListError, Lists};
+pub use lists::ListError;
+pub(crate) use lists::Lists;
 pub use output::{MAX_LOCK_SECONDS, PolicyOutput};
 pub use runtime::{ENTRY_POINT, Policy, Runtime};
 pub use set::{DEFAULT_POLICY, PolicySet, Selection};

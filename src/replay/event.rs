@@ -23,7 +23,7 @@ pub struct Label {
 
 /// One row of a log.
 #[derive(Debug, Clone)]
-pub struct ReplayEvent {
+pub(crate) struct ReplayEvent {
     /// 1-based row in the input.
     pub row: u64,
     /// Event time.
@@ -34,7 +34,7 @@ pub struct ReplayEvent {
 
 /// A login attempt, or an outcome reported for an earlier one.
 #[derive(Debug, Clone)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// A login attempt (with its password result in `password_ok`).
     Login(Box<Login>),
     /// An outcome event, as in the decision log.
@@ -43,7 +43,7 @@ pub enum EventKind {
 
 /// A login attempt and what the log knows about it.
 #[derive(Debug, Clone)]
-pub struct Login {
+pub(crate) struct Login {
     /// The attempt.
     pub attempt: Attempt,
     /// Its label, when the log has one.
@@ -83,7 +83,7 @@ pub struct ScoredLogin {
 }
 
 /// One item of a reader: an event or a row that failed to parse.
-pub type ReplayItem = Result<ReplayEvent, ReadError>;
+pub(crate) type ReplayItem = Result<ReplayEvent, ReadError>;
 
 fn millis(t: Option<DateTime<Utc>>) -> Millis {
     t.map_or(0, |t| t.timestamp_millis())
@@ -91,7 +91,12 @@ fn millis(t: Option<DateTime<Utc>>) -> Millis {
 
 impl ReplayEvent {
     /// A login row from a CSV or plain JSONL log.
-    pub fn login(row: u64, attempt: Attempt, label: Option<Label>, geo: Option<GeoInfo>) -> Self {
+    pub(crate) fn login(
+        row: u64,
+        attempt: Attempt,
+        label: Option<Label>,
+        geo: Option<GeoInfo>,
+    ) -> Self {
         Self {
             row,
             at: millis(attempt.timestamp),
@@ -107,7 +112,7 @@ impl ReplayEvent {
     }
 
     /// An evaluation from the decision log.
-    pub fn logged(
+    pub(crate) fn logged(
         row: u64,
         attempt: Attempt,
         logged: Option<Decision>,
@@ -128,7 +133,7 @@ impl ReplayEvent {
     }
 
     /// An outcome event.
-    pub fn outcome(row: u64, outcome: Outcome) -> Self {
+    pub(crate) fn outcome(row: u64, outcome: Outcome) -> Self {
         Self {
             row,
             at: millis(outcome.timestamp),

@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// Buffered items ordered by `K`, earliest first.
-pub struct ReorderBuffer<K: Ord, T> {
+pub(super) struct ReorderBuffer<K: Ord, T> {
     in_order: VecDeque<(K, T)>,
     stragglers: BinaryHeap<Reverse<Keyed<K, T>>>,
 }
@@ -45,12 +45,12 @@ impl<K: Ord, T> Default for ReorderBuffer<K, T> {
 
 impl<K: Ord, T> ReorderBuffer<K, T> {
     /// Items held.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.in_order.len() + self.stragglers.len()
     }
 
     /// Adds an item.
-    pub fn push(&mut self, key: K, item: T) {
+    pub(super) fn push(&mut self, key: K, item: T) {
         match self.in_order.back() {
             Some((last, _)) if key < *last => self.stragglers.push(Reverse(Keyed(key, item))),
             _ => self.in_order.push_back((key, item)),
@@ -58,7 +58,7 @@ impl<K: Ord, T> ReorderBuffer<K, T> {
     }
 
     /// Takes the item with the smallest key.
-    pub fn pop(&mut self) -> Option<(K, T)> {
+    pub(super) fn pop(&mut self) -> Option<(K, T)> {
         let straggler_first = match (self.in_order.front(), self.stragglers.peek()) {
             (Some((queued, _)), Some(Reverse(straggler))) => straggler.0 < *queued,
             (None, Some(_)) => true,

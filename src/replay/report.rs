@@ -11,7 +11,7 @@ use super::summary::{DAY, DecisionCounts, SCORE_BINS, Side, Summary, SweepPoint}
 type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Writes `summary.json` and `report.html` into `dir` (created if needed).
-pub fn write(dir: &Path, summary: &Summary) -> std::io::Result<()> {
+pub(super) fn write(dir: &Path, summary: &Summary) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("summary.json"), json)?;

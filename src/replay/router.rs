@@ -9,7 +9,7 @@ use crate::state::bounded::shard_of;
 use crate::state::{NetworkActivity, NetworkCounts, NetworkKeys, key};
 
 /// An event on its way to its shard.
-pub struct Routed {
+pub(super) struct Routed {
     /// The event.
     pub event: ReplayEvent,
     /// Its IP and device counters, when the router keeps them.
@@ -17,7 +17,7 @@ pub struct Routed {
 }
 
 /// Orders events and routes them to `shards` shards of users.
-pub struct Router {
+pub(super) struct Router {
     /// Reorder buffer: earliest event first, ties in input order.
     buffer: ReorderBuffer<(Millis, u64), ReplayEvent>,
     window: usize,
@@ -34,7 +34,7 @@ impl Router {
     /// and device activity itself and spreads users over `shards` shards (a power of two up
     /// to [`crate::state::bounded::SHARDS`], so each shard of a bounded map lands whole in one
     /// shard of users and evictions match a single engine's); without, one shard gets all.
-    pub fn new(window: usize, network: Option<NetworkActivity>, shards: usize) -> Self {
+    pub(super) fn new(window: usize, network: Option<NetworkActivity>, shards: usize) -> Self {
         debug_assert!(shards.is_power_of_two() && (network.is_some() || shards == 1));
         Self {
             buffer: ReorderBuffer::default(),
@@ -47,7 +47,7 @@ impl Router {
     }
 
     /// Buffers `event`; returns the earliest one once the buffer is full.
-    pub fn push(&mut self, event: ReplayEvent) -> Option<(usize, Routed)> {
+    pub(super) fn push(&mut self, event: ReplayEvent) -> Option<(usize, Routed)> {
         self.buffer.push((event.at, event.row), event);
         (self.buffer.len() > self.window)
             .then(|| self.pop())
@@ -55,7 +55,7 @@ impl Router {
     }
 
     /// The next buffered event, in time order, with its shard.
-    pub fn pop(&mut self) -> Option<(usize, Routed)> {
+    pub(super) fn pop(&mut self) -> Option<(usize, Routed)> {
         let ((at, _), event) = self.buffer.pop()?;
         if at < self.last_at {
             self.out_of_order += 1;

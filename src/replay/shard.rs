@@ -14,7 +14,7 @@ use crate::state::key;
 const REQUEST_IDS_KEPT: usize = 1_000_000;
 
 /// What became of one routed event.
-pub enum Scored {
+pub(super) enum Scored {
     /// A login, scored.
     Login(Box<ScoredLogin>),
     /// An outcome event, recorded.
@@ -22,7 +22,7 @@ pub enum Scored {
 }
 
 /// Scores the events of one shard of users.
-pub struct Shard {
+pub(super) struct Shard {
     engine: Engine,
     unlabelled_mfa: UnlabelledMfa,
     /// Logged request id → replayed request id, for decision-log events; bounded like the
@@ -32,7 +32,7 @@ pub struct Shard {
 
 impl Shard {
     /// A shard scoring with `engine` (which holds this shard's state).
-    pub fn new(engine: Engine, unlabelled_mfa: UnlabelledMfa) -> Self {
+    pub(super) fn new(engine: Engine, unlabelled_mfa: UnlabelledMfa) -> Self {
         Self {
             engine,
             unlabelled_mfa,
@@ -41,7 +41,7 @@ impl Shard {
     }
 
     /// Scores or records one event.
-    pub fn process(&mut self, routed: Routed) -> Result<Scored, ReplayError> {
+    pub(super) fn process(&mut self, routed: Routed) -> Result<Scored, ReplayError> {
         let Routed { event, network } = routed;
         let now = DateTime::from_timestamp_millis(event.at).unwrap_or_default();
         match event.kind {

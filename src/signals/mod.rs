@@ -1,10 +1,10 @@
 //! Signals: everything known about an attempt, grouped as the policy sees it (`ctx`).
 //!
-//! [`compute`] is pure: the enrichment results, the state observation and the event time go
+//! `compute` is pure: the enrichment results, the state observation and the event time go
 //! in, [`Signals`] come out. No signal reads the clock.
 
-pub mod rba;
-pub mod travel;
+pub(crate) mod rba;
+pub(crate) mod travel;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::Millis;
 use crate::enrich::{DeviceInfo, GeoInfo};
 use crate::model::Attempt;
 use crate::state::{Feature, Known, LoginFacts, NetworkCounts, Observation, UserProfile};
-pub use travel::TravelLimits;
+pub(crate) use travel::TravelLimits;
 
 /// An event time, kept as milliseconds and rendered as RFC 3339 only when shown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -184,8 +184,8 @@ pub struct TimeSignals {
     pub weekday: i64,
 }
 
-/// Everything [`compute`] needs, gathered by the engine.
-pub struct Inputs<'a> {
+/// Everything `compute` needs, gathered by the engine.
+pub(crate) struct Inputs<'a> {
     /// The request.
     pub attempt: &'a Attempt,
     /// Event time.
@@ -205,7 +205,7 @@ pub struct Inputs<'a> {
 }
 
 /// RFC 3339 rendering of an event time.
-pub fn rfc3339(at: Millis) -> String {
+pub(crate) fn rfc3339(at: Millis) -> String {
     DateTime::<Utc>::from_timestamp_millis(at)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -216,7 +216,7 @@ fn string(s: Option<&str>) -> Option<ImmutableString> {
 }
 
 /// Computes the signals of one attempt.
-pub fn compute(input: Inputs<'_>) -> Signals {
+pub(crate) fn compute(input: Inputs<'_>) -> Signals {
     let Inputs {
         attempt,
         at,

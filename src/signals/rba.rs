@@ -16,7 +16,7 @@ const SCALE: f64 = 5.0;
 
 /// The statistical score of one login.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RbaScore {
+pub(crate) struct RbaScore {
     /// Weighted surprisal in nats (0 for a first login).
     pub surprisal: f64,
     /// `1 - exp(-surprisal / SCALE)`, in 0..1.
@@ -24,7 +24,7 @@ pub struct RbaScore {
 }
 
 /// Scores a login's features against the user's profile.
-pub fn score(profile: Option<&UserProfile>, login: &LoginFacts) -> RbaScore {
+pub(crate) fn score(profile: Option<&UserProfile>, login: &LoginFacts) -> RbaScore {
     let Some(profile) = profile else {
         return RbaScore::default();
     };

@@ -12,7 +12,7 @@ const MIN_ELAPSED_H: f64 = 1.0 / 60.0;
 
 /// When travel counts as impossible.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TravelLimits {
+pub(crate) struct TravelLimits {
     /// Faster than this (km/h) is impossible (an airliner cruises at ~900 km/h).
     pub max_speed_kmh: f64,
     /// Shorter than this (km, after removing both accuracy radii) is never flagged.
@@ -30,7 +30,7 @@ impl Default for TravelLimits {
 
 /// A located event.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fix {
+pub(crate) struct Fix {
     /// Latitude, degrees.
     pub lat: f64,
     /// Longitude, degrees.
@@ -44,7 +44,7 @@ pub struct Fix {
 impl Fix {
     /// Where `location` puts an event at `at`, if it has coordinates (an unknown accuracy
     /// counts as exact).
-    pub fn of(location: &Location, at: Millis) -> Option<Self> {
+    pub(crate) fn of(location: &Location, at: Millis) -> Option<Self> {
         Some(Self {
             lat: location.lat?,
             lon: location.lon?,
@@ -56,7 +56,7 @@ impl Fix {
 
 /// Distance, time and speed between two located events.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Travel {
+pub(crate) struct Travel {
     /// Great-circle distance minus both accuracy radii, never negative.
     pub distance_km: f64,
     /// Hours between the events (negative if `to` is earlier).
@@ -68,7 +68,7 @@ pub struct Travel {
 }
 
 /// Great-circle distance between two points (haversine), in km.
-pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+pub(crate) fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
     let dp = p2 - p1;
     let dl = (lon2 - lon1).to_radians();
@@ -77,7 +77,7 @@ pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 }
 
 /// Measures the move from `from` to `to` against `limits`.
-pub fn travel(from: Fix, to: Fix, limits: TravelLimits) -> Travel {
+pub(crate) fn travel(from: Fix, to: Fix, limits: TravelLimits) -> Travel {
     let raw = haversine_km(from.lat, from.lon, to.lat, to.lon);
     let distance_km = (raw - from.accuracy_km - to.accuracy_km).max(0.0);
     let elapsed_h = (to.at - from.at) as f64 / 3_600_000.0;

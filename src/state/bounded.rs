@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 type Generation<V> = HashMap<u64, V, BuildNoHashHasher<u64>>;
 
 /// Shards of a map holding at least [`SHARDED_FROM`] entries; smaller maps have one.
-pub const SHARDS: usize = 64;
+pub(crate) const SHARDS: usize = 64;
 /// The smallest capacity split into [`SHARDS`] shards.
-pub const SHARDED_FROM: usize = 4096;
+pub(crate) const SHARDED_FROM: usize = 4096;
 
 /// The shard `key` falls in (in a sharded map). Eviction in one shard never depends on keys
 /// of another.
@@ -24,7 +24,7 @@ pub const SHARDED_FROM: usize = 4096;
 /// It takes bits 51–56: hash tables index by the low bits and tag entries with the top seven,
 /// so keys sharing a shard still differ in both (with the top bits, every key in a shard
 /// would carry one of two tags and each lookup would compare many keys).
-pub fn shard_of(key: u64) -> usize {
+pub(crate) fn shard_of(key: u64) -> usize {
     (key >> 51) as usize % SHARDS
 }
 
@@ -52,14 +52,14 @@ impl<V> Shard<V> {
 }
 
 /// A concurrent map holding at most `capacity` entries (rounded up to the shard count).
-pub struct BoundedMap<V> {
+pub(crate) struct BoundedMap<V> {
     shards: Box<[Mutex<Shard<V>>]>,
     half: usize,
 }
 
 impl<V> BoundedMap<V> {
     /// A map that never holds more than `capacity` entries.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let shard_count = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
         let half = (capacity / shard_count / 2).max(1);
         let shards = (0..shard_count)
@@ -78,7 +78,7 @@ impl<V> BoundedMap<V> {
     }
 
     /// Runs `f` on the entry for `key`, creating it with `V::default()` when absent.
-    pub fn update<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> R
+    pub(crate) fn update<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> R
     where
         V: Default,
     {
@@ -92,22 +92,22 @@ impl<V> BoundedMap<V> {
     }
 
     /// Runs `f` on the entry for `key` if it exists.
-    pub fn get<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+    pub(crate) fn get<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let mut shard = self.shard(key).lock();
         shard.promote(key, self.half);
         shard.young.get_mut(&key).map(f)
     }
 
     /// Removes and returns the entry for `key`.
-    pub fn remove(&self, key: u64) -> Option<V> {
+    pub(crate) fn remove(&self, key: u64) -> Option<V> {
         let mut shard = self.shard(key).lock();
         let young = shard.young.remove(&key);
         let old = shard.old.remove(&key);
         young.or(old)
     }
-
     /// Number of entries held now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
@@ -117,13 +117,9 @@ impl<V> BoundedMap<V> {
             .sum()
     }
 
-    /// True when the map holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The most entries this map can hold.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.shards.len() * self.half * 2
     }
 }

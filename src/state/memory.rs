@@ -11,7 +11,7 @@ use crate::Millis;
 
 /// Entry bounds of the in-memory backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub struct Capacity {
+pub(crate) struct Capacity {
     /// Users with live failure counters, and (apart) locked users.
     pub users: usize,
     /// Learned profiles. Only fully successful logins create one, so floods of unknown
@@ -38,7 +38,7 @@ impl Default for Capacity {
 }
 
 /// State in bounded in-process maps; each map evicts its least recently used entries.
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     failures: BoundedMap<EventWindow>,
     /// When each lock ends. Apart from the failures, so a flood of failing junk usernames
     /// cannot evict a lock.
@@ -50,7 +50,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// An empty store with the given bounds.
-    pub fn new(capacity: Capacity) -> Self {
+    pub(crate) fn new(capacity: Capacity) -> Self {
         Self {
             failures: BoundedMap::new(capacity.users),
             locks: BoundedMap::new(capacity.users),
@@ -59,9 +59,9 @@ impl MemoryStore {
             pending: BoundedMap::new(capacity.pending),
         }
     }
-
     /// Entries held per map: users with failures, locks, profiles, ips, devices, pending.
-    pub fn sizes(&self) -> [usize; 6] {
+    #[cfg(test)]
+    pub(crate) fn sizes(&self) -> [usize; 6] {
         let [ips, devices] = self.network.sizes();
         [
             self.failures.len(),

@@ -5,11 +5,11 @@
 //! data. Every call is one atomic step per key, which a remote backend can do in one round
 //! trip.
 
-pub mod bounded;
-pub mod memory;
-pub mod network;
-pub mod profile;
-pub mod window;
+pub(crate) mod bounded;
+pub(crate) mod memory;
+pub(crate) mod network;
+pub(crate) mod profile;
+pub(crate) mod window;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,10 +17,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-pub use memory::MemoryStore;
-pub use network::{NetworkActivity, NetworkCounts, NetworkKeys};
-pub use profile::{Feature, FeatureValue, Known, LoginFacts, LoginPlace, UserProfile};
-pub use window::{DistinctWindow, EventWindow};
+pub(crate) use memory::MemoryStore;
+pub(crate) use network::{NetworkActivity, NetworkCounts, NetworkKeys};
+pub(crate) use profile::{Feature, FeatureValue, Known, LoginFacts, LoginPlace, UserProfile};
+pub(crate) use window::{DistinctWindow, EventWindow};
 
 use crate::Millis;
 
@@ -28,10 +28,10 @@ const MINUTE: Millis = 60_000;
 const HOUR: Millis = 60 * MINUTE;
 
 /// How long and how many failures are kept per user (the longest user window is 24 h).
-pub const USER_FAILURES: (Millis, usize) = (24 * HOUR, 64);
+pub(crate) const USER_FAILURES: (Millis, usize) = (24 * HOUR, 64);
 /// Live counters of one user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UserActivity {
+pub(crate) struct UserActivity {
     /// Failed logins.
     pub failures: EventWindow,
     /// Locked until this time, if locked.
@@ -40,7 +40,7 @@ pub struct UserActivity {
 
 /// The keys of one attempt.
 #[derive(Debug, Clone, Copy)]
-pub struct AttemptKeys<'a> {
+pub(crate) struct AttemptKeys<'a> {
     /// The account.
     pub user_id: &'a str,
     /// Where it came from; `None` when the caller keeps the network counters itself
@@ -53,7 +53,7 @@ pub struct AttemptKeys<'a> {
 
 /// Event counts over the windows the signals use, each in `(now - window, now]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// The user's failures in 15 minutes, 1 hour, 24 hours.
     pub user_failures: [i64; 3],
     /// The IP's and the device's counters.
@@ -61,16 +61,16 @@ pub struct Counts {
 }
 
 /// Window lengths of [`Counts::user_failures`].
-pub const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, 24 * HOUR];
+pub(crate) const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, 24 * HOUR];
 
 /// The key a user id or device id is stored under.
-pub fn key(id: &str) -> u64 {
+pub(crate) fn key(id: &str) -> u64 {
     xxh3_64(id.as_bytes())
 }
 
 /// The state an attempt is judged against, read right after counting it.
 #[derive(Debug, Clone, Default)]
-pub struct Observation {
+pub(crate) struct Observation {
     /// Live counters.
     pub counts: Counts,
     /// The user's lock, if any (possibly expired).
@@ -81,7 +81,7 @@ pub struct Observation {
 
 /// Where an attempt waiting for its outcome stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PendingStage {
+pub(crate) enum PendingStage {
     /// A pre-auth check: the password is not verified yet.
     Password {
         /// The decision asked for MFA, so a right password alone does not complete it.
@@ -93,7 +93,7 @@ pub enum PendingStage {
 
 /// An attempt whose outcome is not known yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// The account.
     pub user_id: String,
     /// The client IP (bucketed).
@@ -109,7 +109,7 @@ pub struct Pending {
 impl Pending {
     /// The keys for counting this attempt's failure: a wrong password counts against its IP
     /// too, a failed step-up only against the user.
-    pub fn failure_keys(&self, wrong_password: bool) -> AttemptKeys<'_> {
+    pub(crate) fn failure_keys(&self, wrong_password: bool) -> AttemptKeys<'_> {
         AttemptKeys {
             user_id: &self.user_id,
             network: wrong_password.then_some(NetworkKeys {
@@ -130,7 +130,7 @@ pub enum StoreError {
 }
 
 /// A state backend.
-pub trait Store: Send + Sync {
+pub(crate) trait Store: Send + Sync {
     /// Counts an attempt (and its failure, if `failed`) and returns the state to judge it by.
     fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError>;
     /// Counts a failure reported after the attempt was observed (or never observed).

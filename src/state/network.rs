@@ -14,21 +14,21 @@ use super::{DistinctWindow, EventWindow, HOUR, MINUTE};
 use crate::Millis;
 
 /// How long and how many failures are kept per IP (the longest IP window is 24 h).
-pub const IP_FAILURES: (Millis, usize) = (24 * HOUR, 128);
+pub(crate) const IP_FAILURES: (Millis, usize) = (24 * HOUR, 128);
 /// How long and how many attempts are kept per IP.
-pub const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
+pub(crate) const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
 /// Distinct users remembered per IP and per device.
-pub const DISTINCT_USERS: usize = 64;
+pub(crate) const DISTINCT_USERS: usize = 64;
 /// Window of [`NetworkCounts::device_users_24h`].
-pub const DEVICE_USERS_WINDOW: Millis = 24 * HOUR;
+pub(crate) const DEVICE_USERS_WINDOW: Millis = 24 * HOUR;
 /// Window lengths of [`NetworkCounts::ip_failures`].
-pub const IP_FAILURE_WINDOWS: [Millis; 3] = [10 * MINUTE, HOUR, 24 * HOUR];
+pub(crate) const IP_FAILURE_WINDOWS: [Millis; 3] = [10 * MINUTE, HOUR, 24 * HOUR];
 /// Window lengths of [`NetworkCounts::ip_users`].
-pub const IP_USER_WINDOWS: [Millis; 2] = [HOUR, 24 * HOUR];
+pub(crate) const IP_USER_WINDOWS: [Millis; 2] = [HOUR, 24 * HOUR];
 
 /// Where an attempt came from.
 #[derive(Debug, Clone, Copy)]
-pub struct NetworkKeys<'a> {
+pub(crate) struct NetworkKeys<'a> {
     /// The client IP, already reduced to its counting bucket.
     pub ip: IpAddr,
     /// The explicit device id, when the IdP sent one.
@@ -37,7 +37,7 @@ pub struct NetworkKeys<'a> {
 
 /// Counts of one attempt's IP and device, each over `(now - window, now]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NetworkCounts {
+pub(crate) struct NetworkCounts {
     /// Wrong passwords from the IP in 10 minutes, 1 hour and 24 hours.
     pub ip_failures: [i64; 3],
     /// Attempts from the IP in the last minute.
@@ -50,7 +50,7 @@ pub struct NetworkCounts {
 
 /// Live counters of one IP.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct IpActivity {
+pub(crate) struct IpActivity {
     /// Wrong passwords from it.
     pub failures: EventWindow,
     /// All attempts from it.
@@ -61,7 +61,7 @@ pub struct IpActivity {
 
 impl IpActivity {
     /// Writes this IP's counts into `counts`.
-    pub fn fill(&self, now: Millis, counts: &mut NetworkCounts) {
+    pub(crate) fn fill(&self, now: Millis, counts: &mut NetworkCounts) {
         counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
         counts.ip_attempts_1m = self.attempts.count(now, MINUTE);
         counts.ip_users = IP_USER_WINDOWS.map(|w| self.users.count(now, w));
@@ -70,13 +70,13 @@ impl IpActivity {
 
 /// Live counters of one device id.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeviceActivity {
+pub(crate) struct DeviceActivity {
     /// Users seen on it.
     pub users: DistinctWindow,
 }
 
 /// IP and device counters in bounded in-process maps.
-pub struct NetworkActivity {
+pub(crate) struct NetworkActivity {
     ips: BoundedMap<IpActivity>,
     devices: BoundedMap<DeviceActivity>,
 }
@@ -90,7 +90,7 @@ fn ip_key(ip: IpAddr) -> u64 {
 
 impl NetworkActivity {
     /// Empty counters for at most `ips` IPs and `devices` device ids.
-    pub fn new(ips: usize, devices: usize) -> Self {
+    pub(crate) fn new(ips: usize, devices: usize) -> Self {
         Self {
             ips: BoundedMap::new(ips),
             devices: BoundedMap::new(devices),
@@ -99,7 +99,7 @@ impl NetworkActivity {
 
     /// Counts an attempt by `user` (its key) from `keys`, and its wrong password if `failed`;
     /// returns the counts including it.
-    pub fn observe(
+    pub(crate) fn observe(
         &self,
         keys: NetworkKeys<'_>,
         user: u64,
@@ -127,14 +127,14 @@ impl NetworkActivity {
     }
 
     /// Counts a wrong password from `ip` reported after its attempt was observed.
-    pub fn count_failure(&self, ip: IpAddr, now: Millis) {
+    pub(crate) fn count_failure(&self, ip: IpAddr, now: Millis) {
         let (horizon, cap) = IP_FAILURES;
         self.ips
             .update(ip_key(ip), |ip| ip.failures.push(now, horizon, cap));
     }
-
     /// Entries held: IPs, devices.
-    pub fn sizes(&self) -> [usize; 2] {
+    #[cfg(test)]
+    pub(crate) fn sizes(&self) -> [usize; 2] {
         [self.ips.len(), self.devices.len()]
     }
 }

@@ -9,9 +9,9 @@ use crate::Millis;
 use crate::model::Location;
 
 /// Known values kept per feature; the least recently seen is forgotten first.
-pub const MAX_KNOWN_PER_FEATURE: usize = 16;
+pub(crate) const MAX_KNOWN_PER_FEATURE: usize = 16;
 /// Successful logins kept for the profile export.
-pub const MAX_RECENT_LOGINS: usize = 10;
+pub(crate) const MAX_RECENT_LOGINS: usize = 10;
 
 /// The login properties a profile learns, in the order of [`UserProfile::known`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,7 +247,10 @@ mod by_feature_name {
 
     use super::{Feature, Known};
 
-    pub fn serialize<S: Serializer>(known: &[Vec<Known>; 5], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        known: &[Vec<Known>; 5],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let map: BTreeMap<&str, &Vec<Known>> = Feature::ALL
             .iter()
             .map(|&f| (f.plural(), &known[f as usize]))
@@ -255,7 +258,9 @@ mod by_feature_name {
         map.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Vec<Known>; 5], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<[Vec<Known>; 5], D::Error> {
         let mut map = BTreeMap::<String, Vec<Known>>::deserialize(d)?;
         Ok(Feature::ALL.map(|f| map.remove(f.plural()).unwrap_or_default()))
     }

@@ -9,14 +9,14 @@ use crate::Millis;
 /// Counts are exact until more than `cap` events fall inside one window; they then saturate at
 /// `cap`, far above any threshold a policy uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventWindow {
+pub(crate) struct EventWindow {
     times: Vec<Millis>,
 }
 
 impl EventWindow {
     /// Records an event at `at`, forgetting events older than `horizon` before `at`
     /// and the oldest ones beyond `cap`.
-    pub fn push(&mut self, at: Millis, horizon: Millis, cap: usize) {
+    pub(crate) fn push(&mut self, at: Millis, horizon: Millis, cap: usize) {
         let pos = self.times.partition_point(|&t| t <= at);
         self.times.insert(pos, at);
         let newest = *self.times.last().unwrap_or(&at);
@@ -26,27 +26,27 @@ impl EventWindow {
     }
 
     /// Events with `now - window < t <= now`.
-    pub fn count(&self, now: Millis, window: Millis) -> i64 {
+    pub(crate) fn count(&self, now: Millis, window: Millis) -> i64 {
         let from = self.times.partition_point(|&t| t <= now - window);
         let to = self.times.partition_point(|&t| t <= now);
         to.saturating_sub(from) as i64
     }
-
     /// The newest recorded event.
-    pub fn last(&self) -> Option<Millis> {
+    #[cfg(test)]
+    pub(crate) fn last(&self) -> Option<Millis> {
         self.times.last().copied()
     }
 }
 
 /// Distinct ids with the last time each was seen, keeping at most a fixed number of ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DistinctWindow {
+pub(crate) struct DistinctWindow {
     seen: Vec<(u64, Millis)>,
 }
 
 impl DistinctWindow {
     /// Records `id` at `at`; beyond `cap` ids, the one seen longest ago is forgotten.
-    pub fn push(&mut self, id: u64, at: Millis, cap: usize) {
+    pub(crate) fn push(&mut self, id: u64, at: Millis, cap: usize) {
         match self.seen.iter_mut().find(|(seen, _)| *seen == id) {
             Some(entry) => entry.1 = entry.1.max(at),
             None => {
@@ -61,7 +61,7 @@ impl DistinctWindow {
     }
 
     /// Distinct ids last seen with `now - window < t <= now`.
-    pub fn count(&self, now: Millis, window: Millis) -> i64 {
+    pub(crate) fn count(&self, now: Millis, window: Millis) -> i64 {
         self.seen
             .iter()
             .filter(|&&(_, t)| t > now - window && t <= now)

@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::oneshot;
 
 /// A city in the test GeoIP databases.
-pub struct Place {
+pub(crate) struct Place {
     pub net: &'static str,
     pub country: &'static str,
     pub city: &'static str,
@@ -22,7 +22,7 @@ pub struct Place {
 }
 
 /// The networks the test databases know. IPs: first address of each net + 10.
-pub const PLACES: &[Place] = &[
+pub(crate) const PLACES: &[Place] = &[
     Place {
         net: "81.2.69.0/24",
         country: "GB",
@@ -89,21 +89,21 @@ pub const PLACES: &[Place] = &[
 ];
 
 /// London home IP.
-pub const LONDON: &str = "81.2.69.10";
+pub(crate) const LONDON: &str = "81.2.69.10";
 /// A second London IP on the same network.
-pub const LONDON_2: &str = "81.2.70.10";
+pub(crate) const LONDON_2: &str = "81.2.70.10";
 /// Linköping, Sweden (~1,450 km from London).
-pub const SWEDEN: &str = "89.160.20.10";
+pub(crate) const SWEDEN: &str = "89.160.20.10";
 /// Milton, WA, USA (~7,700 km from London).
-pub const SEATTLE: &str = "216.160.83.10";
+pub(crate) const SEATTLE: &str = "216.160.83.10";
 /// Changchun, China.
-pub const CHINA: &str = "175.16.199.10";
+pub(crate) const CHINA: &str = "175.16.199.10";
 /// AWS us-east-1 (on the hosting list).
-pub const AWS: &str = "3.80.1.10";
+pub(crate) const AWS: &str = "3.80.1.10";
 
-pub const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+pub(crate) const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
     (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-pub const FIREFOX_LINUX: &str =
+pub(crate) const FIREFOX_LINUX: &str =
     "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 
 fn names(en: &str) -> Value {
@@ -111,7 +111,7 @@ fn names(en: &str) -> Value {
 }
 
 /// Writes a GeoIP2-schema City database and a GeoLite2-ASN-style database into `dir`.
-pub fn write_geoip(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_geoip(dir: &Path) -> (PathBuf, PathBuf) {
     let mut city = Writer::new("GeoIP2-City");
     let mut asn = Writer::new("GeoLite2-ASN");
     for p in PLACES {
@@ -146,12 +146,12 @@ pub fn write_geoip(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// The policies shipped in the repository.
-pub fn shipped_policies() -> PathBuf {
+pub(crate) fn shipped_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
 /// A riskgate server on 127.0.0.1:0, stopped when dropped.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     /// The settings the server runs with (GeoIP files, policies...).
@@ -163,7 +163,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server with test GeoIP data, the shipped policies and `settings` on top.
-    pub async fn start(settings: Settings) -> Self {
+    pub(crate) async fn start(settings: Settings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (city, asn) = write_geoip(dir.path());
         let settings = settings.or(Settings {
@@ -196,7 +196,7 @@ impl TestServer {
 
     /// Stops serving and waits until the server is done, decision log written (the GeoIP
     /// files stay until the value is dropped).
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -206,16 +206,16 @@ impl TestServer {
     }
 
     /// Starts a server with defaults.
-    pub async fn default() -> Self {
+    pub(crate) async fn default() -> Self {
         Self::start(Settings::default()).await
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// POSTs JSON and returns the status and JSON body.
-    pub async fn post(&self, path: &str, body: &Json) -> (u16, Json) {
+    pub(crate) async fn post(&self, path: &str, body: &Json) -> (u16, Json) {
         let response = self
             .client
             .post(self.url(path))
@@ -228,21 +228,21 @@ impl TestServer {
     }
 
     /// POSTs to /v1/evaluate and expects 200.
-    pub async fn evaluate(&self, body: Json) -> Json {
+    pub(crate) async fn evaluate(&self, body: Json) -> Json {
         let (status, answer) = self.post("/v1/evaluate", &body).await;
         assert_eq!(status, 200, "{answer}");
         answer
     }
 
     /// POSTs to /v1/events and expects 200.
-    pub async fn event(&self, body: Json) -> Json {
+    pub(crate) async fn event(&self, body: Json) -> Json {
         let (status, answer) = self.post("/v1/events", &body).await;
         assert_eq!(status, 200, "{answer}");
         answer
     }
 
     /// GETs a path and returns the status and JSON body.
-    pub async fn get(&self, path: &str) -> (u16, Json) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Json) {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Json::Null))
@@ -260,7 +260,7 @@ impl Drop for TestServer {
 /// A login attempt for `POST /v1/evaluate`; unnamed fields keep their defaults: alice on her
 /// laptop (Chrome on Windows) in London, with the right password.
 #[derive(Debug, Clone)]
-pub struct Login<'a> {
+pub(crate) struct Login<'a> {
     pub user: &'a str,
     pub ip: &'a str,
     pub device: &'a str,
@@ -286,7 +286,7 @@ impl Default for Login<'_> {
 
 impl Login<'_> {
     /// The JSON body.
-    pub fn body(&self) -> Json {
+    pub(crate) fn body(&self) -> Json {
         let mut body = json!({
             "user_id": self.user, "ip": self.ip, "device_id": self.device,
             "user_agent": self.ua, "timestamp": self.at,
@@ -299,7 +299,7 @@ impl Login<'_> {
 }
 
 /// The reasons of an answer.
-pub fn reasons(answer: &Json) -> Vec<String> {
+pub(crate) fn reasons(answer: &Json) -> Vec<String> {
     answer["reasons"]
         .as_array()
         .map(|r| {
@@ -314,7 +314,7 @@ pub fn reasons(answer: &Json) -> Vec<String> {
 /// parse, 0.55–0.93 µs on the machine `PERF-NOTES.md` was measured on. Divide a figure by
 /// this baseline's slowdown to compare it with a target; `when` tells apart measurements
 /// taken before and after a long benchmark, as the host's speed drifts over minutes.
-pub fn bench_host_baseline(c: &mut criterion::Criterion, when: &str) {
+pub(crate) fn bench_host_baseline(c: &mut criterion::Criterion, when: &str) {
     let woothee = woothee::parser::Parser::new();
     c.bench_function(&format!("baseline/woothee_uncached/{when}"), |b| {
         b.iter(|| std::hint::black_box(woothee.parse(std::hint::black_box(CHROME_WIN))))

@@ -122,7 +122,7 @@ pub enum Field {
 }
 
 impl Field {
-    /// Every field, in the order of [`Field::names`].
+    /// Every field, in declaration order.
     pub const ALL: [Field; 12] = [
         Field::UserId,
         Field::Ip,
@@ -257,7 +257,7 @@ fn geo_hint(country: Option<&str>, city: Option<&str>, asn: Option<&str>) -> Opt
 }
 
 /// Opens `path` in `format` as a stream of replay events.
-pub fn events(
+pub(super) fn events(
     path: &Path,
     format: Format,
     map: Option<ColumnMap>,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 /// RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]` (UTC), or Unix seconds / milliseconds.
-pub fn parse_time(v: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(v: &str) -> Option<DateTime<Utc>> {
     let v = v.trim();
     if let Some(t) = parse_plain_time(v) {
         return Some(t);
