@@ -6,6 +6,11 @@
 //! The machine is shared and noisy, so `baseline/woothee_uncached` measures a fixed piece of
 //! work in the same run (0.55-0.93 µs on a quiet machine, see PERF-NOTES.md): divide by it to
 //! compare runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failed run"
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -2,6 +2,11 @@
 //!
 //! Run: `cargo bench --bench replay`. Criterion reports rows per second (`thrpt`); set
 //! `RISKGATE_BENCH_ROWS` for another corpus size.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failed run"
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

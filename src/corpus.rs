@@ -1,6 +1,11 @@
 //! A seeded, deterministic corpus of labelled logins in the schema of the public RBA dataset
 //! (Wiefling et al.): legitimate users with homes, devices and habits, plus four kinds of
 //! attack. Tests and benchmarks of `riskgate replay` feed on it.
+#![expect(
+    clippy::indexing_slicing,
+    reason = "INVARIANT: every index is an id the generator gave into its own tables, or a \
+              random number reduced modulo the length of the table it reads"
+)]
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};

@@ -64,6 +64,15 @@ pub struct Engine {
     settings: EngineSettings,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("policies", &self.policies.load())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the GeoIP databases and the user-agent parser say about an attempt. Computed by
 /// [`Engine::enrichment`], possibly ahead of time on another thread (replay does).
 #[derive(Debug, Clone)]
@@ -432,7 +441,9 @@ fn login_facts(
     let mut facts = LoginFacts::default();
     let agent = user_agent.is_some().then_some(&device.features);
     let mut set = |feature: Feature, value: Option<FeatureValue>| {
-        facts.features[feature as usize] = value;
+        if let Some(slot) = facts.features.get_mut(feature as usize) {
+            *slot = value;
+        }
     };
     set(
         Feature::Country,
@@ -453,9 +464,7 @@ fn login_facts(
         at,
         ip,
         location: geo.location.clone(),
-        device: facts.features[Feature::Device as usize]
-            .as_ref()
-            .map(|d| d.label.clone()),
+        device: facts.get(Feature::Device).map(|d| d.label.clone()),
     };
     facts
 }

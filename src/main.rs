@@ -115,7 +115,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => {
             let geo = service::open_geoip(&config()?)?.lookup(ip);
             let mut json = serde_json::to_value(geo)?;
-            json["ip"] = serde_json::json!(ip);
+            if let Some(fields) = json.as_object_mut() {
+                fields.insert("ip".into(), serde_json::json!(ip));
+            }
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::Replay(args) => cli::replay::run(args, &config()?)?,

@@ -1,5 +1,10 @@
 //! The risk API end to end: a real server on a loopback port, real GeoIP files, the shipped
 //! default policy.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failed run"
+)]
 
 mod common;
 

@@ -1,4 +1,9 @@
 //! The `riskgate` binary: policy check, geoip lookup, and serve without GeoIP data.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failed run"
+)]
 
 mod common;
 

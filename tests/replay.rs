@@ -1,5 +1,10 @@
 //! Replay: the public RBA dataset's first rows, generated corpora, hand-computed metrics,
 //! A/B comparisons and the server's own decision log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failed run"
+)]
 
 mod common;
 

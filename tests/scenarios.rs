@@ -5,6 +5,11 @@
 //!
 //! All stories run and all mismatches are reported together (file, step index and name,
 //! repetition, field path, expected and got) before the test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failed run"
+)]
 
 mod common;
 
@@ -41,7 +46,7 @@ struct Story {
 struct Step {
     name: Option<String>,
     /// Why the step is there; for the reader only.
-    #[allow(dead_code)] // read by people, not by the runner
+    #[allow(dead_code, reason = "read by people, not by the runner")]
     note: Option<String>,
     evaluate: Option<Value>,
     event: Option<Value>,

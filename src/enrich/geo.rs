@@ -79,6 +79,15 @@ pub struct GeoIp {
     asn: Vec<AsnSource>,
 }
 
+impl fmt::Debug for GeoIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeoIp")
+            .field("city_databases", &self.city.len())
+            .field("asn_databases", &self.asn.len())
+            .finish()
+    }
+}
+
 enum AsnSource {
     Mmdb(Reader<Vec<u8>>),
     Ranges(AsnRanges),
@@ -330,10 +339,9 @@ impl AsnRanges {
                 _ => return Err(bad("IP range")),
             }
         }
-        ranges.orgs = vec![String::new(); org_index.len()];
-        for (name, i) in org_index {
-            ranges.orgs[i as usize] = name;
-        }
+        let mut orgs: Vec<(u32, String)> = org_index.into_iter().map(|(n, i)| (i, n)).collect();
+        orgs.sort_unstable();
+        ranges.orgs = orgs.into_iter().map(|(_, name)| name).collect();
         ranges.v4.sort_unstable_by_key(|r| r.0);
         ranges.v6.sort_unstable_by_key(|r| r.0);
         Ok(ranges)
@@ -342,7 +350,7 @@ impl AsnRanges {
     fn lookup(&self, ip: IpAddr) -> Option<(u32, &str)> {
         fn find<T: Ord + Copy>(ranges: &[(T, T, u32, u32)], ip: T) -> Option<(u32, u32)> {
             let i = ranges.partition_point(|r| r.0 <= ip).checked_sub(1)?;
-            let (_, end, asn, org) = ranges[i];
+            let &(_, end, asn, org) = ranges.get(i)?;
             (ip <= end).then_some((asn, org))
         }
         let (asn, org) = match ip {

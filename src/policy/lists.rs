@@ -142,8 +142,11 @@ impl NamedList {
 
     fn contains(&self, ip: IpAddr, asn: Option<u32>) -> bool {
         fn within<T: Ord + Copy>(ranges: &[(T, T)], ip: T) -> bool {
+            // The last range starting at or before `ip` is the only one that can hold it.
             let i = ranges.partition_point(|r| r.0 <= ip);
-            i > 0 && ip <= ranges[i - 1].1
+            i.checked_sub(1)
+                .and_then(|last| ranges.get(last))
+                .is_some_and(|range| ip <= range.1)
         }
         asn.is_some_and(|a| self.asns.contains(&a))
             || match ip {

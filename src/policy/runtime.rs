@@ -18,6 +18,14 @@ pub struct Runtime {
     limits: Limits,
 }
 
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Runtime {
     /// A runtime with the given limits, `ctx` types and helper functions registered.
     pub fn new(limits: Limits) -> Self {
@@ -158,6 +166,15 @@ pub struct Policy {
     /// The script, to compile copies for other threads.
     source: String,
     ast: AST,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("reference", &self.reference)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Policy {

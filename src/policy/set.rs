@@ -35,6 +35,7 @@ pub struct Selection {
 }
 
 /// Every policy of a directory, compiled, with its lists; swapped whole on reload.
+#[derive(Debug)]
 pub struct PolicySet {
     policies: BTreeMap<String, Arc<Policy>>,
     selection: Selection,
@@ -131,6 +132,10 @@ impl PolicySet {
     }
 
     /// The policy for an app (the default when the app is not mapped).
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "INVARIANT: `with_lists` checked that every selected policy is in the set"
+    )]
     pub fn active(&self, app: Option<&str>) -> &Arc<Policy> {
         let name = app
             .and_then(|a| self.selection.apps.get(a))
@@ -139,6 +144,10 @@ impl PolicySet {
     }
 
     /// The shadow policy, if configured.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "INVARIANT: `with_lists` checked that every selected policy is in the set"
+    )]
     pub fn shadow(&self) -> Option<&Arc<Policy>> {
         self.selection.shadow.as_ref().map(|n| &self.policies[n])
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::summary::{DAY, DecisionCounts, SCORE_BINS, Side, Summary, SweepPoint};
+use super::summary::{DAY, DecisionCounts, Side, Summary, SweepPoint};
 
 type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -305,8 +305,10 @@ fn scores_svg(side: &Side) -> PlotResult<String> {
         Curve {
             name,
             color,
-            points: (0..SCORE_BINS)
-                .map(|b| (b as f64 / 100.0, 100.0 * hist[b] as f64 / total))
+            points: hist
+                .iter()
+                .enumerate()
+                .map(|(b, &n)| (b as f64 / 100.0, 100.0 * n as f64 / total))
                 .collect(),
         }
     };

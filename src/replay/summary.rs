@@ -168,16 +168,16 @@ impl Side {
         let bin = ((verdict.score.clamp(0.0, 1.0) * 100.0) as usize).min(SCORE_BINS - 1);
         if label.attack {
             labelled.attack.add(verdict.decision);
-            labelled.attack_scores[bin] += 1;
+            bump(&mut labelled.attack_scores, bin);
             if label.takeover {
                 labelled.takeover.add(verdict.decision);
-                labelled.takeover_scores[bin] += 1;
+                bump(&mut labelled.takeover_scores, bin);
             }
         } else {
             labelled.legitimate.add(verdict.decision);
             if login.password_ok == Some(true) {
                 labelled.legitimate_success.add(verdict.decision);
-                labelled.legitimate_scores[bin] += 1;
+                bump(&mut labelled.legitimate_scores, bin);
             }
         }
     }
@@ -187,10 +187,17 @@ impl Side {
     }
 }
 
+/// Counts one score in its histogram bin.
+fn bump(histogram: &mut [u64], bin: usize) {
+    if let Some(count) = histogram.get_mut(bin) {
+        *count += 1;
+    }
+}
+
 fn quality(l: &Labelled) -> Quality {
     let above = |hist: &[u64], bin: usize| -> f64 {
         let total: u64 = hist.iter().sum();
-        share(hist[bin..].iter().sum(), total)
+        share(hist.iter().skip(bin).sum(), total)
     };
     let point = |bin: usize| SweepPoint {
         threshold: bin as f64 / 100.0,
@@ -347,7 +354,13 @@ impl Summary {
         if let Some(shadow) = &login.shadow {
             let comparison = m.compare.get_or_insert_with(Comparison::default);
             comparison.side.add(shadow, login);
-            comparison.matrix[index(verdict.decision)][index(shadow.decision)] += 1;
+            let cell = comparison
+                .matrix
+                .get_mut(index(verdict.decision))
+                .and_then(|row| row.get_mut(index(shadow.decision)));
+            if let Some(cell) = cell {
+                *cell += 1;
+            }
             if shadow.decision != verdict.decision && comparison.samples.len() < self.samples_wanted
             {
                 comparison.samples.push(Change {

@@ -39,7 +39,8 @@ pub(crate) fn score(profile: Option<&UserProfile>, login: &LoginFacts) -> RbaSco
             let c = profile
                 .known(feature, value.id)
                 .map_or(0, |k| u64::from(k.count));
-            Some(WEIGHTS[feature as usize] * ((n + 1) as f64 / (c + 1) as f64).ln())
+            let weight = WEIGHTS.get(feature as usize)?;
+            Some(weight * ((n + 1) as f64 / (c + 1) as f64).ln())
         })
         .sum();
     RbaScore {

@@ -73,6 +73,10 @@ impl<V> BoundedMap<V> {
         Self { shards, half }
     }
 
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "INVARIANT: a map has at least one shard, and the index is reduced modulo their count"
+    )]
     fn shard(&self, key: u64) -> &Mutex<Shard<V>> {
         &self.shards[shard_of(key) % self.shards.len()]
     }

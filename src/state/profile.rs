@@ -112,7 +112,7 @@ impl Default for LoginPlace {
 
 /// Everything a successful login teaches the profile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LoginFacts {
+pub(crate) struct LoginFacts {
     /// The value of each feature, by [`Feature`] index; `None` when unknown.
     pub features: [Option<FeatureValue>; 5],
     /// Where it happened.
@@ -121,8 +121,8 @@ pub struct LoginFacts {
 
 impl LoginFacts {
     /// The value of one feature.
-    pub fn get(&self, feature: Feature) -> Option<&FeatureValue> {
-        self.features[feature as usize].as_ref()
+    pub(crate) fn get(&self, feature: Feature) -> Option<&FeatureValue> {
+        self.features.get(feature as usize)?.as_ref()
     }
 }
 
@@ -144,35 +144,39 @@ pub struct UserProfile {
 
 impl UserProfile {
     /// A profile with nothing learned yet.
-    pub fn new(user_id: &str) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(user_id: &str) -> Self {
         Self {
             user_id: user_id.to_owned(),
             ..Self::default()
         }
     }
 
+    /// The values of `feature` the user has logged in with.
+    pub(crate) fn values(&self, feature: Feature) -> &[Known] {
+        self.known.get(feature as usize).map_or(&[], Vec::as_slice)
+    }
+
     /// The known entry for a value, if the user has logged in with it.
-    pub fn known(&self, feature: Feature, id: u64) -> Option<&Known> {
-        self.known[feature as usize]
-            .iter()
-            .find(|k| k.value.id == id)
+    pub(crate) fn known(&self, feature: Feature, id: u64) -> Option<&Known> {
+        self.values(feature).iter().find(|k| k.value.id == id)
     }
 
     /// Successful logins seen with any value of `feature` (the denominator of its frequencies).
-    pub fn observations(&self, feature: Feature) -> u64 {
-        self.known[feature as usize]
+    pub(crate) fn observations(&self, feature: Feature) -> u64 {
+        self.values(feature)
             .iter()
             .map(|k| u64::from(k.count))
             .sum()
     }
 
     /// The latest successful login (the origin for impossible travel).
-    pub fn last_login(&self) -> Option<&LoginPlace> {
+    pub(crate) fn last_login(&self) -> Option<&LoginPlace> {
         self.recent_logins.back()
     }
 
     /// Learns from a fully successful login.
-    pub fn learn(&mut self, login: LoginFacts) {
+    pub(crate) fn learn(&mut self, login: LoginFacts) {
         let at = login.place.at;
         if self.successes == 0 {
             self.first_seen = at;
@@ -180,7 +184,7 @@ impl UserProfile {
         self.successes += 1;
         for (feature, value) in Feature::ALL.into_iter().zip(login.features) {
             if let Some(value) = value {
-                self.remember(feature, value, at).count += 1;
+                self.remember(feature, value, at);
             }
         }
         // Make room first, so the ring never grows past its bound.
@@ -202,9 +206,9 @@ impl UserProfile {
     }
 
     /// Marks a known device trusted; returns false (and changes nothing) for an unknown one.
-    pub fn trust_device(&mut self, device: u64) -> bool {
-        let list = &mut self.known[Feature::Device as usize];
-        match list.iter_mut().find(|k| k.value.id == device) {
+    pub(crate) fn trust_device(&mut self, device: u64) -> bool {
+        let devices = self.known.get_mut(Feature::Device as usize);
+        match devices.and_then(|list| list.iter_mut().find(|k| k.value.id == device)) {
             Some(known) => {
                 known.trusted = true;
                 true
@@ -213,29 +217,30 @@ impl UserProfile {
         }
     }
 
-    fn remember(&mut self, feature: Feature, value: FeatureValue, at: Millis) -> &mut Known {
-        let list = &mut self.known[feature as usize];
-        let index = match list.iter().position(|k| k.value.id == value.id) {
-            Some(i) => i,
-            None => {
-                if list.len() >= MAX_KNOWN_PER_FEATURE
-                    && let Some(stalest) = (0..list.len()).min_by_key(|&i| list[i].last_seen)
-                {
-                    list.swap_remove(stalest);
-                }
-                list.push(Known {
-                    value,
-                    count: 0,
-                    first_seen: at,
-                    last_seen: at,
-                    trusted: false,
-                });
-                list.len() - 1
-            }
+    /// Counts one successful login with `value`; a new value beyond the bound replaces the
+    /// one seen longest ago.
+    fn remember(&mut self, feature: Feature, value: FeatureValue, at: Millis) {
+        let Some(list) = self.known.get_mut(feature as usize) else {
+            return;
         };
-        let entry = &mut list[index];
-        entry.last_seen = entry.last_seen.max(at);
-        entry
+        if let Some(known) = list.iter_mut().find(|k| k.value.id == value.id) {
+            known.count += 1;
+            known.last_seen = known.last_seen.max(at);
+            return;
+        }
+        let stalest = list.iter().enumerate().min_by_key(|(_, k)| k.last_seen);
+        if list.len() >= MAX_KNOWN_PER_FEATURE
+            && let Some((stalest, _)) = stalest
+        {
+            list.swap_remove(stalest);
+        }
+        list.push(Known {
+            value,
+            count: 1,
+            first_seen: at,
+            last_seen: at,
+            trusted: false,
+        });
     }
 }
 
@@ -253,7 +258,8 @@ mod by_feature_name {
     ) -> Result<S::Ok, S::Error> {
         let map: BTreeMap<&str, &Vec<Known>> = Feature::ALL
             .iter()
-            .map(|&f| (f.plural(), &known[f as usize]))
+            .zip(known)
+            .map(|(f, values)| (f.plural(), values))
             .collect();
         map.serialize(s)
     }

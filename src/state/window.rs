@@ -51,8 +51,9 @@ impl DistinctWindow {
             Some(entry) => entry.1 = entry.1.max(at),
             None => {
                 self.seen.push((id, at));
+                let oldest = self.seen.iter().enumerate().min_by_key(|(_, seen)| seen.1);
                 if self.seen.len() > cap.max(1)
-                    && let Some(oldest) = (0..self.seen.len()).min_by_key(|&i| self.seen[i].1)
+                    && let Some((oldest, _)) = oldest
                 {
                     self.seen.swap_remove(oldest);
                 }

@@ -1,6 +1,6 @@
 //! Shared test fixtures: tiny GeoIP databases written with mmdb-writer, and a real server on
 //! an ephemeral loopback port.
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code, reason = "each test binary uses its own subset")]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

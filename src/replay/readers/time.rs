@@ -24,24 +24,24 @@ pub(super) fn parse_time(v: &str) -> Option<DateTime<Utc>> {
 /// `YYYY-MM-DD HH:MM:SS[.fff]` (or with `T`), the usual layout of login logs, read without
 /// chrono's format interpreter (it costs more than the rest of a CSV row).
 fn parse_plain_time(v: &str) -> Option<DateTime<Utc>> {
-    let b = v.as_bytes();
-    let layout = b.len() >= 19
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && matches!(b[10], b' ' | b'T')
-        && b[13] == b':'
-        && b[16] == b':';
+    let at = |i: usize| v.as_bytes().get(i).copied();
+    let layout = at(4) == Some(b'-')
+        && at(7) == Some(b'-')
+        && matches!(at(10), Some(b' ' | b'T'))
+        && at(13) == Some(b':')
+        && at(16) == Some(b':');
     if !layout {
         return None;
     }
+    // `get` rather than indexing: a multi-byte character can sit where digits should.
     let number = |from: usize, to: usize| -> Option<u32> {
-        let digits = &v[from..to];
+        let digits = v.get(from..to)?;
         digits
             .bytes()
             .all(|c| c.is_ascii_digit())
             .then(|| digits.parse().ok())?
     };
-    let nanos = match &v[19..] {
+    let nanos = match v.get(19..)? {
         "" => 0,
         fraction => {
             let digits = fraction.strip_prefix('.')?;
@@ -87,5 +87,13 @@ mod tests {
             "2020-02-03T12:43:59Z".parse().ok()
         );
         assert_eq!(parse_time("nan"), None);
+        // Multi-byte characters where digits belong are rejected, never sliced through.
+        for odd in [
+            "2020-02-03 12:43:5é",
+            "2020-02-03 12:43:59.é",
+            "2020-02-03 1é:43:59",
+        ] {
+            assert_eq!(parse_time(odd), None, "{odd}");
+        }
     }
 }
