@@ -122,7 +122,7 @@ fn geoip_lookup_reads_the_geoip2_and_the_flat_schema_and_asn_csv() {
     assert_eq!(geo["as_org"], "Andrews & Arnold Ltd");
     assert_eq!(geo["accuracy_km"], 20.0);
     let private = lookup(&env, "192.168.1.20");
-    assert_eq!(private["private"], true);
+    assert_eq!(private["private_ip"], true);
     assert!(private["country"].is_null());
     assert!(
         lookup(&env, "8.8.8.8")["country"].is_null(),

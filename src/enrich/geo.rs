@@ -26,7 +26,7 @@ pub struct GeoInfo {
     /// Autonomous system organisation.
     pub as_org: Option<ImmutableString>,
     /// True for loopback, private, link-local and other non-routable addresses.
-    pub private: bool,
+    pub private_ip: bool,
 }
 
 impl GeoInfo {
@@ -124,7 +124,7 @@ impl GeoIp {
         let ip = ip.to_canonical();
         if !is_routable(ip) {
             return GeoInfo {
-                private: true,
+                private_ip: true,
                 ..GeoInfo::default()
             };
         }
@@ -408,9 +408,9 @@ mod tests {
             "100.64.0.1",
         ] {
             let info = geo.lookup(ip.parse().unwrap());
-            assert!(info.private, "{ip}");
+            assert!(info.private_ip, "{ip}");
             assert_eq!(info.location.country, None);
         }
-        assert!(!geo.lookup("81.2.69.142".parse().unwrap()).private);
+        assert!(!geo.lookup("81.2.69.142".parse().unwrap()).private_ip);
     }
 }

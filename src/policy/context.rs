@@ -126,27 +126,36 @@ impl<G: Group> View<G> {
 
 /// Registers a group as `ctx.<field>`: a type named `$name` with one read-only getter per
 /// listed member, and per member of the listed inner struct (`ctx.geo.country` reads
-/// `geo.location.country`).
+/// `geo.location.country`); notes each getter as `(group, member)` in `$paths`.
 macro_rules! register {
     (
-        $engine:expr, $group:ty, $name:literal, [$($member:ident),* $(,)?]
+        $engine:expr, $paths:expr, $group:ty, $name:literal, [$($member:ident),* $(,)?]
         $(, $inner:ident: [$($nested:ident),* $(,)?])?
     ) => {{
         $engine.register_type_with_name::<View<$group>>($name);
         $engine.register_get(<$group as Group>::FIELD, |ctx: &mut Arc<Signals>| {
             View::<$group>::new(ctx)
         });
-        $( $engine.register_get(stringify!($member), |v: &mut View<$group>| v.group().$member.to_rhai()); )*
-        $($( $engine.register_get(stringify!($nested), |v: &mut View<$group>| v.group().$inner.$nested.to_rhai()); )*)?
+        $(
+            $engine.register_get(stringify!($member), |v: &mut View<$group>| v.group().$member.to_rhai());
+            $paths.push((<$group as Group>::FIELD, stringify!($member)));
+        )*
+        $($(
+            $engine.register_get(stringify!($nested), |v: &mut View<$group>| v.group().$inner.$nested.to_rhai());
+            $paths.push((<$group as Group>::FIELD, stringify!($nested)));
+        )*)?
     }};
 }
 
-/// Makes `ctx` and its groups readable from scripts.
-pub(super) fn register(engine: &mut Engine) {
+/// Makes `ctx` and its groups readable from scripts; returns every `ctx.group.member` path
+/// registered (a test checks them against what an answer's `signals` holds).
+pub(super) fn register(engine: &mut Engine) -> Vec<(&'static str, &'static str)> {
+    let mut paths = Vec::new();
     engine.register_type_with_name::<Arc<Signals>>("Ctx");
     engine.register_get("app", |ctx: &mut Arc<Signals>| ctx.app.clone());
     register!(
         engine,
+        paths,
         RequestSignals,
         "Request",
         [
@@ -161,13 +170,15 @@ pub(super) fn register(engine: &mut Engine) {
     );
     register!(
         engine,
+        paths,
         GeoInfo,
         "Geo",
-        [asn, as_org, private],
+        [asn, as_org, private_ip],
         location: [country, city, lat, lon, accuracy_km]
     );
     register!(
         engine,
+        paths,
         DeviceSignals,
         "Device",
         [id, known, trusted, users_24h],
@@ -175,6 +186,7 @@ pub(super) fn register(engine: &mut Engine) {
     );
     register!(
         engine,
+        paths,
         UserSignals,
         "User",
         [
@@ -202,6 +214,7 @@ pub(super) fn register(engine: &mut Engine) {
     );
     register!(
         engine,
+        paths,
         IpSignals,
         "Ip",
         [
@@ -214,12 +227,21 @@ pub(super) fn register(engine: &mut Engine) {
             lists
         ]
     );
-    register!(engine, RbaSignals, "Rba", [score, surprisal]);
-    register!(engine, TimeSignals, "Time", [timestamp, hour, weekday]);
+    register!(engine, paths, RbaSignals, "Rba", [score, surprisal]);
+    register!(
+        engine,
+        paths,
+        TimeSignals,
+        "Time",
+        [timestamp, hour, weekday]
+    );
+    paths
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::policy::{Limits, Runtime};
 
@@ -265,5 +287,36 @@ mod tests {
                 ""
             ]
         );
+    }
+
+    #[test]
+    fn every_signal_in_an_answer_is_readable_from_a_script_and_nothing_else_is_registered() {
+        let mut engine = Engine::new();
+        let registered: BTreeSet<String> = register(&mut engine)
+            .into_iter()
+            .map(|(group, member)| format!("{group}.{member}"))
+            .collect();
+        let json = serde_json::to_value(Signals::default()).unwrap();
+        let mut serialized = BTreeSet::new();
+        for (group, value) in json.as_object().unwrap() {
+            match value.as_object() {
+                Some(members) => serialized.extend(members.keys().map(|m| format!("{group}.{m}"))),
+                None => assert_eq!(group, "app", "`ctx.{group}` is neither a group nor `app`"),
+            }
+        }
+        assert_eq!(registered, serialized, "getters and `signals` keys differ");
+
+        let runtime = Runtime::new(Limits::default());
+        let reads: Vec<String> = serialized
+            .iter()
+            .map(|path| format!("ctx.{path};"))
+            .collect();
+        let script = format!(
+            "fn evaluate(ctx) {{ {} ctx.app; #{{decision: \"allow\"}} }}",
+            reads.join(" ")
+        );
+        // A name Rhai reserves (`private`, `fn`...) would fail here: scripts could not read it.
+        let policy = runtime.compile("t", "t.rhai", &script).unwrap();
+        runtime.run(&policy, &Arc::default()).unwrap();
     }
 }
