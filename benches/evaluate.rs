@@ -4,8 +4,8 @@
 //! printed after it gives p50/p99 over individually timed calls.
 //!
 //! The machine is shared and noisy, so `baseline/woothee_uncached` measures a fixed piece of
-//! work in the same run (0.55-0.93 µs on a quiet machine, see PERF-NOTES.md): divide by it to
-//! compare runs.
+//! work in the same run (0.55-0.93 µs on a quiet machine, see the README's Performance
+//! section): divide by it to compare runs.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,

@@ -24,7 +24,10 @@ fn not_in_future(
     match timestamp {
         Some(t) if t > now + MAX_CLOCK_SKEW => Err(FieldError {
             field: "timestamp",
-            message: "is more than 5 minutes in the future".into(),
+            message: format!(
+                "is more than {} minutes in the future",
+                MAX_CLOCK_SKEW.num_minutes()
+            ),
         }),
         _ => Ok(()),
     }

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+
+/// An hour in milliseconds.
+const HOUR: Millis = 3_600_000;
 use crate::model::Location;
 
 /// Mean Earth radius in km.
@@ -80,7 +83,7 @@ pub(crate) fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 pub(crate) fn travel(from: Fix, to: Fix, limits: TravelLimits) -> Travel {
     let raw = haversine_km(from.lat, from.lon, to.lat, to.lon);
     let distance_km = (raw - from.accuracy_km - to.accuracy_km).max(0.0);
-    let elapsed_h = (to.at - from.at) as f64 / 3_600_000.0;
+    let elapsed_h = (to.at - from.at) as f64 / HOUR as f64;
     let speed_kmh = distance_km / elapsed_h.abs().max(MIN_ELAPSED_H);
     Travel {
         distance_km,
@@ -93,8 +96,6 @@ pub(crate) fn travel(from: Fix, to: Fix, limits: TravelLimits) -> Travel {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HOUR: Millis = 3_600_000;
 
     fn fix(lat: f64, lon: f64, at: Millis) -> Fix {
         Fix {

@@ -311,9 +311,10 @@ pub(crate) fn reasons(answer: &Json) -> Vec<String> {
 }
 
 /// The same-run reference for benchmarks on a shared, noisy machine: one uncached woothee
-/// parse, 0.55–0.93 µs on the machine `PERF-NOTES.md` was measured on. Divide a figure by
-/// this baseline's slowdown to compare it with a target; `when` tells apart measurements
-/// taken before and after a long benchmark, as the host's speed drifts over minutes.
+/// parse, 0.55–0.93 µs on a quiet 2-vCPU machine of the kind CI runs on (the README's
+/// Performance section). Divide a figure by this baseline's slowdown to compare it with a
+/// target; `when` tells apart measurements taken before and after a long benchmark, as the
+/// host's speed drifts over minutes.
 pub(crate) fn bench_host_baseline(c: &mut criterion::Criterion, when: &str) {
     let woothee = woothee::parser::Parser::new();
     c.bench_function(&format!("baseline/woothee_uncached/{when}"), |b| {
