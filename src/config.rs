@@ -176,7 +176,7 @@ fn parse_value<T: FromStr>(env: &'static str, value: &str) -> Result<T, ConfigEr
 where
     T::Err: Display,
 {
-    value.trim().parse().map_err(|e| ConfigError::Invalid {
+    value.parse().map_err(|e| ConfigError::Invalid {
         key: env,
         message: format!("`{value}` is not valid: {e}"),
     })
@@ -470,7 +470,7 @@ mod tests {
     fn every_setting_is_settable_by_its_key_and_names_its_variable_when_invalid() {
         let mut settings = Settings::default();
         settings.set("listen", "127.0.0.1:9999").unwrap();
-        settings.set("max_users", " 42 ").unwrap();
+        settings.set("max_users", "42").unwrap();
         assert_eq!(settings.listen.map(|a| a.port()), Some(9999));
         assert_eq!(settings.max_users, Some(42));
         let err = settings.set("max_ips", "lots").unwrap_err().to_string();
@@ -499,5 +499,26 @@ mod tests {
             .map(|s| s.key)
             .collect();
         assert_eq!(secret, ["api_keys"]);
+    }
+
+    #[test]
+    fn the_defaults_the_help_states_are_the_defaults_applied() {
+        let defaults = format!("{:?}", Settings::default().resolve().unwrap());
+        let mut checked = 0;
+        for info in SETTINGS {
+            let Some((_, rest)) = info.help.split_once("[default: ") else {
+                continue;
+            };
+            let value = rest.split(']').next().unwrap_or_default();
+            if value.contains(['`', '*']) {
+                continue; // a description of a search, not a value
+            }
+            let mut settings = Settings::default();
+            settings.set(info.key, value).unwrap();
+            let applied = format!("{:?}", settings.resolve().unwrap());
+            assert_eq!(applied, defaults, "`{}`: the help says {value}", info.key);
+            checked += 1;
+        }
+        assert!(checked >= 15, "only {checked} defaults checked");
     }
 }

@@ -18,6 +18,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::{DAY, HOUR, MINUTE};
+
 /// Shape of a generated corpus.
 #[derive(Debug, Clone)]
 pub struct CorpusSpec {
@@ -73,9 +75,6 @@ const TARGETED: u8 = 3;
 const TRAVEL: u8 = 4;
 const SUCCESS: u8 = 1;
 const TAKEOVER: u8 = 2;
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
 
 /// A country: ISO code, weight as a home (0: never one), UTC offset, continent, and its
 /// ISPs as (ASN, the /16 their customers' addresses come from).

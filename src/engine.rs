@@ -19,11 +19,11 @@ use crate::policy::{Policy, PolicyError, PolicySet, Runtime};
 use crate::signals::{self, EventTime, Inputs, Signals, TravelLimits};
 use crate::state::{
     AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
-    Pending, PendingStage, Store, StoreError, USER_FAILURE_WINDOWS, UserActivity,
+    Pending, PendingStage, Store, UserActivity,
 };
 
 /// Reason given when the fail-safe decision replaces a failed policy.
-pub const POLICY_ERROR_REASON: &str = "policy_error";
+pub(crate) const POLICY_ERROR_REASON: &str = "policy_error";
 
 /// Engine behaviour that is not policy.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,8 @@ impl Default for EngineSettings {
     }
 }
 
+pub use crate::state::StoreError;
+
 /// Errors the engine cannot turn into a decision.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -67,7 +69,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("policies", &self.policies.load())
+            .field("policy", &self.policies.load().active(None).reference())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -224,6 +226,25 @@ impl Engine {
         let verdict = self.judge(policies.active(attempt.app.as_deref()), &signals);
         let shadow = policies.shadow().map(|p| self.judge(p, &signals));
 
+        self.apply(attempt, at, &request_id, &verdict, facts)?;
+        Ok(Assessment {
+            request_id,
+            verdict,
+            signals,
+            shadow,
+        })
+    }
+
+    /// What a verdict does to state: a lock, a profile learned from an allowed login, or an
+    /// attempt parked until its outcome is reported (a wrong password was counted already).
+    fn apply(
+        &self,
+        attempt: &Attempt,
+        at: Millis,
+        request_id: &str,
+        verdict: &Verdict,
+        facts: LoginFacts,
+    ) -> Result<(), EngineError> {
         match (verdict.decision, attempt.password_ok) {
             (Decision::Lock, _) => {
                 // `lock_seconds: 0` refuses this attempt without locking the account.
@@ -247,20 +268,15 @@ impl Engine {
                 };
                 let pending = Pending {
                     user_id: attempt.user_id.clone(),
-                    ip: origin.ip,
+                    ip: counting_bucket(attempt.ip),
                     device_id: attempt.device_id.clone(),
                     facts,
                     stage,
                 };
-                self.store.put_pending(&request_id, pending)?;
+                self.store.put_pending(request_id, pending)?;
             }
         }
-        Ok(Assessment {
-            request_id,
-            verdict,
-            signals,
-            shadow,
-        })
+        Ok(())
     }
 
     /// Records what happened after a decision. `now` is the event time when the event has none.
@@ -324,11 +340,10 @@ impl Engine {
             return Ok(None);
         }
         let now = now.timestamp_millis();
-        let [.., day] = USER_FAILURE_WINDOWS;
         Ok(Some(UserExport {
             user_id: user_id.to_owned(),
             profile,
-            failures_24h: activity.failures.count(now, day),
+            failures_24h: activity.failures.count(now, crate::DAY),
             locked: activity.locked_until.is_some_and(|t| t > now),
             locked_until: activity.locked_until.map(EventTime),
         }))

@@ -50,3 +50,9 @@ pub use model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, V
 
 /// Milliseconds since the Unix epoch: event time inside the engine.
 pub type Millis = i64;
+
+/// A second, a minute, an hour and a day of event time.
+pub(crate) const SECOND: Millis = 1_000;
+pub(crate) const MINUTE: Millis = 60 * SECOND;
+pub(crate) const HOUR: Millis = 60 * MINUTE;
+pub(crate) const DAY: Millis = 24 * HOUR;

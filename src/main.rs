@@ -151,3 +151,36 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn setting_flags_fill_the_settings_and_a_bad_value_names_its_flag_and_variable() {
+        let cli = Cli::try_parse_from(["riskgate", "--max-ips", "7", "serve"]).unwrap();
+        assert_eq!(cli.settings.0.max_ips, Some(7));
+        assert!(matches!(cli.command, Command::Serve));
+        let cli = Cli::try_parse_from(["riskgate", "serve", "--fail-safe", "lock"]).unwrap();
+        assert_eq!(
+            cli.settings.0.fail_safe.as_deref(),
+            Some("lock"),
+            "flags are global"
+        );
+        let Err(err) = Cli::try_parse_from(["riskgate", "serve", "--max-ips", "lots"]) else {
+            panic!("`lots` is not a number");
+        };
+        let message = err.to_string();
+        assert!(
+            message.contains("--max-ips") && message.contains("RISKGATE_MAX_IPS"),
+            "{message}"
+        );
+    }
+}

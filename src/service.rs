@@ -19,7 +19,7 @@ use crate::state::{MemoryStore, Store};
 
 /// Errors that stop the service from starting or serving.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum ServiceError {
     /// A GeoIP file is configured but unreadable.
     #[error(transparent)]
     Geo(#[from] GeoError),
@@ -28,7 +28,7 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     /// Serving failed.
     #[error("serving failed: {0}")]
-    Serve(std::io::Error),
+    Serve(#[source] std::io::Error),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -76,7 +76,7 @@ pub(crate) fn load_policies(runtime: &Runtime, config: &Config) -> Result<Policy
 }
 
 /// Builds the engine described by `config`.
-pub fn build_engine(config: &Config) -> Result<Engine, StartError> {
+pub fn build_engine(config: &Config) -> Result<Engine, ServiceError> {
     let runtime = Runtime::new(config.limits);
     let policies = load_policies(&runtime, config)?;
     build_engine_with(config, runtime, policies)
@@ -87,7 +87,7 @@ pub(crate) fn build_engine_with(
     config: &Config,
     runtime: Runtime,
     policies: PolicySet,
-) -> Result<Engine, StartError> {
+) -> Result<Engine, ServiceError> {
     let store: Arc<dyn Store> = match config.backend {
         Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
     };
@@ -101,18 +101,20 @@ pub(crate) fn build_engine_with(
     ))
 }
 
-/// Builds the engine, binds `config.listen` and serves until `shutdown` completes.
+/// Builds the engine, binds `config.listen` and serves until `shutdown` completes. The
+/// policies and GeoIP files are checked before the port is taken.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
+) -> Result<(), ServiceError> {
+    let engine = build_engine(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Bind {
+        .map_err(|source| ServiceError::Bind {
             addr: config.listen,
             source,
         })?;
-    serve(listener, config, shutdown).await
+    serve_engine(listener, engine, config, shutdown).await
 }
 
 /// Builds the engine described by `config` and serves it on `listener` until `shutdown`
@@ -121,8 +123,17 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
-    let engine = Arc::new(build_engine(&config)?);
+) -> Result<(), ServiceError> {
+    let engine = build_engine(&config)?;
+    serve_engine(listener, engine, config, shutdown).await
+}
+
+async fn serve_engine(
+    listener: TcpListener,
+    engine: Engine,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
     let (decision_log, writer) = match &config.decision_log {
         Some(path) => {
             tracing::info!(path = %path.display(), "decision log on");
@@ -132,29 +143,27 @@ pub async fn serve(
         None => (None, None),
     };
     let policy = engine.policies().active(None).reference();
-    tracing::info!(
-        addr = %listener.local_addr().map_err(StartError::Serve)?,
-        policy = %policy.name,
-        version = %policy.version,
-        "riskgate listening"
-    );
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, policy = %policy.name, version = %policy.version, "riskgate listening");
+    }
     let state = AppState {
-        engine,
+        engine: Arc::new(engine),
         api_keys: Arc::new(config.api_keys),
         policies_dir: config.policies_dir,
         selection: config.selection,
         decision_log,
+        reloading: Arc::default(),
     };
-    http::serve(listener, state, shutdown)
-        .await
-        .map_err(StartError::Serve)?;
-    // The server has dropped every handler's copy of the log's sender, so the writer drains
-    // what is queued and ends: wait for it, or the last lines could be lost on exit.
+    let served = http::serve(listener, state, shutdown).await;
+    // The server has dropped every handler's copy of the log's sender, whether it stopped or
+    // failed, so the writer drains what is queued and ends: wait for it, or the last lines
+    // could be lost on exit.
     if let Some(writer) = writer
         && let Err(e) = writer.await
     {
         tracing::error!(error = %e, "the decision log writer failed");
     }
+    served.map_err(ServiceError::Serve)?;
     tracing::info!("riskgate stopped");
     Ok(())
 }

@@ -16,9 +16,11 @@ impl FromArgMatches for SettingsArgs {
         let mut settings = Settings::default();
         for info in SETTINGS {
             if let Some(value) = matches.get_one::<String>(info.key) {
-                settings
-                    .set(info.key, value)
-                    .map_err(|e| clap::Error::raw(ErrorKind::ValueValidation, format!("{e}\n")))?;
+                settings.set(info.key, value).map_err(|e| {
+                    let flag = info.key.replace('_', "-");
+                    let message = format!("invalid value for `--{flag}` ({}): {e}\n", info.env);
+                    clap::Error::raw(ErrorKind::ValueValidation, message)
+                })?;
             }
         }
         Ok(Self(settings))

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::Millis;
 use crate::enrich::{DeviceParser, GeoIp};
 use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded};
 use crate::policy::{Limits, Lists, PolicySet, Runtime, Selection};
 use crate::signals::{EventTime, Signals};
 use crate::state::memory::{Capacity, MemoryStore};
+use crate::{MINUTE, Millis, SECOND};
 
 /// Decides what `attributes.decide` says (`allow` by default; `error` makes the policy fail)
 /// and locks for `attributes.lock_seconds` (the engine's default when absent).
@@ -55,8 +55,6 @@ fn engine(policy_source: &str) -> Engine {
     engine_with(policy_source, EngineSettings::default())
 }
 
-const SECOND: Millis = 1_000;
-const MINUTE: Millis = 60 * SECOND;
 /// 2026-05-28T20:26:40Z, any fixed instant: tests give times as offsets from it.
 const T0: Millis = 1_780_000_000_000;
 const IP: &str = "192.0.2.1";

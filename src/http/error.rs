@@ -51,6 +51,9 @@ pub(crate) enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    /// 500: a bug (a task panicked); logged, never detailed to the client.
+    #[error("internal error")]
+    Internal(String),
     /// 503: the state backend failed; logged, never detailed to the client.
     #[error("the state backend is unavailable")]
     Unavailable(#[source] EngineError),
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -100,8 +104,10 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Unavailable(source) = &self {
-            tracing::error!(error = %source, "request failed");
+        match &self {
+            ApiError::Unavailable(source) => tracing::error!(error = %source, "request failed"),
+            ApiError::Internal(what) => tracing::error!(error = %what, "request failed"),
+            _ => {}
         }
         let (status, code) = self.status_and_code();
         let field = match &self {

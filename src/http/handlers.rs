@@ -126,14 +126,16 @@ pub(super) async fn reload_policies(
         engine,
         policies_dir,
         selection,
+        reloading,
         ..
     } = state;
+    let _one_at_a_time = reloading.lock().await;
     let compiler = Arc::clone(&engine);
     let loaded = tokio::task::spawn_blocking(move || {
         PolicySet::load(compiler.runtime(), &policies_dir, selection)
     })
     .await
-    .map_err(|e| ApiError::PolicyRejected(format!("the reload task failed: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("the policy reload task failed: {e}")))?
     .map_err(|e| ApiError::PolicyRejected(e.to_string()))?;
     let description = describe(&loaded);
     engine.set_policies(loaded);

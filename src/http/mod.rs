@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     pub policies_dir: PathBuf,
     /// Which policy runs where (kept across reloads).
     pub selection: Selection,
+    /// Held while a reload compiles and swaps, so two reloads cannot finish out of order.
+    pub reloading: Arc<tokio::sync::Mutex<()>>,
     /// Where evaluations and events are logged, if enabled.
     pub decision_log: Option<DecisionLog>,
 }

@@ -43,13 +43,13 @@ struct NamedList {
 
 /// All lists of a policy directory.
 #[derive(Debug, Default)]
-pub struct Lists {
+pub(crate) struct Lists {
     lists: Vec<NamedList>,
 }
 
 impl Lists {
     /// Loads every `*.txt` in `dir`; a missing directory means no lists.
-    pub fn load(dir: &Path) -> Result<Self, ListError> {
+    pub(crate) fn load(dir: &Path) -> Result<Self, ListError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| ListError::Io { path, source }
@@ -79,7 +79,7 @@ impl Lists {
     }
 
     /// Parses lists from `(name, text)` pairs, e.g. lists compiled into the binary.
-    pub fn from_texts(texts: &[(&str, &str)]) -> Result<Self, ListError> {
+    pub(crate) fn from_texts(texts: &[(&str, &str)]) -> Result<Self, ListError> {
         let lists = texts
             .iter()
             .map(|(name, text)| {
@@ -94,7 +94,7 @@ impl Lists {
     }
 
     /// Names of the lists holding `ip` or `asn`.
-    pub fn matching(&self, ip: IpAddr, asn: Option<u32>) -> Vec<ImmutableString> {
+    pub(crate) fn matching(&self, ip: IpAddr, asn: Option<u32>) -> Vec<ImmutableString> {
         let ip = ip.to_canonical();
         self.lists
             .iter()
@@ -104,7 +104,7 @@ impl Lists {
     }
 
     /// The names of all lists.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.lists.iter().map(|l| l.name.as_str()).collect()
     }
 }

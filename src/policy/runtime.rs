@@ -116,7 +116,7 @@ impl Runtime {
     }
 
     /// Compiles `policy` again in this runtime: a copy for another thread.
-    pub fn recompile(&self, policy: &Policy) -> Result<Policy, PolicyError> {
+    pub(crate) fn recompile(&self, policy: &Policy) -> Result<Policy, PolicyError> {
         self.compile(policy.name(), &policy.origin, &policy.source)
     }
 

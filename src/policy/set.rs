@@ -45,7 +45,11 @@ pub struct PolicySet {
 impl PolicySet {
     /// Compiles every `*.rhai` in `dir` and loads `dir/lists/`; fails if any script is broken
     /// or a selected policy is missing, so a broken directory never becomes active.
-    pub fn load(runtime: &Runtime, dir: &Path, selection: Selection) -> Result<Self, PolicyError> {
+    pub(crate) fn load(
+        runtime: &Runtime,
+        dir: &Path,
+        selection: Selection,
+    ) -> Result<Self, PolicyError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| PolicyError::Io { path, source }
@@ -66,14 +70,14 @@ impl PolicySet {
 
     /// The policy and lists shipped in `policies/`, compiled into the binary, for running
     /// without a policies directory.
-    pub fn embedded(runtime: &Runtime, selection: Selection) -> Result<Self, PolicyError> {
+    pub(crate) fn embedded(runtime: &Runtime, selection: Selection) -> Result<Self, PolicyError> {
         let policy = runtime.compile(DEFAULT_POLICY, "<embedded default.rhai>", EMBEDDED_POLICY)?;
         let policies = BTreeMap::from([(DEFAULT_POLICY.to_owned(), Arc::new(policy))]);
         Self::new(policies, selection, Lists::from_texts(EMBEDDED_LISTS)?)
     }
 
     /// A set from compiled policies; fails if a selected policy is missing.
-    pub fn new(
+    pub(crate) fn new(
         policies: BTreeMap<String, Arc<Policy>>,
         selection: Selection,
         lists: Lists,
@@ -104,7 +108,7 @@ impl PolicySet {
     /// The same policies compiled again by `runtime`, sharing the lists: a copy for another
     /// thread. Compiled scripts hold reference-counted values that every call touches, so
     /// threads sharing one copy contend on them.
-    pub fn compiled_by(&self, runtime: &Runtime) -> Result<Self, PolicyError> {
+    pub(crate) fn compiled_by(&self, runtime: &Runtime) -> Result<Self, PolicyError> {
         let policies = self
             .policies
             .iter()
@@ -121,13 +125,13 @@ impl PolicySet {
     }
 
     /// Adds (or replaces) a policy, e.g. one given as a file on the command line.
-    pub fn insert(&mut self, policy: Policy) {
+    pub(crate) fn insert(&mut self, policy: Policy) {
         self.policies
             .insert(policy.name().to_owned(), Arc::new(policy));
     }
 
     /// Changes which policy runs where; fails if a selected policy is missing.
-    pub fn select(self, selection: Selection) -> Result<Self, PolicyError> {
+    pub(crate) fn select(self, selection: Selection) -> Result<Self, PolicyError> {
         Self::with_lists(self.policies, selection, self.lists)
     }
 
@@ -153,7 +157,7 @@ impl PolicySet {
     }
 
     /// The named lists.
-    pub fn lists(&self) -> &Lists {
+    pub(crate) fn lists(&self) -> &Lists {
         &self.lists
     }
 

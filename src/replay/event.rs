@@ -61,7 +61,7 @@ pub(crate) struct Login {
 
 /// One scored login, as the summary and `--out` need it.
 #[derive(Debug, Clone)]
-pub struct ScoredLogin {
+pub(crate) struct ScoredLogin {
     /// 1-based row in the input.
     pub row: u64,
     /// The account.

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use collector::Collector;
 pub use event::Label;
 pub(crate) use event::{EventKind, Login, ReplayEvent, ReplayItem, ScoredLogin};
-pub use readers::{ColumnMap, Field, Format, ReadError};
+pub use readers::{ColumnMap, Format, ReadError};
 use router::Router;
 use shard::Shard;
 pub use summary::Summary;
@@ -35,7 +35,7 @@ pub use summary::Summary;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::policy::{PolicyError, PolicySet, Runtime, Selection};
-use crate::service::{self, StartError};
+use crate::service::{self, ServiceError};
 use crate::state::bounded::{SHARDED_FROM, SHARDS};
 use crate::state::memory::Capacity;
 use crate::state::{MemoryStore, NetworkActivity};
@@ -153,7 +153,7 @@ pub enum ReplayError {
     UnknownFormat(PathBuf),
     /// The engine could not be built (GeoIP files, policies).
     #[error(transparent)]
-    Start(#[from] StartError),
+    Start(#[from] ServiceError),
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),

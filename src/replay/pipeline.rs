@@ -29,6 +29,14 @@ const SHARD_QUEUE: usize = 16;
 /// Batches of routes in flight to the collector.
 const ROUTE_QUEUE: usize = 32;
 
+/// Reading thread → one shard: the shard's events of one hand-over, in routing order.
+type EventBatch = Vec<Routed>;
+/// Shard → collector: the results of one [`EventBatch`], in the same order; an error is the
+/// shard's last message.
+type ResultBatch = Result<Vec<Scored>, ReplayError>;
+/// Reading thread → collector: the routing order of one hand-over.
+type RouteBatch = Vec<Route>;
+
 /// One step of the routing order, sent by the reading thread to the collector.
 enum Route {
     /// Take the next result of this shard: the shard got the event in the same hand-over.
@@ -50,14 +58,14 @@ pub(super) fn run(
         let mut to_shards = Vec::new();
         let mut from_shards = Vec::new();
         for shard in shards {
-            let (events_tx, events_rx) = sync_channel::<Vec<Routed>>(SHARD_QUEUE);
+            let (events_tx, events_rx) = sync_channel::<EventBatch>(SHARD_QUEUE);
             let (results_tx, results_rx) = sync_channel(SHARD_QUEUE);
             scope.spawn(move || score(shard, &events_rx, &results_tx));
             to_shards.push(events_tx);
             from_shards.push(results_rx);
         }
 
-        let (route_tx, route_rx) = sync_channel::<Vec<Route>>(ROUTE_QUEUE);
+        let (route_tx, route_rx) = sync_channel::<RouteBatch>(ROUTE_QUEUE);
         let routing = scope.spawn(move || {
             let mut dispatch = Dispatch {
                 batches: to_shards.iter().map(|_| Vec::new()).collect(),
@@ -92,14 +100,9 @@ pub(super) fn run(
 
 /// A shard thread: scores each batch in order and sends the results back as one batch. It
 /// stops at its first error (the collector reports it) or when the collector is gone.
-fn score(
-    mut shard: Shard,
-    events: &Receiver<Vec<Routed>>,
-    results: &SyncSender<Result<Vec<Scored>, ReplayError>>,
-) {
+fn score(mut shard: Shard, events: &Receiver<EventBatch>, results: &SyncSender<ResultBatch>) {
     for batch in events {
-        let scored: Result<Vec<Scored>, ReplayError> =
-            batch.into_iter().map(|r| shard.process(r)).collect();
+        let scored: ResultBatch = batch.into_iter().map(|r| shard.process(r)).collect();
         let failed = scored.is_err();
         if results.send(scored).is_err() || failed {
             return;
@@ -109,8 +112,8 @@ fn score(
 
 /// The collector: follows the routing order, taking each shard's results as they come.
 fn collect(
-    routes: &Receiver<Vec<Route>>,
-    from_shards: &[Receiver<Result<Vec<Scored>, ReplayError>>],
+    routes: &Receiver<RouteBatch>,
+    from_shards: &[Receiver<ResultBatch>],
     collector: &mut Collector<'_, '_>,
 ) -> Result<(), ReplayError> {
     let mut ready: Vec<VecDeque<Scored>> = from_shards.iter().map(|_| VecDeque::new()).collect();
@@ -139,10 +142,14 @@ fn collect(
 
 /// The reading thread's outbox: events batched per shard, and their order for the collector.
 struct Dispatch {
-    batches: Vec<Vec<Routed>>,
-    routes: Vec<Route>,
-    to_shards: Vec<SyncSender<Vec<Routed>>>,
-    route_tx: SyncSender<Vec<Route>>,
+    /// Each shard's events since the last hand-over.
+    batches: Vec<EventBatch>,
+    /// Their order since the last hand-over.
+    routes: RouteBatch,
+    /// One channel per shard.
+    to_shards: Vec<SyncSender<EventBatch>>,
+    /// The channel to the collector.
+    route_tx: SyncSender<RouteBatch>,
 }
 
 impl Dispatch {

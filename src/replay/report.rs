@@ -284,7 +284,8 @@ fn timeline_svg(summary: &Summary) -> PlotResult<String> {
     ];
     let day = |i: &f64| {
         days.get(*i as usize).map_or(String::new(), |d| {
-            crate::signals::rfc3339(d.0 * DAY)[..10].to_owned()
+            let date = crate::signals::rfc3339(d.0 * DAY);
+            date.get(..10).unwrap_or(&date).to_owned()
         })
     };
     let last = days.len().saturating_sub(1).max(1) as f64;

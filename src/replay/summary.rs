@@ -11,12 +11,12 @@ use super::{Label, ReadError, ScoredLogin};
 use crate::model::{Decision, PolicyRef, Verdict};
 
 /// Score histogram bins: `floor(score * 100)`, scores clamped to 0..=1.
-pub const SCORE_BINS: usize = 101;
+pub(crate) const SCORE_BINS: usize = 101;
 /// Detection rates for which a threshold is suggested.
-pub const TARGETS: [f64; 5] = [0.5, 0.8, 0.9, 0.95, 0.99];
+pub(crate) const TARGETS: [f64; 5] = [0.5, 0.8, 0.9, 0.95, 0.99];
 const MAX_SKIP_EXAMPLES: usize = 5;
 /// Milliseconds per day.
-pub const DAY: i64 = 86_400_000;
+pub(crate) use crate::DAY;
 
 /// Counts per decision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,12 +43,12 @@ impl DecisionCounts {
     }
 
     /// All decisions.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.allow + self.mfa + self.lock
     }
 
     /// Stepped up or locked.
-    pub fn challenged(&self) -> u64 {
+    pub(crate) fn challenged(&self) -> u64 {
         self.mfa + self.lock
     }
 }
@@ -319,7 +319,7 @@ fn index(decision: Decision) -> usize {
 
 impl Summary {
     /// An empty summary keeping up to `samples` changed rows.
-    pub fn new(samples: usize) -> Self {
+    pub(crate) fn new(samples: usize) -> Self {
         Self {
             samples_wanted: samples,
             ..Self::default()
@@ -327,7 +327,7 @@ impl Summary {
     }
 
     /// Counts a row that could not be parsed.
-    pub fn skip(&mut self, error: &ReadError) {
+    pub(crate) fn skip(&mut self, error: &ReadError) {
         let m = &mut self.metrics;
         m.skipped += 1;
         if m.skipped_examples.len() < MAX_SKIP_EXAMPLES {
@@ -336,7 +336,7 @@ impl Summary {
     }
 
     /// Counts one scored login.
-    pub fn add(&mut self, login: &ScoredLogin) {
+    pub(crate) fn add(&mut self, login: &ScoredLogin) {
         let m = &mut self.metrics;
         m.rows += 1;
         let verdict = &login.verdict;
@@ -381,7 +381,7 @@ impl Summary {
     }
 
     /// Derives the rates and records the elapsed time.
-    pub fn finish(&mut self, elapsed: Duration) {
+    pub(crate) fn finish(&mut self, elapsed: Duration) {
         let m = &mut self.metrics;
         m.active.finish();
         if let Some(c) = &mut m.compare {

@@ -296,9 +296,7 @@ impl<'a> History<'a> {
 
     /// Values of `feature` the user has logged in with.
     fn count(&self, feature: Feature) -> i64 {
-        self.profile
-            .and_then(|p| p.known.get(feature as usize))
-            .map_or(0, |known| known.len() as i64)
+        self.profile.map_or(0, |p| p.values(feature).len() as i64)
     }
 }
 

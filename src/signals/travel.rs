@@ -2,11 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Millis;
-
-/// An hour in milliseconds.
-const HOUR: Millis = 3_600_000;
 use crate::model::Location;
+use crate::{HOUR, Millis};
 
 /// Mean Earth radius in km.
 const EARTH_RADIUS_KM: f64 = 6371.0088;

@@ -109,6 +109,7 @@ impl<V> BoundedMap<V> {
         let old = shard.old.remove(&key);
         young.or(old)
     }
+
     /// Number of entries held now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -59,6 +59,7 @@ impl MemoryStore {
             pending: BoundedMap::new(capacity.pending),
         }
     }
+
     /// Entries held per map: users with failures, locks, profiles, ips, devices, pending.
     #[cfg(test)]
     pub(crate) fn sizes(&self) -> [usize; 6] {

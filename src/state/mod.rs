@@ -22,13 +22,10 @@ pub(crate) use network::{NetworkActivity, NetworkCounts, NetworkKeys};
 pub(crate) use profile::{Feature, FeatureValue, Known, LoginFacts, LoginPlace, UserProfile};
 pub(crate) use window::{DistinctWindow, EventWindow};
 
-use crate::Millis;
-
-const MINUTE: Millis = 60_000;
-const HOUR: Millis = 60 * MINUTE;
+use crate::{DAY, HOUR, MINUTE, Millis};
 
 /// How long and how many failures are kept per user (the longest user window is 24 h).
-pub(crate) const USER_FAILURES: (Millis, usize) = (24 * HOUR, 64);
+pub(crate) const USER_FAILURES: (Millis, usize) = (DAY, 64);
 /// Live counters of one user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct UserActivity {
@@ -61,7 +58,7 @@ pub(crate) struct Counts {
 }
 
 /// Window lengths of [`Counts::user_failures`].
-pub(crate) const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, 24 * HOUR];
+pub(crate) const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, DAY];
 
 /// The key a user id or device id is stored under.
 pub(crate) fn key(id: &str) -> u64 {

@@ -10,21 +10,21 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::bounded::BoundedMap;
-use super::{DistinctWindow, EventWindow, HOUR, MINUTE};
-use crate::Millis;
+use super::{DistinctWindow, EventWindow};
+use crate::{DAY, HOUR, MINUTE, Millis};
 
 /// How long and how many failures are kept per IP (the longest IP window is 24 h).
-pub(crate) const IP_FAILURES: (Millis, usize) = (24 * HOUR, 128);
+pub(crate) const IP_FAILURES: (Millis, usize) = (DAY, 128);
 /// How long and how many attempts are kept per IP.
 pub(crate) const IP_ATTEMPTS: (Millis, usize) = (10 * MINUTE, 128);
 /// Distinct users remembered per IP and per device.
 pub(crate) const DISTINCT_USERS: usize = 64;
 /// Window of [`NetworkCounts::device_users_24h`].
-pub(crate) const DEVICE_USERS_WINDOW: Millis = 24 * HOUR;
+pub(crate) const DEVICE_USERS_WINDOW: Millis = DAY;
 /// Window lengths of [`NetworkCounts::ip_failures`].
-pub(crate) const IP_FAILURE_WINDOWS: [Millis; 3] = [10 * MINUTE, HOUR, 24 * HOUR];
+pub(crate) const IP_FAILURE_WINDOWS: [Millis; 3] = [10 * MINUTE, HOUR, DAY];
 /// Window lengths of [`NetworkCounts::ip_users`].
-pub(crate) const IP_USER_WINDOWS: [Millis; 2] = [HOUR, 24 * HOUR];
+pub(crate) const IP_USER_WINDOWS: [Millis; 2] = [HOUR, DAY];
 
 /// Where an attempt came from.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +132,7 @@ impl NetworkActivity {
         self.ips
             .update(ip_key(ip), |ip| ip.failures.push(now, horizon, cap));
     }
+
     /// Entries held: IPs, devices.
     #[cfg(test)]
     pub(crate) fn sizes(&self) -> [usize; 2] {

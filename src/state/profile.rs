@@ -13,7 +13,7 @@ pub(crate) const MAX_KNOWN_PER_FEATURE: usize = 16;
 /// Successful logins kept for the profile export.
 pub(crate) const MAX_RECENT_LOGINS: usize = 10;
 
-/// The login properties a profile learns, in the order of [`UserProfile::known`].
+/// The login properties a profile learns; each indexes its per-feature arrays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Feature {
     /// Device id (or user agent when there is none).
@@ -40,8 +40,11 @@ impl Feature {
         }
     }
 
-    /// All features, in index order.
-    pub const ALL: [Feature; 5] = [
+    /// How many features there are: the length of every per-feature array.
+    pub const COUNT: usize = 5;
+
+    /// All features, in index order (`Feature::ALL[f as usize] == f`).
+    pub const ALL: [Feature; Feature::COUNT] = [
         Feature::Device,
         Feature::Country,
         Feature::Asn,
@@ -114,7 +117,7 @@ impl Default for LoginPlace {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LoginFacts {
     /// The value of each feature, by [`Feature`] index; `None` when unknown.
-    pub features: [Option<FeatureValue>; 5],
+    pub features: [Option<FeatureValue>; Feature::COUNT],
     /// Where it happened.
     pub place: LoginPlace,
 }
@@ -137,7 +140,7 @@ pub struct UserProfile {
     pub successes: u64,
     /// Known values per [`Feature`].
     #[serde(with = "by_feature_name")]
-    pub known: [Vec<Known>; 5],
+    pub known: [Vec<Known>; Feature::COUNT],
     /// The latest successful logins in event-time order, newest last.
     pub recent_logins: VecDeque<LoginPlace>,
 }
@@ -228,9 +231,8 @@ impl UserProfile {
             known.last_seen = known.last_seen.max(at);
             return;
         }
-        let stalest = list.iter().enumerate().min_by_key(|(_, k)| k.last_seen);
         if list.len() >= MAX_KNOWN_PER_FEATURE
-            && let Some((stalest, _)) = stalest
+            && let Some(stalest) = (0..list.len()).min_by_key(|&i| list.get(i).map(|k| k.last_seen))
         {
             list.swap_remove(stalest);
         }
@@ -253,7 +255,7 @@ mod by_feature_name {
     use super::{Feature, Known};
 
     pub(super) fn serialize<S: Serializer>(
-        known: &[Vec<Known>; 5],
+        known: &[Vec<Known>; Feature::COUNT],
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let map: BTreeMap<&str, &Vec<Known>> = Feature::ALL
@@ -266,7 +268,7 @@ mod by_feature_name {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<[Vec<Known>; 5], D::Error> {
+    ) -> Result<[Vec<Known>; Feature::COUNT], D::Error> {
         let mut map = BTreeMap::<String, Vec<Known>>::deserialize(d)?;
         Ok(Feature::ALL.map(|f| map.remove(f.plural()).unwrap_or_default()))
     }
@@ -330,6 +332,16 @@ mod tests {
         p.learn(login(1, "laptop", "DE")); // older than every kept login
         let times: Vec<Millis> = p.recent_logins.iter().map(|l| l.at).collect();
         assert_eq!(times, [310, 320, 330, 340, 345, 350, 360, 370, 380, 390]);
+    }
+
+    #[test]
+    fn every_feature_indexes_its_own_slot() {
+        for (index, feature) in Feature::ALL.into_iter().enumerate() {
+            assert_eq!(
+                feature as usize, index,
+                "per-feature arrays are read by discriminant"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ impl EventWindow {
         let to = self.times.partition_point(|&t| t <= now);
         to.saturating_sub(from) as i64
     }
+
     /// The newest recorded event.
     #[cfg(test)]
     pub(crate) fn last(&self) -> Option<Millis> {
@@ -51,9 +52,9 @@ impl DistinctWindow {
             Some(entry) => entry.1 = entry.1.max(at),
             None => {
                 self.seen.push((id, at));
-                let oldest = self.seen.iter().enumerate().min_by_key(|(_, seen)| seen.1);
                 if self.seen.len() > cap.max(1)
-                    && let Some((oldest, _)) = oldest
+                    && let Some(oldest) =
+                        (0..self.seen.len()).min_by_key(|&i| self.seen.get(i).map(|seen| seen.1))
                 {
                     self.seen.swap_remove(oldest);
                 }

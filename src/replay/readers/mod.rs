@@ -94,7 +94,7 @@ pub enum ReadError {
 
 /// The riskgate fields a CSV column can map to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Field {
+pub(super) enum Field {
     /// The account.
     UserId,
     /// The client IP.
@@ -123,7 +123,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in declaration order.
-    pub const ALL: [Field; 12] = [
+    pub(super) const ALL: [Field; 12] = [
         Field::UserId,
         Field::Ip,
         Field::Timestamp,
@@ -139,7 +139,7 @@ impl Field {
     ];
 
     /// The name used in mappings (`user_id`), and the column name when not mapped.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Field::UserId => "user_id",
             Field::Ip => "ip",
@@ -157,7 +157,7 @@ impl Field {
     }
 
     /// The field named `name`.
-    pub fn parse(name: &str) -> Option<Field> {
+    pub(super) fn parse(name: &str) -> Option<Field> {
         Field::ALL.into_iter().find(|f| f.name() == name)
     }
 
@@ -293,9 +293,10 @@ mod tests {
     }
 
     #[test]
-    fn every_field_is_found_by_its_name() {
-        for field in Field::ALL {
+    fn every_field_is_found_by_its_name_and_indexes_its_own_column() {
+        for (index, field) in Field::ALL.into_iter().enumerate() {
             assert_eq!(Field::parse(field.name()), Some(field));
+            assert_eq!(field as usize, index, "`Columns` reads by discriminant");
         }
         assert_eq!(Field::parse("password"), None);
     }
