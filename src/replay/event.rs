@@ -111,25 +111,20 @@ impl ReplayEvent {
         }
     }
 
-    /// An evaluation from the decision log.
+    /// An evaluation from the decision log: what the server decided, and the request id its
+    /// later events refer to.
     pub(crate) fn logged(
         row: u64,
         attempt: Attempt,
         logged: Option<Decision>,
         request_id: Option<String>,
     ) -> Self {
-        Self {
-            row,
-            at: millis(attempt.timestamp),
-            kind: EventKind::Login(Box::new(Login {
-                attempt,
-                label: None,
-                geo: None,
-                logged,
-                request_id,
-                enrichment: None,
-            })),
+        let mut event = Self::login(row, attempt, None, None);
+        if let EventKind::Login(login) = &mut event.kind {
+            login.logged = logged;
+            login.request_id = request_id;
         }
+        event
     }
 
     /// An outcome event.
