@@ -349,7 +349,8 @@ impl Engine {
         }))
     }
 
-    /// Erases everything kept about a user; false when nothing was kept.
+    /// Erases everything kept about a user, attempts awaiting their outcome included, so no
+    /// late event can bring the profile back; false when nothing was kept.
     pub fn forget(&self, user_id: &str) -> Result<bool, EngineError> {
         Ok(self.store.forget(user_id)?)
     }

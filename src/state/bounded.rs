@@ -110,6 +110,23 @@ impl<V> BoundedMap<V> {
         young.or(old)
     }
 
+    /// Runs `keep` on every entry, removing those it returns false for; returns how many
+    /// were removed. It visits every shard in turn: for rare operations (erasure), not for
+    /// the request path.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&mut V) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            let Shard { young, old } = &mut *shard;
+            for generation in [young, old] {
+                let before = generation.len();
+                generation.retain(|_, value| keep(value));
+                removed += before - generation.len();
+            }
+        }
+        removed
+    }
+
     /// Number of entries held now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -146,6 +163,18 @@ mod tests {
             map.capacity()
         );
         assert!(map.capacity() <= 10_048);
+    }
+
+    #[test]
+    fn retain_removes_what_it_rejects_in_both_generations() {
+        let map = BoundedMap::<u64>::new(8);
+        for key in 0..8u64 {
+            map.update(key, |v| *v = key);
+        }
+        assert_eq!(map.retain(|v| *v % 2 == 0), 4);
+        assert_eq!(map.get(3, |v| *v), None);
+        assert_eq!(map.get(4, |v| *v), Some(4));
+        assert_eq!(map.len(), 4);
     }
 
     #[test]

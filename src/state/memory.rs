@@ -175,7 +175,13 @@ impl Store for MemoryStore {
         let had_profile = self.profiles.remove(k).is_some();
         let had_failures = self.failures.remove(k).is_some();
         let had_lock = self.locks.remove(k).is_some();
-        Ok(had_profile || had_failures || had_lock)
+        // Attempts awaiting their outcome go too: a late `mfa_passed` must not bring the
+        // profile back. Pending attempts are keyed by request id, so they are searched.
+        let pending = self
+            .pending
+            .retain(|p| p.as_ref().is_none_or(|p| p.user_id != user_id));
+        let counted = self.network.forget_user(k);
+        Ok(had_profile || had_failures || had_lock || pending > 0 || counted)
     }
 }
 

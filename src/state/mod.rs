@@ -148,6 +148,7 @@ pub(crate) trait Store: Send + Sync {
     fn profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError>;
     /// The user's counters.
     fn activity(&self, user_id: &str) -> Result<UserActivity, StoreError>;
-    /// Erases everything kept about the user; returns whether anything was kept.
+    /// Erases everything kept about the user (profile, failures, lock, attempts awaiting
+    /// their outcome, their place in IP and device counters); returns whether anything was.
     fn forget(&self, user_id: &str) -> Result<bool, StoreError>;
 }

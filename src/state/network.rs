@@ -126,6 +126,21 @@ impl NetworkActivity {
         counts
     }
 
+    /// Removes `user` (its key) from every IP's and device's distinct users; returns whether
+    /// any held it. Visits every entry: for erasure only.
+    pub(crate) fn forget_user(&self, user: u64) -> bool {
+        let mut found = false;
+        self.ips.retain(|ip| {
+            found |= ip.users.forget(user);
+            true
+        });
+        self.devices.retain(|device| {
+            found |= device.users.forget(user);
+            true
+        });
+        found
+    }
+
     /// Counts a wrong password from `ip` reported after its attempt was observed.
     pub(crate) fn count_failure(&self, ip: IpAddr, now: Millis) {
         let (horizon, cap) = IP_FAILURES;

@@ -62,6 +62,13 @@ impl DistinctWindow {
         }
     }
 
+    /// Forgets `id`; returns whether it was there.
+    pub(crate) fn forget(&mut self, id: u64) -> bool {
+        let before = self.seen.len();
+        self.seen.retain(|(seen, _)| *seen != id);
+        self.seen.len() != before
+    }
+
     /// Distinct ids last seen with `now - window < t <= now`.
     pub(crate) fn count(&self, now: Millis, window: Millis) -> i64 {
         self.seen
