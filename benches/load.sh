@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# HTTP load on loopback: `/v1/evaluate` beside a bare JSON echo route (examples/echo_server.rs,
+# the same axum + tokio + mimalloc stack), measured in the same run on the same machine.
+#
+#   benches/load.sh                      # memory backend, 10,000 requests/s open loop
+#   RATE=20000 DURATION=30s benches/load.sh
+#   BACKEND=memory benches/load.sh       # RISKGATE_STATE_BACKEND for riskgate
+#
+# For each server: the closed-loop maximum (CONNS connections as fast as they go), then an
+# open loop at RATE requests/s reporting p50/p99/p99.9. Installs the load generator `oha`
+# with cargo when it is missing. Every evaluation is the same login (one user, one IP), the
+# worst case for per-key locks; the echo route gets the same body.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RATE=${RATE:-10000}
+DURATION=${DURATION:-20s}
+CONNS=${CONNS:-32}
+BACKEND=${BACKEND:-memory}
+
+if ! command -v oha >/dev/null 2>&1; then
+  echo "== installing oha (load generator)"
+  cargo install oha --locked
+fi
+command -v python3 >/dev/null || { echo "error: python3 is needed to read oha's JSON" >&2; exit 1; }
+
+echo "== building (release)"
+cargo build --release --quiet --bin riskgate --example echo_server
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "error: nothing listens on port $1" >&2
+  return 1
+}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo_port=$(free_port)
+target/release/examples/echo_server "127.0.0.1:$echo_port" &
+pids+=($!)
+rg_port=$(free_port)
+# From the repository, so GeoIP files fetched into geoip/ are used; state goes to a scratch dir.
+RISKGATE_LISTEN="127.0.0.1:$rg_port" RISKGATE_STATE_BACKEND="$BACKEND" \
+  RISKGATE_DATA_DIR="$work/data" RISKGATE_LOG=warn target/release/riskgate serve &
+pids+=($!)
+wait_port "$echo_port"
+wait_port "$rg_port"
+
+body='{"user_id":"load-user","ip":"81.2.69.142","device_id":"laptop-1","password_ok":true,"user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"}'
+
+# run NAME URL [oha options...]: prints one line of figures.
+run() {
+  local name=$1 url=$2
+  shift 2
+  oha --no-tui --output-format json -m POST -H 'content-type: application/json' -d "$body" \
+    "$@" "$url" >"$work/out.json"
+  python3 - "$name" "$work/out.json" <<'PY'
+import json, sys
+name, path = sys.argv[1], sys.argv[2]
+r = json.load(open(path))
+s, p = r["summary"], r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+ms = lambda v: f"{v * 1000:7.3f}"
+print(f"{name:<28} {s['requestsPerSec']:>10.0f} req/s   p50 {ms(p['p50'])} ms   "
+      f"p99 {ms(p['p99'])} ms   p99.9 {ms(p['p99.9'])} ms   status {codes}")
+PY
+}
+
+# Warm up both (connections, caches, the user's profile).
+oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -d "$body" \
+  "http://127.0.0.1:$echo_port/echo" >/dev/null
+oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -d "$body" \
+  "http://127.0.0.1:$rg_port/v1/evaluate" >/dev/null
+
+echo "== closed loop, $CONNS connections, $DURATION (backend: $BACKEND)"
+run "echo (max)" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -z "$DURATION"
+run "evaluate (max)" "http://127.0.0.1:$rg_port/v1/evaluate" -c "$CONNS" -z "$DURATION"
+echo "== open loop, $RATE requests/s, $DURATION"
+run "echo @ $RATE/s" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
+run "evaluate @ $RATE/s" "http://127.0.0.1:$rg_port/v1/evaluate" -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
