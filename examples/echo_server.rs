@@ -21,7 +21,10 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9000".into())
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let app = Router::new().route("/echo", post(|Json(body): Json<Value>| async { Json(body) }));
+    let app = Router::new().route(
+        "/echo",
+        post(|Json(body): Json<Value>| async { Json(body) }),
+    );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }

@@ -24,6 +24,9 @@ use crate::state::{
 
 /// Reason given when the fail-safe decision replaces a failed policy.
 pub(crate) const POLICY_ERROR_REASON: &str = "policy_error";
+/// Reason given when the fail-safe decision answers because state could not be read or
+/// written.
+pub(crate) const STATE_UNAVAILABLE_REASON: &str = "state_unavailable";
 
 /// Engine behaviour that is not policy.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -205,7 +208,12 @@ impl Engine {
             network: network.is_none().then_some(origin),
             failed,
         };
-        let mut observation = self.store.observe(&keys, at)?;
+        let mut observation = match self.store.observe(&keys, at) {
+            Ok(observation) => observation,
+            Err(error) => {
+                return Ok(self.state_unavailable(attempt, at, request_id, geo, device, &error));
+            }
+        };
         if let Some(network) = network {
             observation.counts.network = network;
         }
@@ -226,7 +234,10 @@ impl Engine {
         let verdict = self.judge(policies.active(attempt.app.as_deref()), &signals);
         let shadow = policies.shadow().map(|p| self.judge(p, &signals));
 
-        self.apply(attempt, at, &request_id, &verdict, facts)?;
+        if let Err(error) = self.apply(attempt, at, &request_id, &verdict, facts) {
+            let Signals { geo, device, .. } = Arc::unwrap_or_clone(signals);
+            return Ok(self.state_unavailable(attempt, at, request_id, geo, device.info, &error));
+        }
         Ok(Assessment {
             request_id,
             verdict,
@@ -244,7 +255,7 @@ impl Engine {
         request_id: &str,
         verdict: &Verdict,
         facts: LoginFacts,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), StoreError> {
         match (verdict.decision, attempt.password_ok) {
             (Decision::Lock, _) => {
                 // `lock_seconds: 0` refuses this attempt without locking the account.
@@ -429,17 +440,48 @@ impl Engine {
             },
             Err(error) => {
                 tracing::warn!(%error, "policy failed; returning the fail-safe decision");
-                let decision = self.settings.fail_safe;
-                Verdict {
-                    decision,
-                    score: 1.0,
-                    reasons: vec![POLICY_ERROR_REASON.to_owned()],
-                    lock_seconds: (decision == Decision::Lock)
-                        .then_some(self.settings.default_lock_seconds),
-                    policy: policy.reference(),
-                    fallback: true,
-                }
+                self.fail_safe(policy, self.settings.fail_safe, POLICY_ERROR_REASON)
             }
+        }
+    }
+
+    /// The fail-safe verdict, marked as such, with the reason it replaces the policy's.
+    fn fail_safe(&self, policy: &Policy, decision: Decision, reason: &str) -> Verdict {
+        Verdict {
+            decision,
+            score: 1.0,
+            reasons: vec![reason.to_owned()],
+            lock_seconds: (decision == Decision::Lock)
+                .then_some(self.settings.default_lock_seconds),
+            policy: policy.reference(),
+            fallback: true,
+        }
+    }
+
+    /// The answer when state cannot be read or written: the fail-safe decision, but never
+    /// `allow` (without state nothing says the login is safe), with the signals that need no
+    /// state. The policy does not run: every history signal would be a guess.
+    fn state_unavailable(
+        &self,
+        attempt: &Attempt,
+        at: Millis,
+        request_id: String,
+        geo: GeoInfo,
+        device: Arc<DeviceInfo>,
+        error: &StoreError,
+    ) -> Assessment {
+        tracing::error!(%error, "state unavailable; returning the fail-safe decision");
+        let decision = match self.settings.fail_safe {
+            Decision::Allow => Decision::Mfa,
+            strict => strict,
+        };
+        let policies = self.policies.load();
+        let policy = policies.active(attempt.app.as_deref());
+        Assessment {
+            request_id,
+            verdict: self.fail_safe(policy, decision, STATE_UNAVAILABLE_REASON),
+            signals: Arc::new(signals::without_state(attempt, at, geo, device)),
+            shadow: None,
         }
     }
 }

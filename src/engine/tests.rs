@@ -13,6 +13,9 @@ use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded
 use crate::policy::{Limits, Lists, PolicySet, Runtime, Selection};
 use crate::signals::{EventTime, Signals};
 use crate::state::memory::{Capacity, MemoryStore};
+use crate::state::{
+    AttemptKeys, LoginFacts, Observation, Pending, Store, StoreError, UserActivity, UserProfile,
+};
 use crate::{MINUTE, Millis, SECOND};
 
 /// Decides what `attributes.decide` says (`allow` by default; `error` makes the policy fail)
@@ -27,6 +30,11 @@ fn evaluate(ctx) {
 "#;
 
 fn engine_with(policy_source: &str, settings: EngineSettings) -> Engine {
+    let store = Arc::new(MemoryStore::new(Capacity::default()));
+    engine_over(policy_source, settings, store)
+}
+
+fn engine_over(policy_source: &str, settings: EngineSettings, store: Arc<dyn Store>) -> Engine {
     let runtime = Runtime::new(Limits::default());
     let policy = runtime
         .compile("default", "test.rhai", policy_source)
@@ -40,7 +48,6 @@ fn engine_with(policy_source: &str, settings: EngineSettings) -> Engine {
         Lists::default(),
     )
     .unwrap();
-    let store = Arc::new(MemoryStore::new(Capacity::default()));
     Engine::new(
         GeoIp::default(),
         DeviceParser::new(100),
@@ -592,4 +599,105 @@ fn ipv6_addresses_share_ip_counters_within_a_64_only() {
         bucket(IP),
         "IPv4-mapped is IPv4"
     );
+}
+
+/// A backend in trouble, as an unreachable Redis or a full disk would be: nothing can be
+/// written, and with `reads_fail` nothing read either.
+struct TroubledStore {
+    reads: MemoryStore,
+    reads_fail: bool,
+}
+
+fn down<T>() -> Result<T, StoreError> {
+    Err(StoreError::Backend("the backend is down".into()))
+}
+
+impl Store for TroubledStore {
+    fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError> {
+        if self.reads_fail {
+            return down();
+        }
+        self.reads.observe(attempt, now)
+    }
+    fn count_failure(&self, _: &AttemptKeys<'_>, _: Millis) -> Result<(), StoreError> {
+        down()
+    }
+    fn learn(&self, _: &str, _: LoginFacts) -> Result<(), StoreError> {
+        down()
+    }
+    fn trust_device(&self, _: &str, _: u64) -> Result<bool, StoreError> {
+        down()
+    }
+    fn lock(&self, _: &str, _: Millis) -> Result<(), StoreError> {
+        down()
+    }
+    fn unlock(&self, _: &str) -> Result<bool, StoreError> {
+        down()
+    }
+    fn put_pending(&self, _: &str, _: Pending) -> Result<(), StoreError> {
+        down()
+    }
+    fn take_pending(&self, _: &str) -> Result<Option<Pending>, StoreError> {
+        down()
+    }
+    fn profile(&self, _: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
+        down()
+    }
+    fn activity(&self, _: &str) -> Result<UserActivity, StoreError> {
+        down()
+    }
+    fn forget(&self, _: &str) -> Result<bool, StoreError> {
+        down()
+    }
+}
+
+fn troubled(reads_fail: bool, fail_safe: Decision) -> Engine {
+    let settings = EngineSettings {
+        fail_safe,
+        ..EngineSettings::default()
+    };
+    let store = TroubledStore {
+        reads: MemoryStore::new(Capacity::default()),
+        reads_fail,
+    };
+    engine_over(POLICY, settings, Arc::new(store))
+}
+
+#[test]
+fn state_that_cannot_be_read_gives_the_fail_safe_and_never_allow() {
+    let ok = Some(true);
+    for (fail_safe, expected) in [
+        (Decision::Allow, Decision::Mfa),
+        (Decision::Mfa, Decision::Mfa),
+        (Decision::Lock, Decision::Lock),
+    ] {
+        let e = troubled(true, fail_safe);
+        let answer = e.evaluate(&attempt("alice", "allow", ok), time(0)).unwrap();
+        let verdict = &answer.verdict;
+        assert_eq!(verdict.decision, expected, "fail-safe {fail_safe:?}");
+        assert_eq!(verdict.reasons, [STATE_UNAVAILABLE_REASON]);
+        assert!(verdict.fallback);
+        let lock =
+            (expected == Decision::Lock).then_some(EngineSettings::default().default_lock_seconds);
+        assert_eq!(verdict.lock_seconds, lock);
+        // Only what needs no state is reported; nothing pretends to know the user.
+        assert_eq!(answer.signals.request.user_id.as_str(), "alice");
+        assert!(!answer.signals.user.first_login && !answer.signals.device.known);
+        assert!(answer.shadow.is_none());
+    }
+}
+
+#[test]
+fn a_verdict_whose_effects_cannot_be_stored_gives_the_fail_safe() {
+    let e = troubled(false, Decision::Mfa);
+    let answer = e
+        .evaluate(&attempt("alice", "allow", Some(true)), time(0))
+        .unwrap();
+    assert_eq!(
+        answer.verdict.decision,
+        Decision::Mfa,
+        "the login could not be learned"
+    );
+    assert_eq!(answer.verdict.reasons, [STATE_UNAVAILABLE_REASON]);
+    assert!(answer.verdict.fallback);
 }

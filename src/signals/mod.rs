@@ -253,6 +253,28 @@ pub(crate) fn compute(input: Inputs<'_>) -> Signals {
     }
 }
 
+/// The signals that need no state (request, geo, device, time, app), for answers given when
+/// state is unavailable; the history and counter groups stay empty.
+pub(crate) fn without_state(
+    attempt: &Attempt,
+    at: Millis,
+    geo: GeoInfo,
+    device: Arc<DeviceInfo>,
+) -> Signals {
+    Signals {
+        request: request_signals(attempt),
+        device: DeviceSignals {
+            id: string(attempt.device_id.as_deref()),
+            info: device,
+            ..DeviceSignals::default()
+        },
+        time: time_signals(at),
+        app: attempt.app.as_deref().unwrap_or("").into(),
+        geo,
+        ..Signals::default()
+    }
+}
+
 /// What the user's profile knows of this login's values.
 struct History<'a> {
     /// The profile, when the user has ever logged in successfully.
