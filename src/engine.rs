@@ -211,7 +211,12 @@ impl Engine {
         let mut observation = match self.store.observe(&keys, at) {
             Ok(observation) => observation,
             Err(error) => {
-                return Ok(self.state_unavailable(attempt, at, request_id, geo, device, &error));
+                let unavailable = Unavailable {
+                    at,
+                    error,
+                    decided: None,
+                };
+                return Ok(self.state_unavailable(attempt, request_id, geo, device, &unavailable));
             }
         };
         if let Some(network) = network {
@@ -236,7 +241,9 @@ impl Engine {
 
         if let Err(error) = self.apply(attempt, at, &request_id, &verdict, facts) {
             let Signals { geo, device, .. } = Arc::unwrap_or_clone(signals);
-            return Ok(self.state_unavailable(attempt, at, request_id, geo, device.info, &error));
+            let decided = Some(verdict.decision);
+            let unavailable = Unavailable { at, error, decided };
+            return Ok(self.state_unavailable(attempt, request_id, geo, device.info, &unavailable));
         }
         Ok(Assessment {
             request_id,
@@ -459,30 +466,48 @@ impl Engine {
     }
 
     /// The answer when state cannot be read or written: the fail-safe decision, but never
-    /// `allow` (without state nothing says the login is safe), with the signals that need no
-    /// state. The policy does not run: every history signal would be a guess.
+    /// `allow` (without state nothing says the login is safe) and never milder than what the
+    /// policy already decided, with the signals that need no state. Every history signal
+    /// would be a guess, so the policy's reasons are not reported.
     fn state_unavailable(
         &self,
         attempt: &Attempt,
-        at: Millis,
         request_id: String,
         geo: GeoInfo,
         device: Arc<DeviceInfo>,
-        error: &StoreError,
+        unavailable: &Unavailable,
     ) -> Assessment {
+        let Unavailable { at, error, decided } = unavailable;
         tracing::error!(%error, "state unavailable; returning the fail-safe decision");
-        let decision = match self.settings.fail_safe {
-            Decision::Allow => Decision::Mfa,
-            strict => strict,
-        };
+        let decision = [self.settings.fail_safe, Decision::Mfa]
+            .into_iter()
+            .chain(*decided)
+            .max_by_key(|d| strictness(*d))
+            .unwrap_or(Decision::Mfa);
         let policies = self.policies.load();
         let policy = policies.active(attempt.app.as_deref());
         Assessment {
             request_id,
             verdict: self.fail_safe(policy, decision, STATE_UNAVAILABLE_REASON),
-            signals: Arc::new(signals::without_state(attempt, at, geo, device)),
+            signals: Arc::new(signals::without_state(attempt, *at, geo, device)),
             shadow: None,
         }
+    }
+}
+
+/// Why state is unavailable for an attempt, and what the policy had decided, if it ran.
+struct Unavailable {
+    at: Millis,
+    error: StoreError,
+    decided: Option<Decision>,
+}
+
+/// Orders decisions from the mildest to the strictest.
+fn strictness(decision: Decision) -> u8 {
+    match decision {
+        Decision::Allow => 0,
+        Decision::Mfa => 1,
+        Decision::Lock => 2,
     }
 }
 

@@ -700,4 +700,12 @@ fn a_verdict_whose_effects_cannot_be_stored_gives_the_fail_safe() {
     );
     assert_eq!(answer.verdict.reasons, [STATE_UNAVAILABLE_REASON]);
     assert!(answer.verdict.fallback);
+    // A lock the store cannot keep still refuses this attempt.
+    let mut locking = attempt("alice", "lock", Some(false));
+    locking
+        .attributes
+        .insert("lock_seconds".into(), serde_json::json!(60));
+    let answer = e.evaluate(&locking, time(1)).unwrap();
+    assert_eq!(answer.verdict.decision, Decision::Lock);
+    assert_eq!(answer.verdict.reasons, [STATE_UNAVAILABLE_REASON]);
 }
