@@ -139,7 +139,8 @@ settings! {
     /// ASN `.mmdb` or ip-location-db `.csv` files, comma-separated
     /// [default: `*asn*.mmdb` / `*asn*.csv` in ./geoip].
     geoip_asn: String = "RISKGATE_GEOIP_ASN";
-    /// State backend: `memory` (this build's only backend) [default: memory].
+    /// State backend: `memory` (lost on restart) or `embedded` (durable, in the data
+    /// directory) [default: memory].
     state_backend: String = "RISKGATE_STATE_BACKEND";
     /// Redis URL for the `redis` backend [default: redis://127.0.0.1:6379].
     redis_url: String = "RISKGATE_REDIS_URL";
@@ -187,6 +188,8 @@ where
 pub(crate) enum Backend {
     /// Bounded in-process maps.
     Memory,
+    /// The same maps in front of a database in the data directory.
+    Embedded,
 }
 
 /// An API key's permissions.
@@ -204,10 +207,6 @@ pub struct Config {
     /// Address and port to serve on.
     pub(crate) listen: SocketAddr,
     /// Embedded store directory.
-    #[expect(
-        dead_code,
-        reason = "checked now, read by the embedded store (issue 9)"
-    )]
     pub(crate) data_dir: PathBuf,
     /// Policies directory.
     pub(crate) policies_dir: PathBuf,
@@ -358,11 +357,12 @@ impl Settings {
 fn backend(name: Option<&str>) -> Result<Backend, ConfigError> {
     match name.unwrap_or("memory") {
         "memory" => Ok(Backend::Memory),
-        other @ ("embedded" | "redis") => Err(ConfigError::Invalid {
+        "embedded" => Ok(Backend::Embedded),
+        "redis" => Err(ConfigError::Invalid {
             key: "RISKGATE_STATE_BACKEND",
-            message: format!(
-                "the `{other}` backend is not available in this build yet; use `memory`"
-            ),
+            message: "the `redis` backend is not available in this build yet; use `memory` or \
+                      `embedded`"
+                .into(),
         }),
         other => Err(ConfigError::Invalid {
             key: "RISKGATE_STATE_BACKEND",

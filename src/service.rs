@@ -15,7 +15,8 @@ use crate::enrich::DEFAULT_UA_CACHE_CAPACITY;
 use crate::enrich::{DeviceParser, GeoError, GeoIp};
 use crate::http::{self, AppState};
 use crate::policy::{PolicyError, PolicySet, Runtime};
-use crate::state::{MemoryStore, Store};
+pub use crate::state::embedded::EmbeddedError;
+use crate::state::{MemoryStore, Store, embedded};
 
 /// Errors that stop the service from starting or serving.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,9 @@ pub enum ServiceError {
     /// A GeoIP file is configured but unreadable.
     #[error(transparent)]
     Geo(#[from] GeoError),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] EmbeddedError),
     /// The policies do not load.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -90,6 +94,11 @@ pub(crate) fn build_engine_with(
 ) -> Result<Engine, ServiceError> {
     let store: Arc<dyn Store> = match config.backend {
         Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
+        Backend::Embedded => {
+            let store = embedded::open(&config.data_dir, config.capacity)?;
+            tracing::info!(dir = %config.data_dir.display(), "state kept in the data directory");
+            Arc::new(store)
+        }
     };
     Ok(Engine::new(
         open_geoip(config)?,

@@ -74,7 +74,9 @@ impl Router {
                     device_id: attempt.device_id.as_deref(),
                 };
                 let failed = attempt.password_ok == Some(false);
-                Some(network.observe(keys, user, failed, at))
+                // INVARIANT: replay's counters live in memory, which cannot fail; only a
+                // disk behind them can.
+                Some(network.observe(keys, user, failed, at).unwrap_or_default())
             }
             _ => None,
         };

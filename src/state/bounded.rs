@@ -7,6 +7,7 @@
 //! approximation). Keys are already-hashed `u64`s.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use nohash_hasher::BuildNoHashHasher;
 use parking_lot::Mutex;
@@ -86,20 +87,57 @@ impl<V> BoundedMap<V> {
     where
         V: Default,
     {
-        let mut shard = self.shard(key).lock();
-        shard.promote(key, self.half);
-        if !shard.young.contains_key(&key) {
-            shard.insert_young(key, V::default(), self.half);
+        let loaded = self.update_loading(key, || Ok::<_, Infallible>(None), f);
+        match loaded {
+            Ok(r) => r,
         }
-        let value = shard.young.get_mut(&key).expect("entry was just inserted");
-        f(value)
     }
 
     /// Runs `f` on the entry for `key` if it exists.
     pub(crate) fn get<R>(&self, key: u64, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        match self.get_loading(key, || Ok::<_, Infallible>(None), f) {
+            Ok(r) => r,
+        }
+    }
+
+    /// [`BoundedMap::update`] for a map in front of a slower store: a key missing here is
+    /// first looked up with `load`. The shard stays locked meanwhile, so no other call on
+    /// the key can interleave with loading, changing and saving it.
+    pub(crate) fn update_loading<R, E>(
+        &self,
+        key: u64,
+        load: impl FnOnce() -> Result<Option<V>, E>,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<R, E>
+    where
+        V: Default,
+    {
         let mut shard = self.shard(key).lock();
         shard.promote(key, self.half);
-        shard.young.get_mut(&key).map(f)
+        if !shard.young.contains_key(&key) {
+            let value = load()?.unwrap_or_default();
+            shard.insert_young(key, value, self.half);
+        }
+        let value = shard.young.get_mut(&key).expect("entry was just inserted");
+        Ok(f(value))
+    }
+
+    /// [`BoundedMap::get`] for a map in front of a slower store, as in
+    /// [`BoundedMap::update_loading`].
+    pub(crate) fn get_loading<R, E>(
+        &self,
+        key: u64,
+        load: impl FnOnce() -> Result<Option<V>, E>,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<Option<R>, E> {
+        let mut shard = self.shard(key).lock();
+        shard.promote(key, self.half);
+        if !shard.young.contains_key(&key)
+            && let Some(value) = load()?
+        {
+            shard.insert_young(key, value, self.half);
+        }
+        Ok(shard.young.get_mut(&key).map(f))
     }
 
     /// Removes and returns the entry for `key`.

@@ -1,11 +1,17 @@
-//! The in-memory backend: bounded maps, lost on restart.
+//! The store behind the engine: bounded maps in memory, lost on restart, or (the embedded
+//! backend) the same maps caching keyspaces on disk that hold everything.
 
 use std::sync::Arc;
 
-use super::bounded::BoundedMap;
+use fjall::{Database, Keyspace};
+
+use super::embedded::Syncer;
+
+use super::table::Table;
 use super::{
-    AttemptKeys, Counts, EventWindow, LoginFacts, NetworkActivity, Observation, Pending, Store,
-    StoreError, USER_FAILURE_WINDOWS, USER_FAILURES, UserActivity, UserProfile, key,
+    AttemptKeys, Counts, EventWindow, LoginFacts, NetworkActivity, NetworkCounts, Observation,
+    Pending, Store, StoreError, USER_FAILURE_WINDOWS, USER_FAILURES, UserActivity, UserProfile,
+    key,
 };
 use crate::Millis;
 
@@ -37,30 +43,69 @@ impl Default for Capacity {
     }
 }
 
-/// State in bounded in-process maps; each map evicts its least recently used entries.
+/// State in bounded maps, each evicting its least recently used entries; with a disk behind
+/// them (the embedded backend), the maps cache what is hot and the disk keeps everything.
 pub(crate) struct MemoryStore {
-    failures: BoundedMap<EventWindow>,
+    failures: Table<EventWindow>,
     /// When each lock ends. Apart from the failures, so a flood of failing junk usernames
     /// cannot evict a lock.
-    locks: BoundedMap<Millis>,
-    profiles: BoundedMap<Arc<UserProfile>>,
+    locks: Table<Millis>,
+    profiles: Table<Arc<UserProfile>>,
     network: NetworkActivity,
-    pending: BoundedMap<Option<Pending>>,
+    pending: Table<Option<Pending>>,
+    /// The database behind the tables, when durable: held so it lives as long as they do.
+    _disk: Option<Disk>,
+}
+
+/// A durable store's database and its background sync, held for as long as the tables use
+/// them; dropping them stops the sync and closes the database.
+pub(crate) struct Disk {
+    pub(crate) _syncer: Syncer,
+    pub(crate) _db: Database,
+}
+
+/// The keyspaces of a durable store, one per table.
+pub(crate) struct Keyspaces {
+    pub(crate) failures: Keyspace,
+    pub(crate) locks: Keyspace,
+    pub(crate) profiles: Keyspace,
+    pub(crate) ips: Keyspace,
+    pub(crate) devices: Keyspace,
+    pub(crate) pending: Keyspace,
 }
 
 impl MemoryStore {
-    /// An empty store with the given bounds.
+    /// An empty store in memory with the given bounds.
     pub(crate) fn new(capacity: Capacity) -> Self {
         Self {
-            failures: BoundedMap::new(capacity.users),
-            locks: BoundedMap::new(capacity.users),
-            profiles: BoundedMap::new(capacity.profiles),
+            failures: Table::in_memory(capacity.users),
+            locks: Table::in_memory(capacity.users),
+            profiles: Table::in_memory(capacity.profiles),
             network: NetworkActivity::new(capacity.ips, capacity.devices),
-            pending: BoundedMap::new(capacity.pending),
+            pending: Table::in_memory(capacity.pending),
+            _disk: None,
         }
     }
 
-    /// Entries held per map: users with failures, locks, profiles, ips, devices, pending.
+    /// A store kept in `disk`, with at most `capacity` entries of each kind in memory.
+    pub(crate) fn on_disk(capacity: Capacity, disk: Keyspaces, database: Disk) -> Self {
+        Self {
+            failures: Table::on_disk(capacity.users, disk.failures),
+            locks: Table::on_disk(capacity.users, disk.locks),
+            profiles: Table::on_disk(capacity.profiles, disk.profiles),
+            network: NetworkActivity::on_disk(
+                capacity.ips,
+                capacity.devices,
+                disk.ips,
+                disk.devices,
+            ),
+            pending: Table::on_disk(capacity.pending, disk.pending),
+            _disk: Some(database),
+        }
+    }
+
+    /// Entries held in memory per map: users with failures, locks, profiles, ips, devices,
+    /// pending.
     #[cfg(test)]
     pub(crate) fn sizes(&self) -> [usize; 6] {
         let [ips, devices] = self.network.sizes();
@@ -75,7 +120,7 @@ impl MemoryStore {
     }
 
     /// Counts a user's failure; returns their failures over [`USER_FAILURE_WINDOWS`].
-    fn record_user_failure(&self, user_key: u64, now: Millis) -> [i64; 3] {
+    fn record_user_failure(&self, user_key: u64, now: Millis) -> Result<[i64; 3], StoreError> {
         let (horizon, cap) = USER_FAILURES;
         self.failures.update(user_key, |failures| {
             failures.push(now, horizon, cap);
@@ -92,31 +137,31 @@ impl Store for MemoryStore {
     fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError> {
         let user_key = key(attempt.user_id);
         let user_failures = if attempt.failed {
-            self.record_user_failure(user_key, now)
+            self.record_user_failure(user_key, now)?
         } else {
             self.failures
-                .get(user_key, |f| failure_counts(f, now))
+                .read(user_key, |f| failure_counts(f, now))?
                 .unwrap_or_default()
         };
-        let network = attempt
-            .network
-            .map(|keys| self.network.observe(keys, user_key, attempt.failed, now))
-            .unwrap_or_default();
+        let network = match attempt.network {
+            Some(keys) => self.network.observe(keys, user_key, attempt.failed, now)?,
+            None => NetworkCounts::default(),
+        };
         Ok(Observation {
             counts: Counts {
                 user_failures,
                 network,
             },
-            locked_until: self.locks.get(user_key, |until| *until),
-            profile: self.profiles.get(user_key, |p| Arc::clone(p)),
+            locked_until: self.locks.read(user_key, |until| *until)?,
+            profile: self.profiles.read(user_key, Arc::clone)?,
         })
     }
 
     fn count_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<(), StoreError> {
         if let Some(keys) = attempt.network {
-            self.network.count_failure(keys.ip, now);
+            self.network.count_failure(keys.ip, now)?;
         }
-        self.record_user_failure(key(attempt.user_id), now);
+        self.record_user_failure(key(attempt.user_id), now)?;
         Ok(())
     }
 
@@ -127,60 +172,57 @@ impl Store for MemoryStore {
                 profile.user_id = user_id.to_owned();
             }
             profile.learn(login);
-        });
-        Ok(())
+        })
     }
 
     fn trust_device(&self, user_id: &str, device: u64) -> Result<bool, StoreError> {
         Ok(self
             .profiles
-            .get(key(user_id), |p| Arc::make_mut(p).trust_device(device))
+            .modify(key(user_id), |p| Arc::make_mut(p).trust_device(device))?
             .unwrap_or(false))
     }
 
     fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError> {
         self.locks
-            .update(key(user_id), |end| *end = (*end).max(until));
-        Ok(())
+            .update(key(user_id), |end| *end = (*end).max(until))
     }
 
     fn unlock(&self, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self.locks.remove(key(user_id)).is_some())
+        Ok(self.locks.remove(key(user_id))?.is_some())
     }
 
     fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {
         self.pending
-            .update(key(request_id), |slot| *slot = Some(pending));
-        Ok(())
+            .update(key(request_id), |slot| *slot = Some(pending))
     }
 
     fn take_pending(&self, request_id: &str) -> Result<Option<Pending>, StoreError> {
-        Ok(self.pending.remove(key(request_id)).flatten())
+        Ok(self.pending.remove(key(request_id))?.flatten())
     }
 
     fn profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
-        Ok(self.profiles.get(key(user_id), |p| Arc::clone(p)))
+        self.profiles.read(key(user_id), Arc::clone)
     }
 
     fn activity(&self, user_id: &str) -> Result<UserActivity, StoreError> {
         let k = key(user_id);
         Ok(UserActivity {
-            failures: self.failures.get(k, |f| f.clone()).unwrap_or_default(),
-            locked_until: self.locks.get(k, |until| *until),
+            failures: self.failures.read(k, Clone::clone)?.unwrap_or_default(),
+            locked_until: self.locks.read(k, |until| *until)?,
         })
     }
 
     fn forget(&self, user_id: &str) -> Result<bool, StoreError> {
         let k = key(user_id);
-        let had_profile = self.profiles.remove(k).is_some();
-        let had_failures = self.failures.remove(k).is_some();
-        let had_lock = self.locks.remove(k).is_some();
+        let had_profile = self.profiles.remove(k)?.is_some();
+        let had_failures = self.failures.remove(k)?.is_some();
+        let had_lock = self.locks.remove(k)?.is_some();
         // Attempts awaiting their outcome go too: a late `mfa_passed` must not bring the
         // profile back. Pending attempts are keyed by request id, so they are searched.
         let pending = self
             .pending
-            .retain(|p| p.as_ref().is_none_or(|p| p.user_id != user_id));
-        let counted = self.network.forget_user(k);
+            .retain(|p| p.as_ref().is_none_or(|p| p.user_id != user_id))?;
+        let counted = self.network.forget_user(k)?;
         Ok(had_profile || had_failures || had_lock || pending > 0 || counted)
     }
 }

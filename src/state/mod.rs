@@ -6,9 +6,11 @@
 //! trip.
 
 pub(crate) mod bounded;
+pub(crate) mod embedded;
 pub(crate) mod memory;
 pub(crate) mod network;
 pub(crate) mod profile;
+mod table;
 pub(crate) mod window;
 
 use std::net::IpAddr;

@@ -9,7 +9,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::bounded::BoundedMap;
+use fjall::Keyspace;
+
+use super::StoreError;
+use super::table::Table;
 use super::{DistinctWindow, EventWindow};
 use crate::{DAY, HOUR, MINUTE, Millis};
 
@@ -75,10 +78,10 @@ pub(crate) struct DeviceActivity {
     pub users: DistinctWindow,
 }
 
-/// IP and device counters in bounded in-process maps.
+/// IP and device counters in bounded maps, with a disk behind them in the embedded backend.
 pub(crate) struct NetworkActivity {
-    ips: BoundedMap<IpActivity>,
-    devices: BoundedMap<DeviceActivity>,
+    ips: Table<IpActivity>,
+    devices: Table<DeviceActivity>,
 }
 
 fn ip_key(ip: IpAddr) -> u64 {
@@ -89,11 +92,25 @@ fn ip_key(ip: IpAddr) -> u64 {
 }
 
 impl NetworkActivity {
-    /// Empty counters for at most `ips` IPs and `devices` device ids.
+    /// Empty counters in memory for at most `ips` IPs and `devices` device ids.
     pub(crate) fn new(ips: usize, devices: usize) -> Self {
         Self {
-            ips: BoundedMap::new(ips),
-            devices: BoundedMap::new(devices),
+            ips: Table::in_memory(ips),
+            devices: Table::in_memory(devices),
+        }
+    }
+
+    /// Counters kept in the `ips` and `devices` keyspaces, with at most `ip_capacity` and
+    /// `device_capacity` entries in memory.
+    pub(crate) fn on_disk(
+        ip_capacity: usize,
+        device_capacity: usize,
+        ips: Keyspace,
+        devices: Keyspace,
+    ) -> Self {
+        Self {
+            ips: Table::on_disk(ip_capacity, ips),
+            devices: Table::on_disk(device_capacity, devices),
         }
     }
 
@@ -105,7 +122,7 @@ impl NetworkActivity {
         user: u64,
         failed: bool,
         now: Millis,
-    ) -> NetworkCounts {
+    ) -> Result<NetworkCounts, StoreError> {
         let mut counts = NetworkCounts::default();
         self.ips.update(ip_key(keys.ip), |ip| {
             if failed {
@@ -116,36 +133,36 @@ impl NetworkActivity {
             ip.attempts.push(now, horizon, cap);
             ip.users.push(user, now, DISTINCT_USERS);
             ip.fill(now, &mut counts);
-        });
+        })?;
         if let Some(id) = keys.device_id {
             counts.device_users_24h = self.devices.update(super::key(id), |d| {
                 d.users.push(user, now, DISTINCT_USERS);
                 d.users.count(now, DEVICE_USERS_WINDOW)
-            });
+            })?;
         }
-        counts
+        Ok(counts)
     }
 
     /// Removes `user` (its key) from every IP's and device's distinct users; returns whether
     /// any held it. Visits every entry: for erasure only.
-    pub(crate) fn forget_user(&self, user: u64) -> bool {
+    pub(crate) fn forget_user(&self, user: u64) -> Result<bool, StoreError> {
         let mut found = false;
         self.ips.retain(|ip| {
             found |= ip.users.forget(user);
             true
-        });
+        })?;
         self.devices.retain(|device| {
             found |= device.users.forget(user);
             true
-        });
-        found
+        })?;
+        Ok(found)
     }
 
     /// Counts a wrong password from `ip` reported after its attempt was observed.
-    pub(crate) fn count_failure(&self, ip: IpAddr, now: Millis) {
+    pub(crate) fn count_failure(&self, ip: IpAddr, now: Millis) -> Result<(), StoreError> {
         let (horizon, cap) = IP_FAILURES;
         self.ips
-            .update(ip_key(ip), |ip| ip.failures.push(now, horizon, cap));
+            .update(ip_key(ip), |ip| ip.failures.push(now, horizon, cap))
     }
 
     /// Entries held: IPs, devices.
