@@ -31,12 +31,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USERS: usize = 10_000;
 
-fn engine(dir: &std::path::Path) -> Engine {
+/// An engine with the test GeoIP files in `dir`, on the `backend` state backend (its data, if
+/// any, in `dir` too).
+fn build(dir: &std::path::Path, backend: &str) -> Engine {
     let (city, asn) = write_geoip(dir);
     let config = Settings {
         policies_dir: Some(shipped_policies()),
         geoip_city: Some(city.display().to_string()),
         geoip_asn: Some(asn.display().to_string()),
+        state_backend: Some(backend.into()),
+        data_dir: Some(dir.join("data")),
         ..Settings::default()
     }
     .resolve()
@@ -63,19 +67,42 @@ fn attempts() -> Vec<Attempt> {
         .collect()
 }
 
-fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(engine(dir.path()));
-    let attempts = attempts();
+/// Every user gets a history; returns the time after it.
+fn warm(engine: &Engine, attempts: &[Attempt]) -> DateTime<Utc> {
     let start: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
-    // Warm the state: every user has a history.
     for (i, a) in attempts.iter().enumerate() {
         engine
             .evaluate(a, start + Duration::seconds(i as i64))
             .unwrap();
     }
+    start + Duration::days(1)
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(build(dir.path(), "memory"));
+    let attempts = attempts();
     let mut i = 0usize;
-    let mut now = start + Duration::days(1);
+    let mut now = warm(&engine, &attempts);
+
+    // The same evaluations on the durable backend: every change written to disk's journal.
+    let durable_dir = tempfile::tempdir().unwrap();
+    let durable = build(durable_dir.path(), "embedded");
+    let mut durable_now = warm(&durable, &attempts);
+    let mut j = 0usize;
+    c.bench_function("evaluate/full_embedded", |b| {
+        b.iter(|| {
+            j = (j + 1) % attempts.len();
+            durable_now += Duration::milliseconds(50);
+            black_box(
+                durable
+                    .evaluate(black_box(&attempts[j]), durable_now)
+                    .unwrap(),
+            )
+        })
+    });
+    drop(durable);
+
     c.bench_function("evaluate/full", |b| {
         b.iter(|| {
             i = (i + 1) % attempts.len();
