@@ -2,21 +2,22 @@
 # HTTP load on loopback: `/v1/evaluate` beside a bare JSON echo route (examples/echo_server.rs,
 # the same axum + tokio + mimalloc stack), measured in the same run on the same machine.
 #
-#   benches/load.sh                      # memory backend, 10,000 requests/s open loop
+#   benches/load.sh                       # memory and embedded, 10,000 requests/s open loop
 #   RATE=20000 DURATION=30s benches/load.sh
-#   BACKEND=memory benches/load.sh       # RISKGATE_STATE_BACKEND for riskgate
+#   BACKENDS=embedded benches/load.sh     # the RISKGATE_STATE_BACKENDs to measure
 #
 # For each server: the closed-loop maximum (CONNS connections as fast as they go), then an
 # open loop at RATE requests/s reporting p50/p99/p99.9. Installs the load generator `oha`
 # with cargo when it is missing. Every evaluation is the same login (one user, one IP), the
-# worst case for per-key locks; the echo route gets the same body.
+# worst case for per-key locks; the echo route gets the same body. Servers run one at a time
+# under load, but all stay up, so each is measured on the same machine state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RATE=${RATE:-10000}
 DURATION=${DURATION:-20s}
 CONNS=${CONNS:-32}
-BACKEND=${BACKEND:-memory}
+BACKENDS=${BACKENDS:-memory embedded}
 
 if ! command -v oha >/dev/null 2>&1; then
   echo "== installing oha (load generator)"
@@ -37,10 +38,11 @@ wait_port() {
   return 1
 }
 
-work=$(mktemp -d)
+work=$(mktemp -d "${TMPDIR:-/tmp}/riskgate-load.XXXXXX")
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -48,13 +50,18 @@ trap cleanup EXIT
 echo_port=$(free_port)
 target/release/examples/echo_server "127.0.0.1:$echo_port" &
 pids+=($!)
-rg_port=$(free_port)
-# From the repository, so GeoIP files fetched into geoip/ are used; state goes to a scratch dir.
-RISKGATE_LISTEN="127.0.0.1:$rg_port" RISKGATE_STATE_BACKEND="$BACKEND" \
-  RISKGATE_DATA_DIR="$work/data" RISKGATE_LOG=warn target/release/riskgate serve &
-pids+=($!)
 wait_port "$echo_port"
-wait_port "$rg_port"
+# One riskgate per backend, each on its own port and scratch data directory; run from the
+# repository, so GeoIP files fetched into geoip/ are used.
+declare -A ports
+for backend in $BACKENDS; do
+  port=$(free_port)
+  RISKGATE_LISTEN="127.0.0.1:$port" RISKGATE_STATE_BACKEND="$backend" \
+    RISKGATE_DATA_DIR="$work/data-$backend" RISKGATE_LOG=warn target/release/riskgate serve &
+  pids+=($!)
+  wait_port "$port"
+  ports[$backend]=$port
+done
 
 body='{"user_id":"load-user","ip":"81.2.69.142","device_id":"laptop-1","password_ok":true,"user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"}'
 
@@ -76,15 +83,18 @@ print(f"{name:<28} {s['requestsPerSec']:>10.0f} req/s   p50 {ms(p['p50'])} ms   
 PY
 }
 
-# Warm up both (connections, caches, the user's profile).
-oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -d "$body" \
-  "http://127.0.0.1:$echo_port/echo" >/dev/null
-oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -d "$body" \
-  "http://127.0.0.1:$rg_port/v1/evaluate" >/dev/null
+warm() { oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -d "$body" "$1" >/dev/null; }
+warm "http://127.0.0.1:$echo_port/echo"
+for backend in $BACKENDS; do warm "http://127.0.0.1:${ports[$backend]}/v1/evaluate"; done
 
-echo "== closed loop, $CONNS connections, $DURATION (backend: $BACKEND)"
+echo "== closed loop, $CONNS connections, $DURATION"
 run "echo (max)" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -z "$DURATION"
-run "evaluate (max)" "http://127.0.0.1:$rg_port/v1/evaluate" -c "$CONNS" -z "$DURATION"
+for backend in $BACKENDS; do
+  run "evaluate $backend (max)" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" -c "$CONNS" -z "$DURATION"
+done
 echo "== open loop, $RATE requests/s, $DURATION"
 run "echo @ $RATE/s" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
-run "evaluate @ $RATE/s" "http://127.0.0.1:$rg_port/v1/evaluate" -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
+for backend in $BACKENDS; do
+  run "evaluate $backend @ $RATE/s" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" \
+    -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
+done

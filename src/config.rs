@@ -17,6 +17,7 @@ use crate::engine::EngineSettings;
 use crate::model::Decision;
 use crate::policy::{DEFAULT_POLICY, Limits, MAX_LOCK_SECONDS, Selection};
 use crate::signals::TravelLimits;
+pub use crate::state::embedded::SyncMode;
 use crate::state::memory::Capacity;
 
 /// Default listen address.
@@ -142,6 +143,10 @@ settings! {
     /// State backend: `memory` (lost on restart) or `embedded` (durable, in the data
     /// directory) [default: memory].
     state_backend: String = "RISKGATE_STATE_BACKEND";
+    /// When the embedded state is synced to the disk: `always` (before each answer),
+    /// `everysec` or `no` (left to the OS); every answer's changes reach the OS before it
+    /// leaves, whatever this says [default: everysec].
+    state_sync: SyncMode = "RISKGATE_STATE_SYNC";
     /// Redis URL for the `redis` backend [default: redis://127.0.0.1:6379].
     redis_url: String = "RISKGATE_REDIS_URL";
     /// API keys as `key:role,key:role` (roles `client`, `admin`); unset: loopback clients only.
@@ -216,6 +221,8 @@ pub struct Config {
     pub(crate) geoip_asn: Vec<PathBuf>,
     /// State backend.
     pub(crate) backend: Backend,
+    /// When the embedded backend syncs to the disk.
+    pub(crate) sync: SyncMode,
     /// Redis URL.
     #[expect(dead_code, reason = "checked now, read by the Redis backend (issue 9)")]
     pub(crate) redis_url: String,
@@ -281,6 +288,7 @@ impl Settings {
                 None => find_files(geoip_dir, &["asn"], &["mmdb", "csv"]),
             },
             backend,
+            sync: self.state_sync.unwrap_or_default(),
             redis_url: self
                 .redis_url
                 .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),

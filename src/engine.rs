@@ -144,6 +144,44 @@ impl Engine {
         !self.geo.load().is_empty()
     }
 
+    /// Resolves when every state change made so far survives the process being killed (on
+    /// the embedded backend: is with the operating system). Front doors await it before
+    /// answering, so nothing acknowledged is lost.
+    pub async fn committed(&self) -> Result<(), EngineError> {
+        Ok(self.store.committed().await?)
+    }
+
+    /// False while the state backend cannot keep state.
+    pub(crate) fn state_healthy(&self) -> bool {
+        self.store.healthy()
+    }
+
+    /// [`Engine::evaluate`], answering once the attempt's changes are committed; when they
+    /// cannot be, the fail-safe answer replaces the policy's (never milder than it).
+    pub async fn evaluate_committed(
+        &self,
+        attempt: &Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<Assessment, EngineError> {
+        let answer = self.evaluate(attempt, now)?;
+        let Err(error) = self.store.committed().await else {
+            return Ok(answer);
+        };
+        let Assessment {
+            request_id,
+            verdict,
+            signals,
+            ..
+        } = answer;
+        let Signals { geo, device, .. } = Arc::unwrap_or_clone(signals);
+        let unavailable = Unavailable {
+            at: attempt.timestamp.unwrap_or(now).timestamp_millis(),
+            error,
+            decided: Some(verdict.decision),
+        };
+        Ok(self.state_unavailable(attempt, request_id, geo, device.info, &unavailable))
+    }
+
     /// Looks an IP up in the GeoIP databases.
     pub fn geo_lookup(&self, ip: IpAddr) -> GeoInfo {
         self.geo.load().lookup(ip)

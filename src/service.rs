@@ -95,7 +95,7 @@ pub(crate) fn build_engine_with(
     let store: Arc<dyn Store> = match config.backend {
         Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
         Backend::Embedded => {
-            let store = embedded::open(&config.data_dir, config.capacity)?;
+            let store = embedded::open(&config.data_dir, config.capacity, config.sync)?;
             tracing::info!(dir = %config.data_dir.display(), "state kept in the data directory");
             Arc::new(store)
         }

@@ -649,6 +649,12 @@ impl Store for TroubledStore {
     fn forget(&self, _: &str) -> Result<bool, StoreError> {
         down()
     }
+    fn committed(&self) -> crate::state::Committed {
+        Box::pin(std::future::ready(down()))
+    }
+    fn healthy(&self) -> bool {
+        false
+    }
 }
 
 fn troubled(reads_fail: bool, fail_safe: Decision) -> Engine {

@@ -41,7 +41,7 @@ pub(super) async fn evaluate(
     let now = Utc::now();
     not_in_future(attempt.timestamp, now)?;
     let started = std::time::Instant::now();
-    let answer = state.engine.evaluate(&attempt, now)?;
+    let answer = state.engine.evaluate_committed(&attempt, now).await?;
     if let Some(log) = &state.decision_log {
         let latency_us = started.elapsed().as_micros() as u64;
         log.evaluation(now, &attempt, &answer, latency_us);
@@ -57,6 +57,7 @@ pub(super) async fn event(
     let now = Utc::now();
     not_in_future(outcome.timestamp, now)?;
     let recorded = state.engine.record(&outcome, now)?;
+    state.engine.committed().await?;
     if let Some(log) = &state.decision_log {
         log.event(now, &outcome, recorded);
     }
@@ -79,7 +80,9 @@ pub(super) async fn forget_user(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<StatusCode, ApiError> {
-    if state.engine.forget(&id)? {
+    let forgotten = state.engine.forget(&id)?;
+    state.engine.committed().await?;
+    if forgotten {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_state_for(&id))
@@ -92,6 +95,7 @@ pub(super) async fn unlock_user(
     UserId(id): UserId,
 ) -> Result<Json<Value>, ApiError> {
     let unlocked = state.engine.unlock(&id)?;
+    state.engine.committed().await?;
     Ok(Json(json!({ "user_id": id, "unlocked": unlocked })))
 }
 
@@ -148,15 +152,24 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: ready to take traffic, with what is loaded.
-pub(super) async fn readyz(State(state): State<AppState>) -> Json<Value> {
+/// `GET /readyz`: ready to take traffic, with what is loaded; 503 while state cannot be
+/// kept (answers are then the fail-safe decision).
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let policies = state.engine.policies();
-    Json(json!({
-        "status": "ready",
+    let state_ok = state.engine.state_healthy();
+    let status = if state_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if state_ok { "ready" } else { "state_unavailable" },
+        "state": if state_ok { "ok" } else { "unavailable" },
         "policy": policies.active(None).reference(),
         "geoip": state.engine.has_geoip(),
         "decision_log_dropped": state.decision_log.as_ref().map(|log| log.dropped()),
-    }))
+    });
+    (status, Json(body))
 }
 
 /// Unknown routes get the JSON error shape too.

@@ -2,21 +2,17 @@
 //! database in the data directory, which holds every entry.
 //!
 //! fjall was chosen over redb by measuring both on riskgate's write pattern (README, "Choosing
-//! the embedded store"): its journal hands each write to the operating system at once, so a
-//! process killed right after an answer loses nothing, without an fsync per answer. redb only
-//! keeps what an fsync'd commit wrote.
+//! the embedded store"): its journal hands writes to the operating system without an fsync,
+//! so a process killed right after an answer loses nothing while the disk is synced at the
+//! pace [`SyncMode`] sets. redb only keeps what an fsync'd commit wrote.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-
-use super::memory::{Capacity, Disk, Keyspaces, MemoryStore};
-
-/// How often the state is synced to the disk.
-const SYNC_EVERY: Duration = Duration::from_secs(1);
+use super::disk::{Disk, Keyspaces};
+use super::memory::{Capacity, MemoryStore};
 
 /// The on-disk format this build reads and writes. Raise it when entries change in a way an
 /// older build would misread; a newer database is refused, never misread.
@@ -25,7 +21,7 @@ pub(crate) const FORMAT_VERSION: u64 = 1;
 const META: &str = "meta";
 const FORMAT_KEY: &str = "format_version";
 /// Journals kept before fjall flushes them into tables; bounds the journal's disk use.
-const MAX_JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_JOURNALING_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +53,40 @@ pub enum EmbeddedError {
     },
 }
 
+/// When the state reaches the disk itself, like Redis's `appendfsync` (it reaches the
+/// operating system before each answer, whatever this says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Every request waits for its changes to be on the disk; concurrent requests share one
+    /// sync (a group commit). A power cut loses nothing acknowledged.
+    Always,
+    /// The disk is synced once a second in the background; a power cut loses about a second.
+    #[default]
+    EverySec,
+    /// The operating system decides when (typically within 30 s on Linux).
+    No,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Self::Always),
+            "everysec" => Ok(Self::EverySec),
+            "no" => Ok(Self::No),
+            other => Err(format!("`{other}` is not one of always, everysec, no")),
+        }
+    }
+}
+
 /// A store over the database in `dir` (created when absent).
-pub(crate) fn open(dir: &Path, capacity: Capacity) -> Result<MemoryStore, EmbeddedError> {
+pub(crate) fn open(
+    dir: &Path,
+    capacity: Capacity,
+    sync: SyncMode,
+) -> Result<MemoryStore, EmbeddedError> {
     let failed = |error: fjall::Error| match error {
         fjall::Error::Locked => EmbeddedError::InUse(dir.to_owned()),
         other => EmbeddedError::Open {
@@ -68,68 +96,25 @@ pub(crate) fn open(dir: &Path, capacity: Capacity) -> Result<MemoryStore, Embedd
     };
     let db = Database::builder(dir)
         .max_journaling_size(MAX_JOURNALING_BYTES)
+        .worker_threads(1)
+        .worker_threads(1)
         .open()
         .map_err(failed)?;
     check_format(&db, dir)?;
-    let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
-    let disk = Keyspaces {
-        failures: keyspace("failures").map_err(failed)?,
-        locks: keyspace("locks").map_err(failed)?,
-        profiles: keyspace("profiles").map_err(failed)?,
-        ips: keyspace("ips").map_err(failed)?,
-        devices: keyspace("devices").map_err(failed)?,
-        pending: keyspace("pending").map_err(failed)?,
+    // Writes stay in the journal's buffer until each batch is handed to the operating system
+    // in one write.
+    let options = || {
+        KeyspaceCreateOptions::default()
+            .manual_journal_persist(true)
+            .max_memtable_size(8 * 1024 * 1024)
     };
-    let syncer = Syncer::start(db.clone());
-    let disk_handles = Disk {
-        _syncer: syncer,
-        _db: db,
-    };
-    Ok(MemoryStore::on_disk(capacity, disk, disk_handles))
-}
-
-/// Syncs the database to the disk once a second in the background, so a power cut loses at
-/// most about a second (like Redis's `appendfsync everysec`); a killed process loses
-/// nothing, as every write already reached the operating system.
-pub(crate) struct Syncer {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Syncer {
-    fn start(db: Database) -> Self {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("riskgate-fsync".into())
-            .spawn(move || {
-                // Woken by the interval, or by `stop` going away (the store is dropped).
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(SYNC_EVERY) {
-                    if let Err(error) = db.persist(PersistMode::SyncData) {
-                        tracing::error!(%error, "cannot sync the state to disk");
-                    }
-                }
-                if let Err(error) = db.persist(PersistMode::SyncAll) {
-                    tracing::error!(%error, "cannot sync the state to disk");
-                }
-            })
-            .ok();
-        if thread.is_none() {
-            tracing::error!("cannot start the state sync thread; syncing is left to the OS");
-        }
-        Self {
-            stop: Some(stop),
-            thread,
-        }
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    let keyspaces = Keyspaces::open(|name| db.keyspace(name, options)).map_err(failed)?;
+    let disk = Arc::new(Disk::new(db, keyspaces, sync));
+    let handle = disk.start().map_err(|e| EmbeddedError::Open {
+        dir: dir.to_owned(),
+        message: format!("cannot start the state sync: {e}"),
+    })?;
+    Ok(MemoryStore::on_disk(capacity, disk, handle))
 }
 
 /// Writes the format version into a new database; refuses a newer one.
@@ -190,7 +175,7 @@ mod tests {
     fn everything_comes_back_after_a_reopen_and_a_second_opener_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = open(dir.path(), capacity()).unwrap();
+            let store = open(dir.path(), capacity(), SyncMode::Always).unwrap();
             let mut facts = LoginFacts::default();
             facts.features[Feature::Device as usize] =
                 Some(FeatureValue::new(Feature::Device, "laptop"));
@@ -200,11 +185,11 @@ mod tests {
             store.observe(&failed("carol"), 1_000).unwrap();
             store.forget("carol").unwrap();
             assert!(matches!(
-                open(dir.path(), capacity()),
+                open(dir.path(), capacity(), SyncMode::Always),
                 Err(EmbeddedError::InUse(_))
             ));
         }
-        let store = open(dir.path(), capacity()).unwrap();
+        let store = open(dir.path(), capacity(), SyncMode::Always).unwrap();
         let profile = store.profile("alice").unwrap().unwrap();
         let laptop = FeatureValue::new(Feature::Device, "laptop");
         assert!(profile.known(Feature::Device, laptop.id).is_some());
@@ -220,16 +205,52 @@ mod tests {
     }
 
     #[test]
+    fn entries_evicted_before_their_batch_is_written_are_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Capacity {
+            users: 2,
+            ..capacity()
+        };
+        let store = open(dir.path(), tiny, SyncMode::No).unwrap();
+        let users: Vec<String> = (0..500).map(|i| format!("user{i}")).collect();
+        for round in 0..3 {
+            for user in &users {
+                store.observe(&failed(user), 1_000 + round).unwrap();
+            }
+        }
+        for user in &users {
+            let failures = store.activity(user).unwrap().failures;
+            assert_eq!(failures.count(1_002, 60_000), 3, "{user}");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(store.committed()).unwrap();
+        drop(store);
+        let store = open(dir.path(), tiny, SyncMode::No).unwrap();
+        assert_eq!(
+            store
+                .activity("user7")
+                .unwrap()
+                .failures
+                .count(1_002, 60_000),
+            3
+        );
+    }
+
+    #[test]
     fn a_newer_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        drop(open(dir.path(), capacity()).unwrap());
+        drop(open(dir.path(), capacity(), SyncMode::Always).unwrap());
         {
             let db = Database::builder(dir.path()).open().unwrap();
             let meta = db.keyspace(META, KeyspaceCreateOptions::default).unwrap();
             meta.insert(FORMAT_KEY, (FORMAT_VERSION + 1).to_be_bytes())
                 .unwrap();
         }
-        let error = open(dir.path(), capacity()).err().unwrap();
+        let error = open(dir.path(), capacity(), SyncMode::Always)
+            .err()
+            .unwrap();
         assert!(
             matches!(error, EmbeddedError::NewerFormat { .. }),
             "{error}"

@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use fjall::{Database, Keyspace};
-
-use super::embedded::Syncer;
+use super::disk::{Disk, DiskHandle, Space};
 
 use super::table::Table;
 use super::{
-    AttemptKeys, Counts, EventWindow, LoginFacts, NetworkActivity, NetworkCounts, Observation,
-    Pending, Store, StoreError, USER_FAILURE_WINDOWS, USER_FAILURES, UserActivity, UserProfile,
-    key,
+    AttemptKeys, Committed, Counts, EventWindow, LoginFacts, NetworkActivity, NetworkCounts,
+    Observation, Pending, Store, StoreError, USER_FAILURE_WINDOWS, USER_FAILURES, UserActivity,
+    UserProfile, key,
 };
 use crate::Millis;
 
@@ -53,25 +51,9 @@ pub(crate) struct MemoryStore {
     profiles: Table<Arc<UserProfile>>,
     network: NetworkActivity,
     pending: Table<Option<Pending>>,
-    /// The database behind the tables, when durable: held so it lives as long as they do.
-    _disk: Option<Disk>,
-}
-
-/// A durable store's database and its background sync, held for as long as the tables use
-/// them; dropping them stops the sync and closes the database.
-pub(crate) struct Disk {
-    pub(crate) _syncer: Syncer,
-    pub(crate) _db: Database,
-}
-
-/// The keyspaces of a durable store, one per table.
-pub(crate) struct Keyspaces {
-    pub(crate) failures: Keyspace,
-    pub(crate) locks: Keyspace,
-    pub(crate) profiles: Keyspace,
-    pub(crate) ips: Keyspace,
-    pub(crate) devices: Keyspace,
-    pub(crate) pending: Keyspace,
+    /// The disk behind the tables when durable, and its handle (declared last, so it writes
+    /// what the tables staged after they are gone).
+    disk: Option<(Arc<Disk>, DiskHandle)>,
 }
 
 impl MemoryStore {
@@ -83,24 +65,20 @@ impl MemoryStore {
             profiles: Table::in_memory(capacity.profiles),
             network: NetworkActivity::new(capacity.ips, capacity.devices),
             pending: Table::in_memory(capacity.pending),
-            _disk: None,
+            disk: None,
         }
     }
 
-    /// A store kept in `disk`, with at most `capacity` entries of each kind in memory.
-    pub(crate) fn on_disk(capacity: Capacity, disk: Keyspaces, database: Disk) -> Self {
+    /// A store kept on `disk` , with at most `capacity` entries of
+    /// each kind in memory.
+    pub(crate) fn on_disk(capacity: Capacity, disk: Arc<Disk>, handle: DiskHandle) -> Self {
         Self {
-            failures: Table::on_disk(capacity.users, disk.failures),
-            locks: Table::on_disk(capacity.users, disk.locks),
-            profiles: Table::on_disk(capacity.profiles, disk.profiles),
-            network: NetworkActivity::on_disk(
-                capacity.ips,
-                capacity.devices,
-                disk.ips,
-                disk.devices,
-            ),
-            pending: Table::on_disk(capacity.pending, disk.pending),
-            _disk: Some(database),
+            failures: Table::on_disk(capacity.users, &disk, Space::Failures),
+            locks: Table::on_disk(capacity.users, &disk, Space::Locks),
+            profiles: Table::on_disk(capacity.profiles, &disk, Space::Profiles),
+            network: NetworkActivity::on_disk(capacity.ips, capacity.devices, &disk),
+            pending: Table::on_disk(capacity.pending, &disk, Space::Pending),
+            disk: Some((disk, handle)),
         }
     }
 
@@ -224,6 +202,17 @@ impl Store for MemoryStore {
             .retain(|p| p.as_ref().is_none_or(|p| p.user_id != user_id))?;
         let counted = self.network.forget_user(k)?;
         Ok(had_profile || had_failures || had_lock || pending > 0 || counted)
+    }
+
+    fn committed(&self) -> Committed {
+        match &self.disk {
+            Some((disk, _)) => disk.committed(),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        self.disk.as_ref().is_none_or(|(disk, _)| disk.healthy())
     }
 }
 

@@ -6,6 +6,7 @@
 //! trip.
 
 pub(crate) mod bounded;
+mod disk;
 pub(crate) mod embedded;
 pub(crate) mod memory;
 pub(crate) mod network;
@@ -153,4 +154,13 @@ pub(crate) trait Store: Send + Sync {
     /// Erases everything kept about the user (profile, failures, lock, attempts awaiting
     /// their outcome, their place in IP and device counters); returns whether anything was.
     fn forget(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Resolves when every change made so far survives the process being killed; awaited
+    /// before an answer that implies changes leaves.
+    fn committed(&self) -> Committed;
+    /// False while the backend cannot keep state (a disk refusing writes, a server down).
+    fn healthy(&self) -> bool;
 }
+
+/// A promise that changes are durable, from [`Store::committed`].
+pub(crate) type Committed =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;

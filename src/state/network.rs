@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use fjall::Keyspace;
+use std::sync::Arc;
 
 use super::StoreError;
+use super::disk::{Disk, Space};
 use super::table::Table;
 use super::{DistinctWindow, EventWindow};
 use crate::{DAY, HOUR, MINUTE, Millis};
@@ -100,17 +101,12 @@ impl NetworkActivity {
         }
     }
 
-    /// Counters kept in the `ips` and `devices` keyspaces, with at most `ip_capacity` and
-    /// `device_capacity` entries in memory.
-    pub(crate) fn on_disk(
-        ip_capacity: usize,
-        device_capacity: usize,
-        ips: Keyspace,
-        devices: Keyspace,
-    ) -> Self {
+    /// Counters kept on `disk`, with at most `ip_capacity` and `device_capacity` entries in
+    /// memory.
+    pub(crate) fn on_disk(ip_capacity: usize, device_capacity: usize, disk: &Arc<Disk>) -> Self {
         Self {
-            ips: Table::on_disk(ip_capacity, ips),
-            devices: Table::on_disk(device_capacity, devices),
+            ips: Table::on_disk(ip_capacity, disk, Space::Ips),
+            devices: Table::on_disk(device_capacity, disk, Space::Devices),
         }
     }
 
