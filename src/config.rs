@@ -140,8 +140,8 @@ settings! {
     /// ASN `.mmdb` or ip-location-db `.csv` files, comma-separated
     /// [default: `*asn*.mmdb` / `*asn*.csv` in ./geoip].
     geoip_asn: String = "RISKGATE_GEOIP_ASN";
-    /// State backend: `memory` (lost on restart) or `embedded` (durable, in the data
-    /// directory) [default: memory].
+    /// State backend: `embedded` (durable, in the data directory) or `memory` (lost on
+    /// restart; replay always uses it) [default: embedded].
     state_backend: String = "RISKGATE_STATE_BACKEND";
     /// When the embedded state is synced to the disk: `always` (before each answer),
     /// `everysec` or `no` (left to the OS); every answer's changes reach the OS before it
@@ -363,7 +363,7 @@ impl Settings {
 
 /// The state backend named by `RISKGATE_STATE_BACKEND`.
 fn backend(name: Option<&str>) -> Result<Backend, ConfigError> {
-    match name.unwrap_or("memory") {
+    match name.unwrap_or("embedded") {
         "memory" => Ok(Backend::Memory),
         "embedded" => Ok(Backend::Embedded),
         "redis" => Err(ConfigError::Invalid {
@@ -454,7 +454,7 @@ mod tests {
         assert_eq!(config.selection.default, "strict");
         assert_eq!(config.selection.apps["payroll"], "strict");
         assert_eq!(config.engine.fail_safe, Decision::Mfa);
-        assert_eq!(config.backend, Backend::Memory);
+        assert_eq!(config.backend, Backend::Embedded);
     }
 
     #[test]

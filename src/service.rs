@@ -79,27 +79,32 @@ pub(crate) fn load_policies(runtime: &Runtime, config: &Config) -> Result<Policy
     PolicySet::load(runtime, &config.policies_dir, config.selection.clone())
 }
 
-/// Builds the engine described by `config`.
+/// Builds the engine described by `config`, on the state backend it names.
 pub fn build_engine(config: &Config) -> Result<Engine, ServiceError> {
     let runtime = Runtime::new(config.limits);
     let policies = load_policies(&runtime, config)?;
-    build_engine_with(config, runtime, policies)
+    build_engine_with(config, runtime, policies, open_store(config)?)
 }
 
-/// Builds an engine from `config` with the given runtime and policies.
-pub(crate) fn build_engine_with(
-    config: &Config,
-    runtime: Runtime,
-    policies: PolicySet,
-) -> Result<Engine, ServiceError> {
-    let store: Arc<dyn Store> = match config.backend {
+/// The state backend `config` names.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServiceError> {
+    Ok(match config.backend {
         Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
         Backend::Embedded => {
             let store = embedded::open(&config.data_dir, config.capacity, config.sync)?;
             tracing::info!(dir = %config.data_dir.display(), "state kept in the data directory");
             Arc::new(store)
         }
-    };
+    })
+}
+
+/// Builds an engine from `config` with the given runtime, policies and state.
+pub(crate) fn build_engine_with(
+    config: &Config,
+    runtime: Runtime,
+    policies: PolicySet,
+    store: Arc<dyn Store>,
+) -> Result<Engine, ServiceError> {
     Ok(Engine::new(
         open_geoip(config)?,
         DeviceParser::new(DEFAULT_UA_CACHE_CAPACITY),

@@ -12,9 +12,38 @@ use common::*;
 use riskgate::config::Settings;
 use serde_json::json;
 
-#[tokio::test]
-async fn home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up() {
-    let server = TestServer::default().await;
+/// Runs each listed test once per state backend, as `<backend>::<test>`: the API behaves the
+/// same whichever backend keeps the state.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("memory").await
+            })*
+        }
+        mod embedded {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("embedded").await
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up,
+    ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa,
+    pre_auth_counts_toward_velocity_but_never_teaches_the_profile,
+    one_ip_trying_thirty_users_is_password_spraying,
+    two_logins_an_hour_apart_from_distant_cities_are_impossible_travel,
+    failed_and_stepped_up_attackers_never_become_known,
+    admins_export_unlock_and_erase_users,
+    trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified_device
+);
+
+async fn home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up(backend: &str) {
+    let server = TestServer::on(backend).await;
     let first = server
         .evaluate(
             Login {
@@ -81,9 +110,8 @@ async fn home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up() {
     );
 }
 
-#[tokio::test]
-async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa() {
-    let server = TestServer::default().await;
+async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa(backend: &str) {
+    let server = TestServer::on(backend).await;
     for day in ["2026-11-01", "2026-11-02"] {
         let ok = server
             .evaluate(
@@ -162,9 +190,8 @@ async fn ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa()
     assert!(profile["locked_until"].is_string(), "{profile}");
 }
 
-#[tokio::test]
-async fn pre_auth_counts_toward_velocity_but_never_teaches_the_profile() {
-    let server = TestServer::default().await;
+async fn pre_auth_counts_toward_velocity_but_never_teaches_the_profile(backend: &str) {
+    let server = TestServer::on(backend).await;
     server
         .evaluate(
             Login {
@@ -248,9 +275,8 @@ async fn pre_auth_counts_toward_velocity_but_never_teaches_the_profile() {
     assert_eq!(third["signals"]["device"]["known"], true);
 }
 
-#[tokio::test]
-async fn one_ip_trying_thirty_users_is_password_spraying() {
-    let server = TestServer::default().await;
+async fn one_ip_trying_thirty_users_is_password_spraying(backend: &str) {
+    let server = TestServer::on(backend).await;
     let mut last = json!(null);
     for i in 0..30 {
         let at = format!("2026-11-03T11:{:02}:00Z", i);
@@ -279,9 +305,8 @@ async fn one_ip_trying_thirty_users_is_password_spraying() {
     );
 }
 
-#[tokio::test]
-async fn two_logins_an_hour_apart_from_distant_cities_are_impossible_travel() {
-    let server = TestServer::default().await;
+async fn two_logins_an_hour_apart_from_distant_cities_are_impossible_travel(backend: &str) {
+    let server = TestServer::on(backend).await;
     server
         .evaluate(
             Login {
@@ -314,9 +339,8 @@ async fn two_logins_an_hour_apart_from_distant_cities_are_impossible_travel() {
     assert!(reasons(&answer).contains(&"impossible_travel".into()));
 }
 
-#[tokio::test]
-async fn failed_and_stepped_up_attackers_never_become_known() {
-    let server = TestServer::default().await;
+async fn failed_and_stepped_up_attackers_never_become_known(backend: &str) {
+    let server = TestServer::on(backend).await;
     server
         .evaluate(
             Login {
@@ -609,9 +633,8 @@ async fn api_keys_gate_clients_and_admins() {
     assert_eq!(status, 200, "probes need no key");
 }
 
-#[tokio::test]
-async fn admins_export_unlock_and_erase_users() {
-    let server = TestServer::default().await;
+async fn admins_export_unlock_and_erase_users(backend: &str) {
+    let server = TestServer::on(backend).await;
     server
         .evaluate(
             Login {
@@ -728,9 +751,10 @@ async fn a_broken_policy_never_replaces_the_working_one_and_shadow_reports_besid
     assert_ne!(fresh["policy"]["version"], old_version);
 }
 
-#[tokio::test]
-async fn trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified_device() {
-    let server = TestServer::default().await;
+async fn trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified_device(
+    backend: &str,
+) {
+    let server = TestServer::on(backend).await;
     server
         .evaluate(
             Login {

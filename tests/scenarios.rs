@@ -472,6 +472,7 @@ fn build_engine(story: &Story, geoip: &(PathBuf, PathBuf), dir: &Path) -> Result
         policies_dir: Some(policies_with(&story.lists, dir)?),
         geoip_city: Some(city.display().to_string()),
         geoip_asn: Some(asn.display().to_string()),
+        data_dir: Some(dir.join("data")),
         ..Settings::default()
     });
     let config = settings.resolve().map_err(|e| e.to_string())?;

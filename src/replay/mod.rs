@@ -220,7 +220,11 @@ fn engine_for(spec: &ReplaySpec, config: &Config) -> Result<Engine, ReplayError>
         apps: config.selection.apps.clone(),
         shadow,
     })?;
-    Ok(service::build_engine_with(config, runtime, policies)?)
+    // Replay keeps its state in memory, whatever backend the service uses.
+    let store = Arc::new(MemoryStore::new(config.capacity));
+    Ok(service::build_engine_with(
+        config, runtime, policies, store,
+    )?)
 }
 
 /// A policy given by the caller: a file, added to the set, or a name already in it.

@@ -170,6 +170,7 @@ impl TestServer {
             policies_dir: Some(shipped_policies()),
             geoip_city: Some(city.display().to_string()),
             geoip_asn: Some(asn.display().to_string()),
+            data_dir: Some(dir.path().join("data")),
             ..Settings::default()
         });
         let config = settings.clone().resolve().unwrap();
@@ -203,6 +204,15 @@ impl TestServer {
         if let Some(serving) = self.serving.take() {
             serving.await.unwrap();
         }
+    }
+
+    /// Starts a server keeping its state on `backend` (`RISKGATE_STATE_BACKEND`).
+    pub(crate) async fn on(backend: &str) -> Self {
+        Self::start(Settings {
+            state_backend: Some(backend.into()),
+            ..Settings::default()
+        })
+        .await
     }
 
     /// Starts a server with defaults.
