@@ -30,6 +30,8 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_GEOIP_DIR: &str = "geoip";
 /// Default Redis URL.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Days a profile is kept without a successful login.
+pub const DEFAULT_PROFILE_RETENTION_DAYS: u64 = 400;
 /// The file read when present and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "riskgate.toml";
 
@@ -169,6 +171,8 @@ settings! {
     travel_max_speed_kmh: f64 = "RISKGATE_TRAVEL_MAX_SPEED_KMH";
     /// Travel shorter than this (km) is never flagged [default: 500].
     travel_min_distance_km: f64 = "RISKGATE_TRAVEL_MIN_DISTANCE_KM";
+    /// Profiles without a successful login for this many days are deleted [default: 400].
+    profile_retention_days: u64 = "RISKGATE_PROFILE_RETENTION_DAYS";
     /// Users with live counters kept in memory [default: 500000].
     max_users: usize = "RISKGATE_MAX_USERS";
     /// Learned profiles kept in memory [default: 200000].
@@ -240,6 +244,8 @@ pub struct Config {
     pub(crate) limits: Limits,
     /// In-memory state bounds.
     pub(crate) capacity: Capacity,
+    /// Days a profile is kept without a successful login.
+    pub(crate) profile_retention_days: u64,
 }
 
 impl Settings {
@@ -305,6 +311,16 @@ impl Settings {
             engine,
             limits,
             capacity,
+            profile_retention_days: match self.profile_retention_days {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        key: "RISKGATE_PROFILE_RETENTION_DAYS",
+                        message: "at least 1 day".into(),
+                    });
+                }
+                Some(days) => days,
+                None => DEFAULT_PROFILE_RETENTION_DAYS,
+            },
         })
     }
 

@@ -49,7 +49,7 @@ impl Default for EngineSettings {
     }
 }
 
-pub use crate::state::StoreError;
+pub use crate::state::{StoreError, Swept};
 
 /// Errors the engine cannot turn into a decision.
 #[derive(Debug, thiserror::Error)]
@@ -409,6 +409,15 @@ impl Engine {
     /// late event can bring the profile back; false when nothing was kept.
     pub fn forget(&self, user_id: &str) -> Result<bool, EngineError> {
         Ok(self.store.forget(user_id)?)
+    }
+
+    /// Removes expired counters, lifted locks and attempts whose outcome never came, and
+    /// deletes profiles without a successful login in the last `retention_days` (data
+    /// minimisation). The caller awaits [`Engine::committed`] to make it durable.
+    pub fn sweep(&self, now: DateTime<Utc>, retention_days: u64) -> Result<Swept, EngineError> {
+        let days = Millis::try_from(retention_days).unwrap_or(Millis::MAX);
+        let retention = days.saturating_mul(crate::DAY);
+        Ok(self.store.sweep(now.timestamp_millis(), retention)?)
     }
 
     /// Lifts a user's lock; false when there was none.

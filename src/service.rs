@@ -15,6 +15,7 @@ use crate::enrich::DEFAULT_UA_CACHE_CAPACITY;
 use crate::enrich::{DeviceParser, GeoError, GeoIp};
 use crate::http::{self, AppState};
 use crate::policy::{PolicyError, PolicySet, Runtime};
+use crate::state::Swept;
 pub use crate::state::embedded::EmbeddedError;
 use crate::state::{MemoryStore, Store, embedded};
 
@@ -131,6 +132,34 @@ pub async fn run(
     serve_engine(listener, engine, config, shutdown).await
 }
 
+/// How often state is swept of what expired.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sweeps the state every [`SWEEP_EVERY`] (on a blocking thread: it reads whole tables), so
+/// the disk stays bounded and profiles unused for `retention_days` are deleted.
+async fn sweep_periodically(engine: Arc<Engine>, retention_days: u64) {
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+    loop {
+        ticks.tick().await;
+        let engine = Arc::clone(&engine);
+        let swept =
+            tokio::task::spawn_blocking(move || engine.sweep(chrono::Utc::now(), retention_days))
+                .await;
+        match swept {
+            Ok(Ok(swept)) if swept != Swept::default() => tracing::info!(
+                profiles_deleted = swept.profiles,
+                expired = swept.expired,
+                retention_days,
+                "state swept: profiles without a login for the retention period deleted, expired counters removed"
+            ),
+            Ok(Ok(_)) => tracing::debug!("state swept: nothing expired"),
+            Ok(Err(error)) => tracing::error!(%error, "cannot sweep the state"),
+            Err(error) => tracing::error!(%error, "the state sweep failed"),
+        }
+    }
+}
+
 /// Builds the engine described by `config` and serves it on `listener` until `shutdown`
 /// completes. Returns once open requests are answered and the decision log is on disk.
 pub async fn serve(
@@ -160,8 +189,13 @@ async fn serve_engine(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, policy = %policy.name, version = %policy.version, "riskgate listening");
     }
+    let engine = Arc::new(engine);
+    let sweeper = tokio::spawn(sweep_periodically(
+        Arc::clone(&engine),
+        config.profile_retention_days,
+    ));
     let state = AppState {
-        engine: Arc::new(engine),
+        engine,
         api_keys: Arc::new(config.api_keys),
         policies_dir: config.policies_dir,
         selection: config.selection,
@@ -169,6 +203,7 @@ async fn serve_engine(
         reloading: Arc::default(),
     };
     let served = http::serve(listener, state, shutdown).await;
+    sweeper.abort();
     // The server has dropped every handler's copy of the log's sender, whether it stopped or
     // failed, so the writer drains what is queued and ends: wait for it, or the last lines
     // could be lost on exit.

@@ -649,6 +649,9 @@ impl Store for TroubledStore {
     fn forget(&self, _: &str) -> Result<bool, StoreError> {
         down()
     }
+    fn sweep(&self, _: Millis, _: Millis) -> Result<crate::state::Swept, StoreError> {
+        down()
+    }
     fn committed(&self) -> crate::state::Committed {
         Box::pin(std::future::ready(down()))
     }

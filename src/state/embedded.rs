@@ -151,7 +151,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::state::{AttemptKeys, Feature, FeatureValue, LoginFacts, Store};
+    use crate::state::{AttemptKeys, Feature, FeatureValue, LoginFacts, Store, Swept};
 
     fn capacity() -> Capacity {
         Capacity {
@@ -235,6 +235,61 @@ mod tests {
                 .failures
                 .count(1_002, 60_000),
             3
+        );
+    }
+
+    #[test]
+    fn a_sweep_removes_what_expired_from_memory_and_disk_and_keeps_the_rest() {
+        use crate::state::{NetworkKeys, Pending, PendingStage};
+        use crate::{DAY, MINUTE};
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        let login = |at| {
+            let mut facts = LoginFacts::default();
+            facts.place.at = at;
+            facts
+        };
+        let from_home = AttemptKeys {
+            user_id: "old",
+            network: Some(NetworkKeys {
+                ip: "192.0.2.1".parse().unwrap(),
+                device_id: Some("laptop"),
+            }),
+            failed: true,
+        };
+        store.observe(&from_home, 0).unwrap();
+        store.learn("old", login(0)).unwrap();
+        store.lock("old", 10 * MINUTE).unwrap();
+        let parked = Pending {
+            user_id: "old".into(),
+            ip: "192.0.2.1".parse().unwrap(),
+            device_id: None,
+            facts: login(0),
+            stage: PendingStage::Mfa,
+        };
+        store.put_pending("r1", parked).unwrap();
+        store.learn("recent", login(30 * DAY)).unwrap();
+        store.lock("recent", 100 * DAY).unwrap();
+
+        let swept = store.sweep(40 * DAY, 20 * DAY).unwrap();
+        assert_eq!(swept.profiles, 1, "{swept:?}");
+        // The failures, the lock, the pending attempt, the IP's and the device's counters.
+        assert_eq!(swept.expired, 5, "{swept:?}");
+        assert_eq!(store.sweep(40 * DAY, 20 * DAY).unwrap(), Swept::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(store.committed()).unwrap();
+        drop(store);
+
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        assert!(store.profile("old").unwrap().is_none());
+        assert_eq!(store.activity("old").unwrap(), Default::default());
+        assert!(store.take_pending("r1").unwrap().is_none());
+        assert!(store.profile("recent").unwrap().is_some());
+        assert_eq!(
+            store.activity("recent").unwrap().locked_until,
+            Some(100 * DAY)
         );
     }
 

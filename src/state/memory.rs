@@ -8,8 +8,8 @@ use super::disk::{Disk, DiskHandle, Space};
 use super::table::Table;
 use super::{
     AttemptKeys, Committed, Counts, EventWindow, LoginFacts, NetworkActivity, NetworkCounts,
-    Observation, Pending, Store, StoreError, USER_FAILURE_WINDOWS, USER_FAILURES, UserActivity,
-    UserProfile, key,
+    Observation, PENDING_TTL, Pending, Store, StoreError, Swept, USER_FAILURE_WINDOWS,
+    USER_FAILURES, UserActivity, UserProfile, key,
 };
 use crate::Millis;
 
@@ -202,6 +202,24 @@ impl Store for MemoryStore {
             .retain(|p| p.as_ref().is_none_or(|p| p.user_id != user_id))?;
         let counted = self.network.forget_user(k)?;
         Ok(had_profile || had_failures || had_lock || pending > 0 || counted)
+    }
+
+    fn sweep(&self, now: Millis, retention: Millis) -> Result<Swept, StoreError> {
+        let failures = self.failures.retain(|f| f.is_live(now, USER_FAILURES.0))?;
+        let locks = self.locks.retain(|until| *until > now)?;
+        let pending = self.pending.retain(|p| {
+            p.as_ref()
+                .is_some_and(|p| p.facts.place.at > now - PENDING_TTL)
+        })?;
+        let network = self.network.expire(now)?;
+        let profiles = self.profiles.retain(|p| {
+            let last = p.last_login().map_or(p.first_seen, |login| login.at);
+            last > now - retention
+        })?;
+        Ok(Swept {
+            profiles,
+            expired: failures + locks + pending + network,
+        })
     }
 
     fn committed(&self) -> Committed {

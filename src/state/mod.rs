@@ -154,12 +154,27 @@ pub(crate) trait Store: Send + Sync {
     /// Erases everything kept about the user (profile, failures, lock, attempts awaiting
     /// their outcome, their place in IP and device counters); returns whether anything was.
     fn forget(&self, user_id: &str) -> Result<bool, StoreError>;
+    /// Removes what no signal can use any more (expired windows, lifted locks, attempts
+    /// whose outcome never came) and profiles without a successful login for `retention`.
+    fn sweep(&self, now: Millis, retention: Millis) -> Result<Swept, StoreError>;
     /// Resolves when every change made so far survives the process being killed; awaited
     /// before an answer that implies changes leaves.
     fn committed(&self) -> Committed;
     /// False while the backend cannot keep state (a disk refusing writes, a server down).
     fn healthy(&self) -> bool;
 }
+
+/// What [`Store::sweep`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Profiles deleted after the retention period without a successful login.
+    pub profiles: usize,
+    /// Expired counters, locks and attempts awaiting their outcome.
+    pub expired: usize,
+}
+
+/// How long an attempt waits for its outcome before it is forgotten.
+pub(crate) const PENDING_TTL: Millis = DAY;
 
 /// A promise that changes are durable, from [`Store::committed`].
 pub(crate) type Committed =

@@ -64,6 +64,13 @@ pub(crate) struct IpActivity {
 }
 
 impl IpActivity {
+    /// True while any of its windows still counts something.
+    pub(crate) fn is_live(&self, now: Millis) -> bool {
+        self.failures.is_live(now, IP_FAILURES.0)
+            || self.attempts.is_live(now, IP_ATTEMPTS.0)
+            || self.users.is_live(now, DAY)
+    }
+
     /// Writes this IP's counts into `counts`.
     pub(crate) fn fill(&self, now: Millis, counts: &mut NetworkCounts) {
         counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
@@ -152,6 +159,15 @@ impl NetworkActivity {
             true
         })?;
         Ok(found)
+    }
+
+    /// Removes the counters nothing recent is left in; returns how many.
+    pub(crate) fn expire(&self, now: Millis) -> Result<usize, StoreError> {
+        let ips = self.ips.retain(|ip| ip.is_live(now))?;
+        let devices = self
+            .devices
+            .retain(|d| d.users.is_live(now, DEVICE_USERS_WINDOW))?;
+        Ok(ips + devices)
     }
 
     /// Counts a wrong password from `ip` reported after its attempt was observed.

@@ -33,9 +33,13 @@ impl EventWindow {
     }
 
     /// The newest recorded event.
-    #[cfg(test)]
     pub(crate) fn last(&self) -> Option<Millis> {
         self.times.last().copied()
+    }
+
+    /// True when an event newer than `horizon` before `now` is left.
+    pub(crate) fn is_live(&self, now: Millis, horizon: Millis) -> bool {
+        self.last().is_some_and(|t| t > now - horizon)
     }
 }
 
@@ -67,6 +71,11 @@ impl DistinctWindow {
         let before = self.seen.len();
         self.seen.retain(|(seen, _)| *seen != id);
         self.seen.len() != before
+    }
+
+    /// True when an id seen later than `horizon` before `now` is left.
+    pub(crate) fn is_live(&self, now: Millis, horizon: Millis) -> bool {
+        self.seen.iter().any(|&(_, t)| t > now - horizon)
     }
 
     /// Distinct ids last seen with `now - window < t <= now`.
