@@ -9,6 +9,7 @@ use crate::Millis;
 /// Counts are exact until more than `cap` events fall inside one window; they then saturate at
 /// `cap`, far above any threshold a policy uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Compact", from = "Compact")]
 pub(crate) struct EventWindow {
     times: Vec<Millis>,
 }
@@ -45,6 +46,7 @@ impl EventWindow {
 
 /// Distinct ids with the last time each was seen, keeping at most a fixed number of ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "CompactDistinct", from = "CompactDistinct")]
 pub(crate) struct DistinctWindow {
     seen: Vec<(u64, Millis)>,
 }
@@ -84,6 +86,68 @@ impl DistinctWindow {
             .iter()
             .filter(|&&(_, t)| t > now - window && t <= now)
             .count() as i64
+    }
+}
+
+/// Times as stored: the newest, and how long before it each one is. Windows are rewritten on
+/// every attempt, so their size is most of what the durable backend writes; offsets are small
+/// numbers, a byte or three each instead of nine.
+#[derive(Serialize, Deserialize)]
+struct Compact {
+    newest: Millis,
+    before: Vec<u64>,
+}
+
+impl Compact {
+    fn new(times: impl Iterator<Item = Millis> + Clone) -> Self {
+        let newest = times.clone().max().unwrap_or(0);
+        let before = times.map(|t| newest.abs_diff(t)).collect();
+        Self { newest, before }
+    }
+
+    fn times(&self) -> impl Iterator<Item = Millis> + '_ {
+        let back = |b: &u64| Millis::try_from(*b).unwrap_or(Millis::MAX);
+        self.before
+            .iter()
+            .map(move |b| self.newest.saturating_sub(back(b)))
+    }
+}
+
+impl From<EventWindow> for Compact {
+    fn from(window: EventWindow) -> Self {
+        Compact::new(window.times.into_iter())
+    }
+}
+
+impl From<Compact> for EventWindow {
+    fn from(compact: Compact) -> Self {
+        let mut times: Vec<Millis> = compact.times().collect();
+        // Stored sorted; sorting again keeps the invariant whatever the bytes said.
+        times.sort_unstable();
+        Self { times }
+    }
+}
+
+/// A [`DistinctWindow`] as stored: its ids, and their times as a [`Compact`].
+#[derive(Serialize, Deserialize)]
+struct CompactDistinct {
+    ids: Vec<u64>,
+    times: Compact,
+}
+
+impl From<DistinctWindow> for CompactDistinct {
+    fn from(window: DistinctWindow) -> Self {
+        Self {
+            ids: window.seen.iter().map(|(id, _)| *id).collect(),
+            times: Compact::new(window.seen.iter().map(|(_, t)| *t)),
+        }
+    }
+}
+
+impl From<CompactDistinct> for DistinctWindow {
+    fn from(compact: CompactDistinct) -> Self {
+        let seen = compact.ids.into_iter().zip(compact.times.times()).collect();
+        Self { seen }
     }
 }
 
@@ -131,6 +195,26 @@ mod tests {
             "older than the horizon is dropped"
         );
         assert_eq!(w.last(), Some(200 * MIN));
+    }
+
+    #[test]
+    fn windows_come_back_from_their_compact_encoding_unchanged() {
+        let mut events = EventWindow::default();
+        let mut users = DistinctWindow::default();
+        for i in 0..100 {
+            events.push(1_700_000_000_000 + i * 7, 600_000, 128);
+            users.push(i as u64 * 0x9E37_79B9, 1_700_000_000_000 + i * 13, 64);
+        }
+        let bytes = rmp_serde::to_vec_named(&events).unwrap();
+        assert!(bytes.len() < 300, "{} bytes", bytes.len());
+        assert_eq!(rmp_serde::from_slice::<EventWindow>(&bytes).unwrap(), events);
+        let bytes = rmp_serde::to_vec_named(&users).unwrap();
+        assert_eq!(rmp_serde::from_slice::<DistinctWindow>(&bytes).unwrap(), users);
+        let empty = rmp_serde::to_vec_named(&EventWindow::default()).unwrap();
+        assert_eq!(
+            rmp_serde::from_slice::<EventWindow>(&empty).unwrap(),
+            EventWindow::default()
+        );
     }
 
     #[test]
