@@ -17,7 +17,9 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
+
 use std::time::Instant;
+use tokio::runtime::Runtime;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{CHROME_WIN, FIREFOX_LINUX, PLACES, shipped_policies, write_geoip};
@@ -68,33 +70,33 @@ fn attempts() -> Vec<Attempt> {
 }
 
 /// Every user gets a history; returns the time after it.
-fn warm(engine: &Engine, attempts: &[Attempt]) -> DateTime<Utc> {
+fn warm(runtime: &Runtime, engine: &Engine, attempts: &[Attempt]) -> DateTime<Utc> {
     let start: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
     for (i, a) in attempts.iter().enumerate() {
-        engine
-            .evaluate(a, start + Duration::seconds(i as i64))
-            .unwrap();
+        let at = start + Duration::seconds(i as i64);
+        runtime.block_on(engine.evaluate_committed(a, at)).unwrap();
     }
     start + Duration::days(1)
 }
 
 fn bench(c: &mut Criterion) {
+    // Engine calls run on a runtime, as the server runs them; in-memory ones never wait.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(build(dir.path(), "memory"));
     let attempts = attempts();
     let mut i = 0usize;
-    let mut now = warm(&engine, &attempts);
+    let mut now = warm(&runtime, &engine, &attempts);
 
     // The same evaluations on the durable backend, each answered once its changes are with
     // the operating system, as the server answers. One caller at a time, so no two share a
     // write: the worst case for group commit.
     let durable_dir = tempfile::tempdir().unwrap();
     let durable = build(durable_dir.path(), "embedded");
-    let mut durable_now = warm(&durable, &attempts);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut durable_now = warm(&runtime, &durable, &attempts);
     let mut j = 0usize;
     c.bench_function("evaluate/full_embedded", |b| {
         b.iter(|| {
@@ -110,11 +112,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % attempts.len();
             now += Duration::milliseconds(50);
-            black_box(engine.evaluate(black_box(&attempts[i]), now).unwrap())
+            let answer = engine.evaluate(black_box(&attempts[i]), now);
+            black_box(runtime.block_on(answer).unwrap())
         })
     });
 
-    let sample = engine.evaluate(&attempts[1], now).unwrap();
+    let sample = runtime
+        .block_on(engine.evaluate(&attempts[1], now))
+        .unwrap();
     let policies = engine.policies();
     let policy = policies.active(None);
     c.bench_function("parts/policy", |b| {
@@ -134,7 +139,11 @@ fn bench(c: &mut Criterion) {
             i = (i + 1) % attempts.len();
             now += Duration::milliseconds(50);
             let t = Instant::now();
-            black_box(engine.evaluate(&attempts[i], now).unwrap());
+            black_box(
+                runtime
+                    .block_on(engine.evaluate(&attempts[i], now))
+                    .unwrap(),
+            );
             t.elapsed().as_nanos() as u64
         })
         .collect();

@@ -163,7 +163,7 @@ impl Engine {
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<Assessment, EngineError> {
-        let answer = self.evaluate(attempt, now)?;
+        let answer = self.evaluate(attempt, now).await?;
         let Err(error) = self.store.committed().await else {
             return Ok(answer);
         };
@@ -188,13 +188,13 @@ impl Engine {
     }
 
     /// Scores one attempt and records it. `now` is the event time when the attempt has none.
-    pub fn evaluate(
+    pub async fn evaluate(
         &self,
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<Assessment, EngineError> {
         let enrichment = self.enrichment(attempt.ip, attempt.user_agent.as_deref(), None);
-        self.evaluate_enriched(attempt, now, enrichment, None)
+        self.evaluate_enriched(attempt, now, enrichment, None).await
     }
 
     /// Looks up an attempt's IP and parses its user agent; location facts a log already
@@ -218,7 +218,7 @@ impl Engine {
     /// [`Engine::evaluate`] with the enrichment already done and, when `network` is given,
     /// the IP and device counters already counted by the caller (replay counts them centrally
     /// and splits users across engines); the store then only counts the user.
-    pub(crate) fn evaluate_enriched(
+    pub(crate) async fn evaluate_enriched(
         &self,
         attempt: &Attempt,
         now: DateTime<Utc>,
@@ -246,7 +246,7 @@ impl Engine {
             network: network.is_none().then_some(origin),
             failed,
         };
-        let mut observation = match self.store.observe(&keys, at) {
+        let mut observation = match self.store.observe(&keys, at).await {
             Ok(observation) => observation,
             Err(error) => {
                 let unavailable = Unavailable {
@@ -277,7 +277,7 @@ impl Engine {
         let verdict = self.judge(policies.active(attempt.app.as_deref()), &signals);
         let shadow = policies.shadow().map(|p| self.judge(p, &signals));
 
-        if let Err(error) = self.apply(attempt, at, &request_id, &verdict, facts) {
+        if let Err(error) = self.apply(attempt, at, &request_id, &verdict, facts).await {
             let Signals { geo, device, .. } = Arc::unwrap_or_clone(signals);
             let decided = Some(verdict.decision);
             let unavailable = Unavailable { at, error, decided };
@@ -293,7 +293,7 @@ impl Engine {
 
     /// What a verdict does to state: a lock, a profile learned from an allowed login, or an
     /// attempt parked until its outcome is reported (a wrong password was counted already).
-    fn apply(
+    async fn apply(
         &self,
         attempt: &Attempt,
         at: Millis,
@@ -309,12 +309,13 @@ impl Engine {
                     let millis =
                         Millis::try_from(seconds.saturating_mul(1000)).unwrap_or(Millis::MAX);
                     self.store
-                        .lock(&attempt.user_id, at.saturating_add(millis))?;
+                        .lock(&attempt.user_id, at.saturating_add(millis))
+                        .await?;
                 }
             }
             // A wrong password was counted by `observe`.
             (_, Some(false)) => {}
-            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, facts)?,
+            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, facts).await?,
             (decision, password_ok) => {
                 let stage = match password_ok {
                     Some(_) => PendingStage::Mfa,
@@ -329,41 +330,45 @@ impl Engine {
                     facts,
                     stage,
                 };
-                self.store.put_pending(request_id, pending)?;
+                self.store.put_pending(request_id, pending).await?;
             }
         }
         Ok(())
     }
 
     /// Records what happened after a decision. `now` is the event time when the event has none.
-    pub fn record(&self, outcome: &Outcome, now: DateTime<Utc>) -> Result<Recorded, EngineError> {
+    pub async fn record(
+        &self,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, EngineError> {
         let at = outcome.timestamp.unwrap_or(now).timestamp_millis();
         if outcome.kind == OutcomeKind::DeviceTrusted {
-            return self.trust_device(outcome);
+            return self.trust_device(outcome).await;
         }
         let Some(request_id) = outcome.request_id.as_deref() else {
-            return self.record_standalone(outcome, at);
+            return self.record_standalone(outcome, at).await;
         };
-        let Some(mut pending) = self.store.take_pending(request_id)? else {
+        let Some(mut pending) = self.store.take_pending(request_id).await? else {
             return Ok(Recorded::Ignored);
         };
         if pending.user_id != outcome.user_id {
             // Not this user's attempt: leave it parked for the right one.
-            self.store.put_pending(request_id, pending)?;
+            self.store.put_pending(request_id, pending).await?;
             return Ok(Recorded::Ignored);
         }
         use OutcomeKind::*;
         let recorded = match (outcome.kind, pending.stage) {
             (LoginFailed | MfaFailed, _) => {
                 let keys = pending.failure_keys(outcome.kind == LoginFailed);
-                self.store.count_failure(&keys, at)?;
+                self.store.count_failure(&keys, at).await?;
                 Recorded::FailureCounted
             }
             (LoginSucceeded, PendingStage::Password { mfa_required: true })
             | (LoginSucceeded, PendingStage::Mfa) => {
                 // The password was right, but the step-up is still owed.
                 pending.stage = PendingStage::Mfa;
-                self.store.put_pending(request_id, pending)?;
+                self.store.put_pending(request_id, pending).await?;
                 Recorded::AwaitingMfa
             }
             (MfaPassed, PendingStage::Password { .. }) => {
@@ -371,12 +376,12 @@ impl Engine {
                 pending.stage = PendingStage::Password {
                     mfa_required: false,
                 };
-                self.store.put_pending(request_id, pending)?;
+                self.store.put_pending(request_id, pending).await?;
                 Recorded::AwaitingPassword
             }
             (LoginSucceeded | MfaPassed, _) => {
                 pending.facts.place.at = at;
-                self.store.learn(&pending.user_id, pending.facts)?;
+                self.store.learn(&pending.user_id, pending.facts).await?;
                 Recorded::Learned
             }
             (DeviceTrusted, _) => unreachable!("handled above"),
@@ -385,13 +390,13 @@ impl Engine {
     }
 
     /// Everything kept about a user (`GET /v1/users/{id}`); `None` when nothing is kept.
-    pub fn export_user(
+    pub async fn export_user(
         &self,
         user_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UserExport>, EngineError> {
-        let profile = self.store.profile(user_id)?;
-        let activity = self.store.activity(user_id)?;
+        let profile = self.store.profile(user_id).await?;
+        let activity = self.store.activity(user_id).await?;
         if profile.is_none() && activity == UserActivity::default() {
             return Ok(None);
         }
@@ -407,26 +412,34 @@ impl Engine {
 
     /// Erases everything kept about a user, attempts awaiting their outcome included, so no
     /// late event can bring the profile back; false when nothing was kept.
-    pub fn forget(&self, user_id: &str) -> Result<bool, EngineError> {
-        Ok(self.store.forget(user_id)?)
+    pub async fn forget(&self, user_id: &str) -> Result<bool, EngineError> {
+        Ok(self.store.forget(user_id).await?)
     }
 
     /// Removes expired counters, lifted locks and attempts whose outcome never came, and
     /// deletes profiles without a successful login in the last `retention_days` (data
     /// minimisation). The caller awaits [`Engine::committed`] to make it durable.
-    pub fn sweep(&self, now: DateTime<Utc>, retention_days: u64) -> Result<Swept, EngineError> {
+    pub async fn sweep(
+        &self,
+        now: DateTime<Utc>,
+        retention_days: u64,
+    ) -> Result<Swept, EngineError> {
         let days = Millis::try_from(retention_days).unwrap_or(Millis::MAX);
         let retention = days.saturating_mul(crate::DAY);
-        Ok(self.store.sweep(now.timestamp_millis(), retention)?)
+        Ok(self.store.sweep(now.timestamp_millis(), retention).await?)
     }
 
     /// Lifts a user's lock; false when there was none.
-    pub fn unlock(&self, user_id: &str) -> Result<bool, EngineError> {
-        Ok(self.store.unlock(user_id)?)
+    pub async fn unlock(&self, user_id: &str) -> Result<bool, EngineError> {
+        Ok(self.store.unlock(user_id).await?)
     }
 
     /// An event the IdP did not send to evaluate first: it counts on its own.
-    fn record_standalone(&self, outcome: &Outcome, at: Millis) -> Result<Recorded, EngineError> {
+    async fn record_standalone(
+        &self,
+        outcome: &Outcome,
+        at: Millis,
+    ) -> Result<Recorded, EngineError> {
         // `Outcome::validate` requires an IP on events without a request id.
         let Some(ip) = outcome.ip else {
             return Ok(Recorded::Ignored);
@@ -442,7 +455,7 @@ impl Engine {
                     }),
                     failed: true,
                 };
-                self.store.count_failure(&keys, at)?;
+                self.store.count_failure(&keys, at).await?;
                 Ok(Recorded::FailureCounted)
             }
             _ => {
@@ -456,7 +469,7 @@ impl Engine {
                     outcome.user_agent.as_deref(),
                     at,
                 );
-                self.store.learn(&outcome.user_id, facts)?;
+                self.store.learn(&outcome.user_id, facts).await?;
                 Ok(Recorded::Learned)
             }
         }
@@ -464,12 +477,12 @@ impl Engine {
 
     /// Marks a device trusted, but only one the user already logged in with successfully:
     /// trusting never makes a device known.
-    fn trust_device(&self, outcome: &Outcome) -> Result<Recorded, EngineError> {
+    async fn trust_device(&self, outcome: &Outcome) -> Result<Recorded, EngineError> {
         let info = self.devices.parse(outcome.user_agent.as_deref());
         let agent = outcome.user_agent.is_some().then_some(&info.features);
         let device = device_value(outcome.device_id.as_deref(), agent);
         let trusted = match device {
-            Some(device) => self.store.trust_device(&outcome.user_id, device.id)?,
+            Some(device) => self.store.trust_device(&outcome.user_id, device.id).await?,
             None => false,
         };
         Ok(if trusted {

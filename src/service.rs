@@ -142,10 +142,15 @@ async fn sweep_periodically(engine: Arc<Engine>, retention_days: u64) {
         tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
     loop {
         ticks.tick().await;
-        let engine = Arc::clone(&engine);
-        let swept =
-            tokio::task::spawn_blocking(move || engine.sweep(chrono::Utc::now(), retention_days))
-                .await;
+        let sweeping = Arc::clone(&engine);
+        let runtime = tokio::runtime::Handle::current();
+        let swept = tokio::task::spawn_blocking(move || {
+            runtime.block_on(sweeping.sweep(chrono::Utc::now(), retention_days))
+        })
+        .await;
+        if let Err(error) = engine.committed().await {
+            tracing::error!(%error, "cannot write the swept state");
+        }
         match swept {
             Ok(Ok(swept)) if swept != Swept::default() => tracing::info!(
                 profiles_deleted = swept.profiles,

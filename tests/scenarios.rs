@@ -149,30 +149,43 @@ fn substitute(value: &mut Value, i: u32) {
 struct Run<'a> {
     file: &'a str,
     engine: Engine,
+    /// Runs the engine's calls, as the server's runtime would.
+    runtime: tokio::runtime::Runtime,
     request_ids: HashMap<String, String>,
     failures: &'a mut Vec<String>,
 }
 
 impl Run<'_> {
+    /// Waits for an engine call and its state to be committed.
+    fn wait<T, E>(&self, call: impl Future<Output = Result<T, E>>) -> Result<T, String>
+    where
+        E: std::fmt::Display,
+    {
+        self.runtime.block_on(async {
+            let result = call.await.map_err(|e| e.to_string())?;
+            self.engine.committed().await.map_err(|e| e.to_string())?;
+            Ok(result)
+        })
+    }
+
     fn step(&mut self, index: usize, step: &Step) -> Result<(), String> {
         let action = step.action()?;
         let expect = step.expect.as_ref().expect("checked by action()");
         let label = step.label(index);
-        let engine_error = |e: riskgate::EngineError| e.to_string();
         let body = match action {
             Action::Evaluate(body) | Action::Event(body) => body,
             Action::Unlock(user) => {
-                let got = json!(self.engine.unlock(user).map_err(engine_error)?);
+                let got = json!(self.wait(self.engine.unlock(user))?);
                 self.compare(&label, expect, &got);
                 return Ok(());
             }
             Action::Forget(user) => {
-                let got = json!(self.engine.forget(user).map_err(engine_error)?);
+                let got = json!(self.wait(self.engine.forget(user))?);
                 self.compare(&label, expect, &got);
                 return Ok(());
             }
             Action::Export(user, at) => {
-                let export = self.engine.export_user(user, at).map_err(engine_error)?;
+                let export = self.wait(self.engine.export_user(user, at))?;
                 let got = serde_json::to_value(export).map_err(|e| e.to_string())?;
                 self.compare(&label, expect, &got);
                 return Ok(());
@@ -224,10 +237,7 @@ impl Run<'_> {
         let attempt: Attempt =
             serde_json::from_value(body).map_err(|e| format!("evaluate: {e}"))?;
         attempt.validate().map_err(|e| format!("evaluate: {e}"))?;
-        let answer = self
-            .engine
-            .evaluate(&attempt, now)
-            .map_err(|e| e.to_string())?;
+        let answer = self.wait(self.engine.evaluate_committed(&attempt, now))?;
         if let Some(name) = &step.name {
             // A repeated step's name refers to its last repetition.
             self.request_ids
@@ -248,10 +258,7 @@ impl Run<'_> {
         }
         let outcome: Outcome = serde_json::from_value(body).map_err(|e| format!("event: {e}"))?;
         outcome.validate().map_err(|e| format!("event: {e}"))?;
-        let recorded = self
-            .engine
-            .record(&outcome, now)
-            .map_err(|e| e.to_string())?;
+        let recorded = self.wait(self.engine.record(&outcome, now))?;
         Ok(json!({ "recorded": recorded }))
     }
 
@@ -524,6 +531,9 @@ fn run_file(path: &Path, geoip: &(PathBuf, PathBuf), failures: &mut Vec<String>)
     let mut run = Run {
         file: &file,
         engine,
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
         request_ids: HashMap::new(),
         failures,
     };

@@ -14,7 +14,8 @@ use crate::policy::{Limits, Lists, PolicySet, Runtime, Selection};
 use crate::signals::{EventTime, Signals};
 use crate::state::memory::{Capacity, MemoryStore};
 use crate::state::{
-    AttemptKeys, LoginFacts, Observation, Pending, Store, StoreError, UserActivity, UserProfile,
+    AttemptKeys, LoginFacts, Observation, Pending, Store, StoreError, StoreFuture, UserActivity,
+    UserProfile, finish,
 };
 use crate::{MINUTE, Millis, SECOND};
 
@@ -83,7 +84,7 @@ fn attempt(user: &str, decide: &str, password_ok: Option<bool>) -> Attempt {
 
 /// Evaluates at `offset` (the attempt carries no timestamp, so `now` is its time).
 fn eval(engine: &Engine, attempt: &Attempt, offset: Millis) -> Assessment {
-    engine.evaluate(attempt, time(offset)).unwrap()
+    finish(engine.evaluate(attempt, time(offset))).unwrap()
 }
 
 /// An event tied to an attempt by its request id.
@@ -113,7 +114,7 @@ fn standalone(kind: OutcomeKind, user: &str, ip: &str) -> Outcome {
 }
 
 fn record(engine: &Engine, outcome: &Outcome, offset: Millis) -> Recorded {
-    engine.record(outcome, time(offset)).unwrap()
+    finish(engine.record(outcome, time(offset))).unwrap()
 }
 
 /// The signals of `attempt` at `offset`, observed without side effects on the user: the
@@ -481,7 +482,10 @@ fn lock_seconds_zero_refuses_without_locking() {
     let next = probe(&e, "alice", IP, 1);
     assert!(!next.user.locked);
     assert_eq!(next.user.locked_until, None);
-    assert_eq!(e.store.activity("alice").unwrap().locked_until, None);
+    assert_eq!(
+        finish(e.store.activity("alice")).unwrap().locked_until,
+        None
+    );
 }
 
 #[test]
@@ -528,7 +532,7 @@ fn event_time_is_the_attempts_or_events_own_timestamp_else_now() {
     // A timestamp wins over `now`: 15 min after the failure, it is out of the window.
     let mut later = attempt("alice", "lock", None);
     later.timestamp = Some(time(15 * MINUTE));
-    let assessment = e.evaluate(&later, time(MINUTE)).unwrap();
+    let assessment = finish(e.evaluate(&later, time(MINUTE))).unwrap();
     assert_eq!(
         assessment.signals.time.timestamp,
         EventTime(T0 + 15 * MINUTE)
@@ -608,52 +612,58 @@ struct TroubledStore {
     reads_fail: bool,
 }
 
-fn down<T>() -> Result<T, StoreError> {
-    Err(StoreError::Backend("the backend is down".into()))
+fn down<T: Send + 'static>() -> StoreFuture<'static, T> {
+    Box::pin(std::future::ready(Err(StoreError::Backend(
+        "the backend is down".into(),
+    ))))
 }
 
 impl Store for TroubledStore {
-    fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError> {
+    fn observe<'a>(
+        &'a self,
+        attempt: &'a AttemptKeys<'a>,
+        now: Millis,
+    ) -> StoreFuture<'a, Observation> {
         if self.reads_fail {
             return down();
         }
-        self.reads.observe(attempt, now)
+        Store::observe(&self.reads, attempt, now)
     }
-    fn count_failure(&self, _: &AttemptKeys<'_>, _: Millis) -> Result<(), StoreError> {
+    fn count_failure<'a>(&'a self, _: &'a AttemptKeys<'a>, _: Millis) -> StoreFuture<'a, ()> {
         down()
     }
-    fn learn(&self, _: &str, _: LoginFacts) -> Result<(), StoreError> {
+    fn learn<'a>(&'a self, _: &'a str, _: LoginFacts) -> StoreFuture<'a, ()> {
         down()
     }
-    fn trust_device(&self, _: &str, _: u64) -> Result<bool, StoreError> {
+    fn trust_device<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, bool> {
         down()
     }
-    fn lock(&self, _: &str, _: Millis) -> Result<(), StoreError> {
+    fn lock<'a>(&'a self, _: &'a str, _: Millis) -> StoreFuture<'a, ()> {
         down()
     }
-    fn unlock(&self, _: &str) -> Result<bool, StoreError> {
+    fn unlock<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
         down()
     }
-    fn put_pending(&self, _: &str, _: Pending) -> Result<(), StoreError> {
+    fn put_pending<'a>(&'a self, _: &'a str, _: Pending) -> StoreFuture<'a, ()> {
         down()
     }
-    fn take_pending(&self, _: &str) -> Result<Option<Pending>, StoreError> {
+    fn take_pending<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Pending>> {
         down()
     }
-    fn profile(&self, _: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
+    fn profile<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Arc<UserProfile>>> {
         down()
     }
-    fn activity(&self, _: &str) -> Result<UserActivity, StoreError> {
+    fn activity<'a>(&'a self, _: &'a str) -> StoreFuture<'a, UserActivity> {
         down()
     }
-    fn forget(&self, _: &str) -> Result<bool, StoreError> {
+    fn forget<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
         down()
     }
-    fn sweep(&self, _: Millis, _: Millis) -> Result<crate::state::Swept, StoreError> {
+    fn sweep(&self, _: Millis, _: Millis) -> StoreFuture<'_, crate::state::Swept> {
         down()
     }
     fn committed(&self) -> crate::state::Committed {
-        Box::pin(std::future::ready(down()))
+        down()
     }
     fn healthy(&self) -> bool {
         false
@@ -681,7 +691,7 @@ fn state_that_cannot_be_read_gives_the_fail_safe_and_never_allow() {
         (Decision::Lock, Decision::Lock),
     ] {
         let e = troubled(true, fail_safe);
-        let answer = e.evaluate(&attempt("alice", "allow", ok), time(0)).unwrap();
+        let answer = eval(&e, &attempt("alice", "allow", ok), 0);
         let verdict = &answer.verdict;
         assert_eq!(verdict.decision, expected, "fail-safe {fail_safe:?}");
         assert_eq!(verdict.reasons, [STATE_UNAVAILABLE_REASON]);
@@ -699,9 +709,7 @@ fn state_that_cannot_be_read_gives_the_fail_safe_and_never_allow() {
 #[test]
 fn a_verdict_whose_effects_cannot_be_stored_gives_the_fail_safe() {
     let e = troubled(false, Decision::Mfa);
-    let answer = e
-        .evaluate(&attempt("alice", "allow", Some(true)), time(0))
-        .unwrap();
+    let answer = eval(&e, &attempt("alice", "allow", Some(true)), 0);
     assert_eq!(
         answer.verdict.decision,
         Decision::Mfa,
@@ -714,7 +722,7 @@ fn a_verdict_whose_effects_cannot_be_stored_gives_the_fail_safe() {
     locking
         .attributes
         .insert("lock_seconds".into(), serde_json::json!(60));
-    let answer = e.evaluate(&locking, time(1)).unwrap();
+    let answer = eval(&e, &locking, 1);
     assert_eq!(answer.verdict.decision, Decision::Lock);
     assert_eq!(answer.verdict.reasons, [STATE_UNAVAILABLE_REASON]);
 }

@@ -56,7 +56,7 @@ pub(super) async fn event(
 ) -> Result<Json<Value>, ApiError> {
     let now = Utc::now();
     not_in_future(outcome.timestamp, now)?;
-    let recorded = state.engine.record(&outcome, now)?;
+    let recorded = state.engine.record(&outcome, now).await?;
     state.engine.committed().await?;
     if let Some(log) = &state.decision_log {
         log.event(now, &outcome, recorded);
@@ -69,7 +69,7 @@ pub(super) async fn user_profile(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<Json<UserExport>, ApiError> {
-    match state.engine.export_user(&id, Utc::now())? {
+    match state.engine.export_user(&id, Utc::now()).await? {
         Some(export) => Ok(Json(export)),
         None => Err(no_state_for(&id)),
     }
@@ -80,7 +80,7 @@ pub(super) async fn forget_user(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<StatusCode, ApiError> {
-    let forgotten = state.engine.forget(&id)?;
+    let forgotten = state.engine.forget(&id).await?;
     state.engine.committed().await?;
     if forgotten {
         Ok(StatusCode::NO_CONTENT)
@@ -94,7 +94,7 @@ pub(super) async fn unlock_user(
     State(state): State<AppState>,
     UserId(id): UserId,
 ) -> Result<Json<Value>, ApiError> {
-    let unlocked = state.engine.unlock(&id)?;
+    let unlocked = state.engine.unlock(&id).await?;
     state.engine.committed().await?;
     Ok(Json(json!({ "user_id": id, "unlocked": unlocked })))
 }

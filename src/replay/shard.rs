@@ -8,7 +8,7 @@ use super::{EventKind, Login, ReplayError, ScoredLogin, UnlabelledMfa};
 use crate::engine::Engine;
 use crate::model::{Assessment, Decision, Outcome, OutcomeKind};
 use crate::state::bounded::BoundedMap;
-use crate::state::key;
+use crate::state::{finish, key};
 
 /// Logged request ids remembered for the events that follow them.
 const REQUEST_IDS_KEPT: usize = 1_000_000;
@@ -52,7 +52,7 @@ impl Shard {
                         *id = replayed;
                     }
                 }
-                self.engine.record(&outcome, now)?;
+                finish(self.engine.record(&outcome, now))?;
                 Ok(Scored::Event)
             }
             EventKind::Login(mut login) => {
@@ -64,9 +64,10 @@ impl Shard {
                         login.geo.take(),
                     )
                 });
-                let answer = self
-                    .engine
-                    .evaluate_enriched(attempt, now, enrichment, network)?;
+                let answer = finish(
+                    self.engine
+                        .evaluate_enriched(attempt, now, enrichment, network),
+                )?;
                 self.resolve(&login, &answer, now)?;
                 // Only what the summary needs leaves the shard: the rest is freed here.
                 let changed = answer
@@ -122,7 +123,7 @@ impl Shard {
             request_id: Some(answer.request_id.clone()),
             timestamp: Some(now),
         };
-        self.engine.record(&outcome, now)?;
+        finish(self.engine.record(&outcome, now))?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use super::disk::{Disk, DiskHandle, Space};
 use super::table::Table;
 use super::{
     AttemptKeys, Committed, Counts, EventWindow, LoginFacts, NetworkActivity, NetworkCounts,
-    Observation, PENDING_TTL, Pending, Store, StoreError, Swept, USER_FAILURE_WINDOWS,
+    Observation, PENDING_TTL, Pending, Store, StoreError, StoreFuture, Swept, USER_FAILURE_WINDOWS,
     USER_FAILURES, UserActivity, UserProfile, key,
 };
 use crate::Millis;
@@ -111,8 +111,13 @@ fn failure_counts(failures: &EventWindow, now: Millis) -> [i64; 3] {
     USER_FAILURE_WINDOWS.map(|w| failures.count(now, w))
 }
 
-impl Store for MemoryStore {
-    fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError> {
+/// The store's operations, answered at once; [`Store`] hands them out as ready futures.
+impl MemoryStore {
+    pub(crate) fn observe(
+        &self,
+        attempt: &AttemptKeys<'_>,
+        now: Millis,
+    ) -> Result<Observation, StoreError> {
         let user_key = key(attempt.user_id);
         let user_failures = if attempt.failed {
             self.record_user_failure(user_key, now)?
@@ -135,7 +140,11 @@ impl Store for MemoryStore {
         })
     }
 
-    fn count_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<(), StoreError> {
+    pub(crate) fn count_failure(
+        &self,
+        attempt: &AttemptKeys<'_>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         if let Some(keys) = attempt.network {
             self.network.count_failure(keys.ip, now)?;
         }
@@ -143,7 +152,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn learn(&self, user_id: &str, login: LoginFacts) -> Result<(), StoreError> {
+    pub(crate) fn learn(&self, user_id: &str, login: LoginFacts) -> Result<(), StoreError> {
         self.profiles.update(key(user_id), |p| {
             let profile = Arc::make_mut(p);
             if profile.user_id.is_empty() {
@@ -153,36 +162,36 @@ impl Store for MemoryStore {
         })
     }
 
-    fn trust_device(&self, user_id: &str, device: u64) -> Result<bool, StoreError> {
+    pub(crate) fn trust_device(&self, user_id: &str, device: u64) -> Result<bool, StoreError> {
         Ok(self
             .profiles
             .modify(key(user_id), |p| Arc::make_mut(p).trust_device(device))?
             .unwrap_or(false))
     }
 
-    fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError> {
+    pub(crate) fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError> {
         self.locks
             .update(key(user_id), |end| *end = (*end).max(until))
     }
 
-    fn unlock(&self, user_id: &str) -> Result<bool, StoreError> {
+    pub(crate) fn unlock(&self, user_id: &str) -> Result<bool, StoreError> {
         Ok(self.locks.remove(key(user_id))?.is_some())
     }
 
-    fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {
+    pub(crate) fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {
         self.pending
             .update(key(request_id), |slot| *slot = Some(pending))
     }
 
-    fn take_pending(&self, request_id: &str) -> Result<Option<Pending>, StoreError> {
+    pub(crate) fn take_pending(&self, request_id: &str) -> Result<Option<Pending>, StoreError> {
         Ok(self.pending.remove(key(request_id))?.flatten())
     }
 
-    fn profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
+    pub(crate) fn profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
         self.profiles.read(key(user_id), Arc::clone)
     }
 
-    fn activity(&self, user_id: &str) -> Result<UserActivity, StoreError> {
+    pub(crate) fn activity(&self, user_id: &str) -> Result<UserActivity, StoreError> {
         let k = key(user_id);
         Ok(UserActivity {
             failures: self.failures.read(k, Clone::clone)?.unwrap_or_default(),
@@ -190,7 +199,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn forget(&self, user_id: &str) -> Result<bool, StoreError> {
+    pub(crate) fn forget(&self, user_id: &str) -> Result<bool, StoreError> {
         let k = key(user_id);
         let had_profile = self.profiles.remove(k)?.is_some();
         let had_failures = self.failures.remove(k)?.is_some();
@@ -204,7 +213,7 @@ impl Store for MemoryStore {
         Ok(had_profile || had_failures || had_lock || pending > 0 || counted)
     }
 
-    fn sweep(&self, now: Millis, retention: Millis) -> Result<Swept, StoreError> {
+    pub(crate) fn sweep(&self, now: Millis, retention: Millis) -> Result<Swept, StoreError> {
         let failures = self.failures.retain(|f| f.is_live(now, USER_FAILURES.0))?;
         let locks = self.locks.retain(|until| *until > now)?;
         let pending = self.pending.retain(|p| {
@@ -221,6 +230,64 @@ impl Store for MemoryStore {
             expired: failures + locks + pending + network,
         })
     }
+}
+
+impl Store for MemoryStore {
+    fn observe<'a>(
+        &'a self,
+        attempt: &'a AttemptKeys<'a>,
+        now: Millis,
+    ) -> StoreFuture<'a, Observation> {
+        ready(MemoryStore::observe(self, attempt, now))
+    }
+
+    fn count_failure<'a>(
+        &'a self,
+        attempt: &'a AttemptKeys<'a>,
+        now: Millis,
+    ) -> StoreFuture<'a, ()> {
+        ready(MemoryStore::count_failure(self, attempt, now))
+    }
+
+    fn learn<'a>(&'a self, user_id: &'a str, login: LoginFacts) -> StoreFuture<'a, ()> {
+        ready(MemoryStore::learn(self, user_id, login))
+    }
+
+    fn trust_device<'a>(&'a self, user_id: &'a str, device: u64) -> StoreFuture<'a, bool> {
+        ready(MemoryStore::trust_device(self, user_id, device))
+    }
+
+    fn lock<'a>(&'a self, user_id: &'a str, until: Millis) -> StoreFuture<'a, ()> {
+        ready(MemoryStore::lock(self, user_id, until))
+    }
+
+    fn unlock<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, bool> {
+        ready(MemoryStore::unlock(self, user_id))
+    }
+
+    fn put_pending<'a>(&'a self, request_id: &'a str, pending: Pending) -> StoreFuture<'a, ()> {
+        ready(MemoryStore::put_pending(self, request_id, pending))
+    }
+
+    fn take_pending<'a>(&'a self, request_id: &'a str) -> StoreFuture<'a, Option<Pending>> {
+        ready(MemoryStore::take_pending(self, request_id))
+    }
+
+    fn profile<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<Arc<UserProfile>>> {
+        ready(MemoryStore::profile(self, user_id))
+    }
+
+    fn activity<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserActivity> {
+        ready(MemoryStore::activity(self, user_id))
+    }
+
+    fn forget<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, bool> {
+        ready(MemoryStore::forget(self, user_id))
+    }
+
+    fn sweep(&self, now: Millis, retention: Millis) -> StoreFuture<'_, Swept> {
+        ready(MemoryStore::sweep(self, now, retention))
+    }
 
     fn committed(&self) -> Committed {
         match &self.disk {
@@ -232,6 +299,11 @@ impl Store for MemoryStore {
     fn healthy(&self) -> bool {
         self.disk.as_ref().is_none_or(|(disk, _)| disk.healthy())
     }
+}
+
+/// A result already there, as the future [`Store`] returns.
+fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
 }
 
 #[cfg(test)]

@@ -129,40 +129,67 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// A state backend.
+/// A state backend. Calls return futures: in-process backends answer at once, remote ones
+/// over the network; each call is one atomic step per key (one round trip per key's slot).
 pub(crate) trait Store: Send + Sync {
     /// Counts an attempt (and its failure, if `failed`) and returns the state to judge it by.
-    fn observe(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<Observation, StoreError>;
+    fn observe<'a>(
+        &'a self,
+        attempt: &'a AttemptKeys<'a>,
+        now: Millis,
+    ) -> StoreFuture<'a, Observation>;
     /// Counts a failure reported after the attempt was observed (or never observed).
-    fn count_failure(&self, attempt: &AttemptKeys<'_>, now: Millis) -> Result<(), StoreError>;
+    fn count_failure<'a>(
+        &'a self,
+        attempt: &'a AttemptKeys<'a>,
+        now: Millis,
+    ) -> StoreFuture<'a, ()>;
     /// Teaches the user's profile a fully successful login.
-    fn learn(&self, user_id: &str, login: LoginFacts) -> Result<(), StoreError>;
+    fn learn<'a>(&'a self, user_id: &'a str, login: LoginFacts) -> StoreFuture<'a, ()>;
     /// Marks a device the user already knows as trusted; returns whether it was known.
-    fn trust_device(&self, user_id: &str, device: u64) -> Result<bool, StoreError>;
+    fn trust_device<'a>(&'a self, user_id: &'a str, device: u64) -> StoreFuture<'a, bool>;
     /// Locks the user until `until` (never shortens an existing lock).
-    fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError>;
+    fn lock<'a>(&'a self, user_id: &'a str, until: Millis) -> StoreFuture<'a, ()>;
     /// Lifts the user's lock; returns whether there was one.
-    fn unlock(&self, user_id: &str) -> Result<bool, StoreError>;
+    fn unlock<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, bool>;
     /// Parks an attempt until its outcome arrives.
-    fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError>;
+    fn put_pending<'a>(&'a self, request_id: &'a str, pending: Pending) -> StoreFuture<'a, ()>;
     /// Takes a parked attempt; `None` if unknown or already resolved.
-    fn take_pending(&self, request_id: &str) -> Result<Option<Pending>, StoreError>;
+    fn take_pending<'a>(&'a self, request_id: &'a str) -> StoreFuture<'a, Option<Pending>>;
     /// The user's profile.
-    fn profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError>;
+    fn profile<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<Arc<UserProfile>>>;
     /// The user's counters.
-    fn activity(&self, user_id: &str) -> Result<UserActivity, StoreError>;
+    fn activity<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserActivity>;
     /// Erases everything kept about the user (profile, failures, lock, attempts awaiting
     /// their outcome, their place in IP and device counters); returns whether anything was.
-    fn forget(&self, user_id: &str) -> Result<bool, StoreError>;
+    fn forget<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, bool>;
     /// Removes what no signal can use any more (expired windows, lifted locks, attempts
     /// whose outcome never came) and profiles without a successful login for `retention`.
-    fn sweep(&self, now: Millis, retention: Millis) -> Result<Swept, StoreError>;
+    fn sweep(&self, now: Millis, retention: Millis) -> StoreFuture<'_, Swept>;
     /// Resolves when every change made so far survives the process being killed; awaited
     /// before an answer that implies changes leaves.
     fn committed(&self) -> Committed;
     /// False while the backend cannot keep state (a disk refusing writes, a server down).
     fn healthy(&self) -> bool;
 }
+
+/// Runs a call over in-memory state to its end on this thread (replay, tests): every store
+/// call is ready at once there, so this returns on the first poll (it yields, never spins
+/// hot, if a call ever is not ready).
+pub(crate) fn finish<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// What a [`Store`] call returns.
+pub(crate) type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// What [`Store::sweep`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

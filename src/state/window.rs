@@ -207,9 +207,15 @@ mod tests {
         }
         let bytes = rmp_serde::to_vec_named(&events).unwrap();
         assert!(bytes.len() < 300, "{} bytes", bytes.len());
-        assert_eq!(rmp_serde::from_slice::<EventWindow>(&bytes).unwrap(), events);
+        assert_eq!(
+            rmp_serde::from_slice::<EventWindow>(&bytes).unwrap(),
+            events
+        );
         let bytes = rmp_serde::to_vec_named(&users).unwrap();
-        assert_eq!(rmp_serde::from_slice::<DistinctWindow>(&bytes).unwrap(), users);
+        assert_eq!(
+            rmp_serde::from_slice::<DistinctWindow>(&bytes).unwrap(),
+            users
+        );
         let empty = rmp_serde::to_vec_named(&EventWindow::default()).unwrap();
         assert_eq!(
             rmp_serde::from_slice::<EventWindow>(&empty).unwrap(),
