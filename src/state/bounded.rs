@@ -140,6 +140,14 @@ impl<V> BoundedMap<V> {
         Ok(shard.young.get_mut(&key).map(f))
     }
 
+    /// Runs `f` with `key`'s shard locked and its entry, if held; nothing is promoted or
+    /// inserted, so sweeps can visit every key without churning the cache.
+    pub(crate) fn with_locked<R>(&self, key: u64, f: impl FnOnce(Option<&mut V>) -> R) -> R {
+        let mut shard = self.shard(key).lock();
+        let Shard { young, old } = &mut *shard;
+        f(young.get_mut(&key).or_else(|| old.get_mut(&key)))
+    }
+
     /// Removes and returns the entry for `key`.
     pub(crate) fn remove(&self, key: u64) -> Option<V> {
         let mut shard = self.shard(key).lock();

@@ -2,20 +2,20 @@
 //!
 //! A change is staged here (its key's latest encoding) while the table's shard is locked, so
 //! staged values follow each key's changes in order. A request about to answer awaits
-//! [`Disk::committed`]: the first one to find no batch being written takes everything staged
-//! as a batch, writes it to fjall in one journal write and hands it to the operating system
-//! (syncing the disk when [`SyncMode`] says so); requests arriving meanwhile wait and share
-//! the next batch. A key changed many times between two batches is written once. That is
+//! [`Disk::committed`]: requests whose changes are not written yet take the writer lock in
+//! turn, and the holder takes everything staged as a batch, writes it to fjall in one journal
+//! write and hands it to the operating system (syncing the disk when [`SyncMode`] says so);
+//! requests queued meanwhile find their changes in that batch or share the next one. A key changed many times between two batches is written once. That is
 //! what keeps a durable answer close to the cost of an in-memory one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, PersistMode};
-use tokio::sync::watch;
 
 use super::embedded::SyncMode;
 use super::{Committed, StoreError};
@@ -105,23 +105,23 @@ struct Staged {
     writing: Option<Arc<Changes>>,
 }
 
-/// What has been written: every batch up to `through` is with the operating system, and
-/// `failure` says why the latest one is not, if the disk refused it.
-#[derive(Debug, Clone, Default)]
-struct Written {
-    through: u64,
-    failure: Option<String>,
-}
-
 /// The database, and the changes staged in front of it.
 pub(crate) struct Disk {
     db: Database,
     spaces: Keyspaces,
     staged: Mutex<Staged>,
-    /// Held by the one caller writing a batch (the leader of a group commit).
+    /// Taken in turn by callers whose changes are not written yet; the holder writes
+    /// everything staged (a group commit), so those queued after it usually find theirs
+    /// written already.
     writer: tokio::sync::Mutex<()>,
-    written: watch::Sender<Written>,
+    /// Every batch up to this number is with the operating system.
+    written_through: AtomicU64,
+    /// The latest batch was refused (cleared by the next one written).
+    refused: AtomicBool,
     sync: SyncMode,
+    /// Tests make the disk refuse writes with it.
+    #[cfg(test)]
+    pub(crate) refuse_writes: AtomicBool,
 }
 
 impl Disk {
@@ -135,8 +135,11 @@ impl Disk {
                 ..Staged::default()
             }),
             writer: tokio::sync::Mutex::new(()),
-            written: watch::Sender::new(Written::default()),
+            written_through: AtomicU64::new(0),
+            refused: AtomicBool::new(false),
             sync,
+            #[cfg(test)]
+            refuse_writes: AtomicBool::new(false),
         }
     }
 
@@ -193,9 +196,9 @@ impl Disk {
     }
 
     /// Resolves when every change staged so far is with the operating system (on the disk
-    /// with [`SyncMode::Always`]). The first caller to find no batch being written writes
-    /// everything staged; callers arriving meanwhile wait and are covered by it or by the
-    /// next one.
+    /// with [`SyncMode::Always`]). Callers whose changes are not written yet take the writer
+    /// lock in turn; the holder writes everything staged, so a queue of requests shares one
+    /// write, and each one whose batch was refused tries again once.
     pub(crate) fn committed(self: &Arc<Self>) -> Committed {
         let needed = {
             let staged = self.lock();
@@ -203,37 +206,30 @@ impl Disk {
             staged.open_number - u64::from(staged.open.is_empty())
         };
         let disk = Arc::clone(self);
-        let mut written = self.written.subscribe();
         Box::pin(async move {
-            loop {
-                {
-                    let now = written.borrow_and_update();
-                    if now.through >= needed {
-                        return Ok(());
-                    }
-                    if let Some(failure) = &now.failure {
-                        return Err(StoreError::Backend(failure.clone()));
-                    }
-                }
-                if let Ok(_leader) = disk.writer.try_lock() {
-                    disk.write_batch();
-                    continue;
-                }
-                if written.changed().await.is_err() {
-                    return Err(StoreError::Backend("the state store is closed".into()));
-                }
+            if disk.is_written(needed) {
+                return Ok(());
             }
+            let _turn = disk.writer.lock().await;
+            if disk.is_written(needed) {
+                return Ok(());
+            }
+            disk.write_batch()
         })
+    }
+
+    fn is_written(&self, batch: u64) -> bool {
+        self.written_through.load(Ordering::Acquire) >= batch
     }
 
     /// True unless the disk refused the latest batch.
     pub(crate) fn healthy(&self) -> bool {
-        self.written.borrow().failure.is_none()
+        !self.refused.load(Ordering::Acquire)
     }
 
-    /// Writes everything staged as one batch and publishes the outcome; a refused batch stays
+    /// Writes everything staged as one batch; call it holding `writer`. A refused batch stays
     /// staged (under anything newer) for the next writer to try again.
-    fn write_batch(&self) {
+    fn write_batch(&self) -> Result<(), StoreError> {
         let (number, batch) = {
             let mut staged = self.lock();
             let batch = Arc::new(std::mem::take(&mut staged.open));
@@ -248,10 +244,9 @@ impl Disk {
         match result {
             Ok(()) => {
                 drop(staged);
-                self.written.send_modify(|w| {
-                    w.through = number;
-                    w.failure = None;
-                });
+                self.written_through.store(number, Ordering::Release);
+                self.refused.store(false, Ordering::Release);
+                Ok(())
             }
             Err(error) => {
                 tracing::error!(%error, "cannot write the state");
@@ -259,14 +254,20 @@ impl Disk {
                 staged.open = Arc::unwrap_or_clone(batch);
                 staged.open.extend(newer);
                 drop(staged);
-                let failure = format!("cannot write the state: {error}");
-                self.written.send_modify(|w| w.failure = Some(failure));
+                self.refused.store(true, Ordering::Release);
+                Err(StoreError::Backend(format!(
+                    "cannot write the state: {error}"
+                )))
             }
         }
     }
 
     /// Writes a batch in one journal write and hands it to the operating system.
     fn write(&self, batch: &Changes) -> fjall::Result<()> {
+        #[cfg(test)]
+        if self.refuse_writes.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("the disk is full").into());
+        }
         let mut writes = self.db.batch();
         for (&(space, key), value) in batch {
             let keyspace = self.spaces.get(space);
@@ -311,8 +312,16 @@ pub(crate) struct DiskHandle {
 
 impl Drop for DiskHandle {
     fn drop(&mut self) {
+        // A request's commit may still hold the writer; wait for it (the store is going
+        // away, so no new one comes).
+        let _turn = loop {
+            match self.disk.writer.try_lock() {
+                Ok(turn) => break turn,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
         if !self.disk.lock().open.is_empty() {
-            self.disk.write_batch();
+            let _ = self.disk.write_batch();
         }
         if let Err(error) = self.disk.db.persist(PersistMode::SyncAll) {
             tracing::error!(%error, "cannot sync the state to disk");

@@ -16,7 +16,7 @@ use super::memory::{Capacity, MemoryStore};
 
 /// The on-disk format this build reads and writes. Raise it when entries change in a way an
 /// older build would misread; a newer database is refused, never misread.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 2;
 /// Where the format version is kept.
 const META: &str = "meta";
 const FORMAT_KEY: &str = "format_version";
@@ -42,6 +42,18 @@ pub enum EmbeddedError {
          {FORMAT_VERSION}; run a newer riskgate"
     )]
     NewerFormat {
+        /// The directory.
+        dir: PathBuf,
+        /// The format found there.
+        found: u64,
+    },
+    /// The directory holds a format from an earlier build that this one cannot read.
+    #[error(
+        "the data directory `{dir}` holds state format {found}, written by an earlier \
+         development build that this one ({FORMAT_VERSION}) cannot read; move it aside to start \
+         with empty state"
+    )]
+    OlderFormat {
         /// The directory.
         dir: PathBuf,
         /// The format found there.
@@ -142,13 +154,13 @@ fn check_format(db: &Database, dir: &Path) -> Result<(), EmbeddedError> {
             dir: dir.to_owned(),
             message: "the format version is unreadable".into(),
         })?;
-    if found > FORMAT_VERSION {
-        return Err(EmbeddedError::NewerFormat {
-            dir: dir.to_owned(),
-            found,
-        });
+    let dir = dir.to_owned();
+    match found.cmp(&FORMAT_VERSION) {
+        std::cmp::Ordering::Greater => Err(EmbeddedError::NewerFormat { dir, found }),
+        // Format 1 held JSON entries; no release wrote it, so there is nothing to migrate.
+        std::cmp::Ordering::Less => Err(EmbeddedError::OlderFormat { dir, found }),
+        std::cmp::Ordering::Equal => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -299,22 +311,75 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_format_is_refused() {
+    fn a_refused_write_is_retried_by_the_next_commit_and_nothing_is_lost() {
+        use std::sync::atomic::Ordering;
         let dir = tempfile::tempdir().unwrap();
-        drop(open(dir.path(), capacity(), SyncMode::Always).unwrap());
-        {
-            let db = Database::builder(dir.path()).open().unwrap();
-            let meta = db.keyspace(META, KeyspaceCreateOptions::default).unwrap();
-            meta.insert(FORMAT_KEY, (FORMAT_VERSION + 1).to_be_bytes())
-                .unwrap();
-        }
-        let error = open(dir.path(), capacity(), SyncMode::Always)
-            .err()
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
             .unwrap();
-        assert!(
-            matches!(error, EmbeddedError::NewerFormat { .. }),
-            "{error}"
-        );
-        assert!(error.to_string().contains("newer riskgate"), "{error}");
+        let disk = store.disk().unwrap();
+        disk.refuse_writes.store(true, Ordering::Release);
+        store.lock("bob", 5_000).unwrap();
+        assert!(runtime.block_on(store.committed()).is_err());
+        assert!(!store.healthy(), "readyz reports it");
+        disk.refuse_writes.store(false, Ordering::Release);
+        store.lock("carol", 6_000).unwrap();
+        runtime.block_on(store.committed()).unwrap();
+        assert!(store.healthy());
+        drop(store);
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        assert_eq!(store.activity("bob").unwrap().locked_until, Some(5_000));
+        assert_eq!(store.activity("carol").unwrap().locked_until, Some(6_000));
+    }
+
+    #[test]
+    fn a_parked_attempt_is_taken_once_however_many_race_for_it() {
+        use crate::state::{Pending, PendingStage};
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Capacity {
+            pending: 2,
+            ..capacity()
+        };
+        let store = open(dir.path(), tiny, SyncMode::No).unwrap();
+        let ids: Vec<String> = (0..3_000).map(|i| format!("r{i}")).collect();
+        for id in &ids {
+            let parked = Pending {
+                user_id: "alice".into(),
+                ip: "192.0.2.1".parse().unwrap(),
+                device_id: None,
+                facts: LoginFacts::default(),
+                stage: PendingStage::Mfa,
+            };
+            store.put_pending(id, parked).unwrap();
+        }
+        let taken: usize = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        ids.iter()
+                            .filter(|id| store.take_pending(id).unwrap().is_some())
+                            .count()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).sum()
+        });
+        assert_eq!(taken, ids.len(), "each attempt resolves exactly once");
+    }
+
+    #[test]
+    fn a_newer_or_an_older_format_is_refused() {
+        for (version, says) in [(FORMAT_VERSION + 1, "newer riskgate"), (1, "earlier")] {
+            let dir = tempfile::tempdir().unwrap();
+            drop(open(dir.path(), capacity(), SyncMode::No).unwrap());
+            {
+                let db = Database::builder(dir.path()).open().unwrap();
+                let meta = db.keyspace(META, KeyspaceCreateOptions::default).unwrap();
+                meta.insert(FORMAT_KEY, version.to_be_bytes()).unwrap();
+            }
+            let error = open(dir.path(), capacity(), SyncMode::No).err().unwrap();
+            assert!(error.to_string().contains(says), "{error}");
+        }
     }
 }

@@ -82,6 +82,12 @@ impl MemoryStore {
         }
     }
 
+    /// The disk behind the tables, if durable.
+    #[cfg(test)]
+    pub(crate) fn disk(&self) -> Option<&Disk> {
+        self.disk.as_ref().map(|(disk, _)| &**disk)
+    }
+
     /// Entries held in memory per map: users with failures, locks, profiles, ips, devices,
     /// pending.
     #[cfg(test)]

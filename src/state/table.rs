@@ -88,42 +88,71 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         changed.flatten().transpose()
     }
 
-    /// Removes the entry for `key`; returns it, if there was one.
+    /// Removes the entry for `key`; returns it, if there was one. With a disk, the removal is
+    /// staged under the shard's lock and the key cached as absent, so no concurrent call can
+    /// read the old value back.
     pub(crate) fn remove(&self, key: u64) -> Result<Option<V>, StoreError> {
-        let cached = self.map.remove(key);
         let Some((disk, space)) = &self.disk else {
-            return Ok(cached.flatten());
+            return Ok(self.map.remove(key).flatten());
         };
-        let stored = match cached {
-            Some(value) => value,
-            None => self.load(key)?.flatten(),
-        };
-        disk.stage(*space, key, None);
-        Ok(stored)
+        self.map.update_loading(
+            key,
+            || self.load(key),
+            |slot| {
+                disk.stage(*space, key, None);
+                slot.take()
+            },
+        )
     }
 
     /// Runs `keep` on every entry, removing those it returns false for and keeping what it
-    /// changes; returns how many were removed. Reads the whole table: for erasure, not for
-    /// the request path.
+    /// changes; returns how many were removed. Reads the whole table: for erasure and sweeps,
+    /// not for the request path. With a disk, each key is judged on its newest value with
+    /// its shard locked, so a change made meanwhile is never lost or undone.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&mut V) -> bool) -> Result<usize, StoreError> {
-        let in_memory = self.map.retain(|slot| slot.as_mut().is_none_or(&mut keep));
         let Some((disk, space)) = &self.disk else {
-            return Ok(in_memory);
+            return Ok(self.map.retain(|slot| slot.as_mut().is_none_or(&mut keep)));
         };
         let mut removed = 0;
-        for (key, bytes) in disk.entries(*space)? {
-            let mut value: V = decode(&bytes)?;
-            if !keep(&mut value) {
-                disk.stage(*space, key, None);
-                removed += 1;
-            } else {
-                let kept = encode(&value)?;
-                if kept != bytes {
-                    disk.stage(*space, key, Some(kept));
+        for (key, stored) in disk.entries(*space)? {
+            let gone = self.map.with_locked(key, |cached| {
+                // A kept value is written back only if `keep` changed it.
+                let restage = |value: &V, before: &[u8]| -> Result<(), StoreError> {
+                    let kept = encode(value)?;
+                    if kept != before {
+                        disk.stage(*space, key, Some(kept));
+                    }
+                    Ok(())
+                };
+                match cached {
+                    Some(slot) => {
+                        // Cached as absent: removed since the listing.
+                        let Some(value) = slot.as_mut() else {
+                            return Ok(false);
+                        };
+                        if keep(value) {
+                            restage(value, &stored)?;
+                            return Ok(false);
+                        }
+                        *slot = None;
+                    }
+                    None => {
+                        let Some(newest) = disk.load(*space, key)? else {
+                            return Ok(false);
+                        };
+                        let mut value: V = decode(&newest)?;
+                        if keep(&mut value) {
+                            restage(&value, &newest)?;
+                            return Ok(false);
+                        }
+                    }
                 }
-            }
+                disk.stage(*space, key, None);
+                Ok::<_, StoreError>(true)
+            })?;
+            removed += usize::from(gone);
         }
-        Ok(removed.max(in_memory))
+        Ok(removed)
     }
 
     /// Entries held in memory.
