@@ -452,7 +452,12 @@ fn policies_with(lists: &BTreeMap<String, Vec<String>>, dir: &Path) -> Result<Pa
     Ok(copy)
 }
 
-fn build_engine(story: &Story, geoip: &(PathBuf, PathBuf), dir: &Path) -> Result<Engine, String> {
+fn build_engine(
+    story: &Story,
+    backend: &str,
+    geoip: &(PathBuf, PathBuf),
+    dir: &Path,
+) -> Result<Engine, String> {
     let overrides: Settings = match &story.settings {
         Some(value) => {
             serde_json::from_value(value.clone()).map_err(|e| format!("`settings`: {e}"))?
@@ -480,6 +485,7 @@ fn build_engine(story: &Story, geoip: &(PathBuf, PathBuf), dir: &Path) -> Result
         geoip_city: Some(city.display().to_string()),
         geoip_asn: Some(asn.display().to_string()),
         data_dir: Some(dir.join("data")),
+        state_backend: Some(backend.into()),
         ..Settings::default()
     });
     let config = settings.resolve().map_err(|e| e.to_string())?;
@@ -523,13 +529,35 @@ fn run_file(path: &Path, geoip: &(PathBuf, PathBuf), failures: &mut Vec<String>)
     {
         return error(failures, format!("step name `{name}` is used twice"));
     }
+    for backend in BACKENDS {
+        run_story(
+            &story,
+            &format!("{file} [{backend}]"),
+            backend,
+            geoip,
+            failures,
+        );
+    }
+}
+
+/// The state backends every story runs on: each must tell the same story.
+const BACKENDS: [&str; 2] = ["memory", "embedded"];
+
+/// Runs a checked story on one backend.
+fn run_story(
+    story: &Story,
+    file: &str,
+    backend: &str,
+    geoip: &(PathBuf, PathBuf),
+    failures: &mut Vec<String>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = match build_engine(&story, geoip, dir.path()) {
+    let engine = match build_engine(story, backend, geoip, dir.path()) {
         Ok(engine) => engine,
-        Err(e) => return error(failures, format!("engine: {e}")),
+        Err(e) => return failures.push(format!("{file}: engine: {e}")),
     };
     let mut run = Run {
-        file: &file,
+        file,
         engine,
         runtime: tokio::runtime::Builder::new_current_thread()
             .build()

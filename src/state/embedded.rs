@@ -369,6 +369,32 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_set_while_a_sweep_runs_is_never_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = Capacity {
+            users: 100,
+            ..capacity()
+        };
+        let store = open(dir.path(), small, SyncMode::No).unwrap();
+        let users: Vec<String> = (0..5_000).map(|i| format!("user{i}")).collect();
+        for user in &users {
+            store.lock(user, 1_000).unwrap();
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(|| store.sweep(2_000, crate::DAY).unwrap());
+            scope.spawn(|| {
+                for user in &users {
+                    store.lock(user, 1_000_000).unwrap();
+                }
+            });
+        });
+        for user in &users {
+            let until = store.activity(user).unwrap().locked_until;
+            assert_eq!(until, Some(1_000_000), "{user}");
+        }
+    }
+
+    #[test]
     fn a_newer_or_an_older_format_is_refused() {
         for (version, says) in [(FORMAT_VERSION + 1, "newer riskgate"), (1, "earlier")] {
             let dir = tempfile::tempdir().unwrap();
