@@ -185,8 +185,7 @@ impl MemoryStore {
     }
 
     pub(crate) fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {
-        self.pending
-            .update(key(request_id), |slot| *slot = Some(pending))
+        self.pending.put(key(request_id), Some(pending))
     }
 
     pub(crate) fn take_pending(&self, request_id: &str) -> Result<Option<Pending>, StoreError> {

@@ -57,6 +57,16 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         )?
     }
 
+    /// Sets the entry for `key` to `value`, whatever it was: the disk is not read (a new
+    /// key, such as a parked attempt's request id, would always miss there).
+    pub(crate) fn put(&self, key: u64, value: V) -> Result<(), StoreError> {
+        let missing = || Ok::<_, StoreError>(None);
+        self.map.update_loading(key, missing, |slot| {
+            let value = slot.insert(value);
+            self.save(key, value)
+        })?
+    }
+
     /// Reads the entry for `key`, if there is one.
     pub(crate) fn read<R>(
         &self,
