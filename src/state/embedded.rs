@@ -168,7 +168,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::state::{AttemptKeys, Feature, FeatureValue, LoginFacts, Store, Swept};
+    use crate::state::{
+        AttemptKeys, Feature, FeatureValue, LoginFacts, Pending, PendingStage, Store, Swept, finish,
+    };
 
     fn capacity() -> Capacity {
         Capacity {
@@ -177,6 +179,17 @@ mod tests {
             ips: 100,
             devices: 100,
             pending: 100,
+        }
+    }
+
+    /// An attempt of `user` parked until its step-up outcome.
+    fn parked(user: &str, facts: LoginFacts) -> Pending {
+        Pending {
+            user_id: user.into(),
+            ip: "192.0.2.1".parse().unwrap(),
+            device_id: None,
+            facts,
+            stage: PendingStage::Mfa,
         }
     }
 
@@ -239,10 +252,7 @@ mod tests {
             let failures = store.activity(user).unwrap().failures;
             assert_eq!(failures.count(1_002, 60_000), 3, "{user}");
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(store.committed()).unwrap();
+        finish(store.committed()).unwrap();
         drop(store);
         let store = open(dir.path(), tiny, SyncMode::No).unwrap();
         assert_eq!(
@@ -257,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_sweep_removes_what_expired_from_memory_and_disk_and_keeps_the_rest() {
-        use crate::state::{NetworkKeys, Pending, PendingStage};
+        use crate::state::NetworkKeys;
         use crate::{DAY, MINUTE};
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
@@ -277,14 +287,7 @@ mod tests {
         store.observe(&from_home, 0).unwrap();
         store.learn("old", login(0)).unwrap();
         store.lock("old", 10 * MINUTE).unwrap();
-        let parked = Pending {
-            user_id: "old".into(),
-            ip: "192.0.2.1".parse().unwrap(),
-            device_id: None,
-            facts: login(0),
-            stage: PendingStage::Mfa,
-        };
-        store.put_pending("r1", parked).unwrap();
+        store.put_pending("r1", parked("old", login(0))).unwrap();
         store.learn("recent", login(30 * DAY)).unwrap();
         store.lock("recent", 100 * DAY).unwrap();
 
@@ -293,10 +296,7 @@ mod tests {
         // The failures, the lock, the pending attempt, the IP's and the device's counters.
         assert_eq!(swept.expired, 5, "{swept:?}");
         assert_eq!(store.sweep(40 * DAY, 20 * DAY).unwrap(), Swept::default());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(store.committed()).unwrap();
+        finish(store.committed()).unwrap();
         drop(store);
 
         let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
@@ -315,17 +315,14 @@ mod tests {
         use std::sync::atomic::Ordering;
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let disk = store.disk().unwrap();
         disk.refuse_writes.store(true, Ordering::Release);
         store.lock("bob", 5_000).unwrap();
-        assert!(runtime.block_on(store.committed()).is_err());
+        assert!(finish(store.committed()).is_err());
         assert!(!store.healthy(), "readyz reports it");
         disk.refuse_writes.store(false, Ordering::Release);
         store.lock("carol", 6_000).unwrap();
-        runtime.block_on(store.committed()).unwrap();
+        finish(store.committed()).unwrap();
         assert!(store.healthy());
         drop(store);
         let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
@@ -335,7 +332,6 @@ mod tests {
 
     #[test]
     fn a_parked_attempt_is_taken_once_however_many_race_for_it() {
-        use crate::state::{Pending, PendingStage};
         let dir = tempfile::tempdir().unwrap();
         let tiny = Capacity {
             pending: 2,
@@ -344,14 +340,8 @@ mod tests {
         let store = open(dir.path(), tiny, SyncMode::No).unwrap();
         let ids: Vec<String> = (0..3_000).map(|i| format!("r{i}")).collect();
         for id in &ids {
-            let parked = Pending {
-                user_id: "alice".into(),
-                ip: "192.0.2.1".parse().unwrap(),
-                device_id: None,
-                facts: LoginFacts::default(),
-                stage: PendingStage::Mfa,
-            };
-            store.put_pending(id, parked).unwrap();
+            let attempt = parked("alice", LoginFacts::default());
+            store.put_pending(id, attempt).unwrap();
         }
         let taken: usize = std::thread::scope(|scope| {
             let racers: Vec<_> = (0..3)
