@@ -35,7 +35,7 @@ const USERS: usize = 10_000;
 
 /// An engine with the test GeoIP files in `dir`, on the `backend` state backend (its data, if
 /// any, in `dir` too).
-fn build(dir: &std::path::Path, backend: &str) -> Engine {
+fn build(runtime: &Runtime, dir: &std::path::Path, backend: &str) -> Engine {
     let (city, asn) = write_geoip(dir);
     let config = Settings {
         policies_dir: Some(shipped_policies()),
@@ -47,7 +47,9 @@ fn build(dir: &std::path::Path, backend: &str) -> Engine {
     }
     .resolve()
     .unwrap();
-    riskgate::service::build_engine(&config).unwrap()
+    runtime
+        .block_on(riskgate::service::build_engine(&config))
+        .unwrap()
 }
 
 /// A realistic mix: mostly returning users on their device, some new devices, some failures.
@@ -86,7 +88,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(build(dir.path(), "memory"));
+    let engine = Arc::new(build(&runtime, dir.path(), "memory"));
     let attempts = attempts();
     let mut i = 0usize;
     let mut now = warm(&runtime, &engine, &attempts);
@@ -95,7 +97,7 @@ fn bench(c: &mut Criterion) {
     // the operating system, as the server answers. One caller at a time, so no two share a
     // write: the worst case for group commit.
     let durable_dir = tempfile::tempdir().unwrap();
-    let durable = build(durable_dir.path(), "embedded");
+    let durable = build(&runtime, durable_dir.path(), "embedded");
     let mut durable_now = warm(&runtime, &durable, &attempts);
     let mut j = 0usize;
     c.bench_function("evaluate/full_embedded", |b| {

@@ -19,6 +19,7 @@ use crate::policy::{DEFAULT_POLICY, Limits, MAX_LOCK_SECONDS, Selection};
 use crate::signals::TravelLimits;
 pub use crate::state::embedded::SyncMode;
 use crate::state::memory::Capacity;
+use crate::state::redis::RedisSettings;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
@@ -30,6 +31,10 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_GEOIP_DIR: &str = "geoip";
 /// Default Redis URL.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default prefix of Redis keys.
+pub const DEFAULT_REDIS_PREFIX: &str = "riskgate:";
+/// Default timeout of a state call to Redis, in milliseconds.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
 /// Days a profile is kept without a successful login.
 pub const DEFAULT_PROFILE_RETENTION_DAYS: u64 = 400;
 /// The file read when present and no `--config` is given.
@@ -142,15 +147,22 @@ settings! {
     /// ASN `.mmdb` or ip-location-db `.csv` files, comma-separated
     /// [default: `*asn*.mmdb` / `*asn*.csv` in ./geoip].
     geoip_asn: String = "RISKGATE_GEOIP_ASN";
-    /// State backend: `embedded` (durable, in the data directory) or `memory` (lost on
-    /// restart; replay always uses it) [default: embedded].
+    /// State backend: `embedded` (durable, in the data directory), `redis` (shared by
+    /// replicas) or `memory` (lost on restart; replay always uses it) [default: embedded].
     state_backend: String = "RISKGATE_STATE_BACKEND";
     /// When the embedded state is synced to the disk: `always` (before each answer),
     /// `everysec` or `no` (left to the OS); every answer's changes reach the OS before it
     /// leaves, whatever this says [default: everysec].
     state_sync: SyncMode = "RISKGATE_STATE_SYNC";
-    /// Redis URL for the `redis` backend [default: redis://127.0.0.1:6379].
-    redis_url: String = "RISKGATE_REDIS_URL";
+    /// Redis for the `redis` backend: one URL, or a cluster's seed nodes separated by commas
+    /// (a cluster is recognised by itself) [default: redis://127.0.0.1:6379].
+    redis_url: String = "RISKGATE_REDIS_URL", secret;
+    /// Put in front of every Redis key, so several deployments can share one Redis
+    /// [default: riskgate:].
+    redis_prefix: String = "RISKGATE_REDIS_PREFIX";
+    /// Milliseconds a state call to Redis may take before the answer is the fail-safe
+    /// decision with reason `state_unavailable` [default: 50].
+    redis_timeout_ms: u64 = "RISKGATE_REDIS_TIMEOUT_MS";
     /// API keys as `key:role,key:role` (roles `client`, `admin`); unset: loopback clients only.
     api_keys: String = "RISKGATE_API_KEYS", secret;
     /// Append one JSON line per evaluation and event to this file (unset: off).
@@ -199,6 +211,8 @@ pub(crate) enum Backend {
     Memory,
     /// The same maps in front of a database in the data directory.
     Embedded,
+    /// Redis or Redis Cluster, shared by replicas.
+    Redis,
 }
 
 /// An API key's permissions.
@@ -227,9 +241,8 @@ pub struct Config {
     pub(crate) backend: Backend,
     /// When the embedded backend syncs to the disk.
     pub(crate) sync: SyncMode,
-    /// Redis URL.
-    #[expect(dead_code, reason = "checked now, read by the Redis backend (issue 9)")]
-    pub(crate) redis_url: String,
+    /// How to reach Redis.
+    pub(crate) redis: RedisSettings,
     /// API keys and their roles; empty means loopback clients only.
     pub(crate) api_keys: HashMap<String, Role>,
     /// Decision log file, if logging is on.
@@ -278,6 +291,7 @@ impl Settings {
         let engine = self.engine_settings()?;
         let limits = self.limits();
         let capacity = self.capacity();
+        let redis = self.redis_settings()?;
         let geoip_dir = Path::new(DEFAULT_GEOIP_DIR);
         Ok(Config {
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
@@ -295,9 +309,7 @@ impl Settings {
             },
             backend,
             sync: self.state_sync.unwrap_or_default(),
-            redis_url: self
-                .redis_url
-                .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
+            redis,
             api_keys,
             decision_log: self.decision_log,
             decision_log_max_bytes: self
@@ -321,6 +333,35 @@ impl Settings {
                 Some(days) => days,
                 None => DEFAULT_PROFILE_RETENTION_DAYS,
             },
+        })
+    }
+
+    /// The Redis URL, key prefix and timeout.
+    fn redis_settings(&self) -> Result<RedisSettings, ConfigError> {
+        let prefix = self
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
+        if prefix.contains(['{', '}']) {
+            return Err(ConfigError::Invalid {
+                key: "RISKGATE_REDIS_PREFIX",
+                message: "no `{` or `}`: riskgate places the hash tags itself".into(),
+            });
+        }
+        let timeout_ms = self.redis_timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
+        if !(1..=60_000).contains(&timeout_ms) {
+            return Err(ConfigError::Invalid {
+                key: "RISKGATE_REDIS_TIMEOUT_MS",
+                message: "between 1 and 60000".into(),
+            });
+        }
+        Ok(RedisSettings {
+            url: self
+                .redis_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
+            prefix,
+            timeout: std::time::Duration::from_millis(timeout_ms),
         })
     }
 
@@ -382,12 +423,7 @@ fn backend(name: Option<&str>) -> Result<Backend, ConfigError> {
     match name.unwrap_or("embedded") {
         "memory" => Ok(Backend::Memory),
         "embedded" => Ok(Backend::Embedded),
-        "redis" => Err(ConfigError::Invalid {
-            key: "RISKGATE_STATE_BACKEND",
-            message: "the `redis` backend is not available in this build yet; use `memory` or \
-                      `embedded`"
-                .into(),
-        }),
+        "redis" => Ok(Backend::Redis),
         other => Err(ConfigError::Invalid {
             key: "RISKGATE_STATE_BACKEND",
             message: format!("`{other}` is not one of memory, embedded, redis"),
@@ -522,7 +558,7 @@ mod tests {
             .filter(|s| s.secret)
             .map(|s| s.key)
             .collect();
-        assert_eq!(secret, ["api_keys"]);
+        assert_eq!(secret, ["redis_url", "api_keys"]);
     }
 
     #[test]

@@ -349,14 +349,14 @@ impl Engine {
         let Some(request_id) = outcome.request_id.as_deref() else {
             return self.record_standalone(outcome, at).await;
         };
-        let Some(mut pending) = self.store.take_pending(request_id).await? else {
+        // Another user's attempt is not found under this user, so it stays parked for them.
+        let pending = self
+            .store
+            .take_pending(&outcome.user_id, request_id)
+            .await?;
+        let Some(mut pending) = pending else {
             return Ok(Recorded::Ignored);
         };
-        if pending.user_id != outcome.user_id {
-            // Not this user's attempt: leave it parked for the right one.
-            self.store.put_pending(request_id, pending).await?;
-            return Ok(Recorded::Ignored);
-        }
         use OutcomeKind::*;
         let recorded = match (outcome.kind, pending.stage) {
             (LoginFailed | MfaFailed, _) => {

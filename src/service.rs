@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use std::path::Path;
 
+use crate::Millis;
 use crate::config::{Backend, Config, DEFAULT_POLICIES_DIR};
 use crate::decision_log::DecisionLog;
 use crate::engine::Engine;
@@ -17,7 +18,8 @@ use crate::http::{self, AppState};
 use crate::policy::{PolicyError, PolicySet, Runtime};
 use crate::state::Swept;
 pub use crate::state::embedded::EmbeddedError;
-use crate::state::{MemoryStore, Store, embedded};
+pub use crate::state::redis::RedisSetupError;
+use crate::state::{MemoryStore, Store, embedded, redis};
 
 /// Errors that stop the service from starting or serving.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum ServiceError {
     /// The state directory cannot be used.
     #[error(transparent)]
     State(#[from] EmbeddedError),
+    /// Redis cannot be used.
+    #[error(transparent)]
+    Redis(#[from] RedisSetupError),
     /// The policies do not load.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -81,19 +86,27 @@ pub(crate) fn load_policies(runtime: &Runtime, config: &Config) -> Result<Policy
 }
 
 /// Builds the engine described by `config`, on the state backend it names.
-pub fn build_engine(config: &Config) -> Result<Engine, ServiceError> {
+pub async fn build_engine(config: &Config) -> Result<Engine, ServiceError> {
     let runtime = Runtime::new(config.limits);
     let policies = load_policies(&runtime, config)?;
-    build_engine_with(config, runtime, policies, open_store(config)?)
+    build_engine_with(config, runtime, policies, open_store(config).await?)
 }
 
 /// The state backend `config` names.
-fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServiceError> {
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServiceError> {
     Ok(match config.backend {
         Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
         Backend::Embedded => {
             let store = embedded::open(&config.data_dir, config.capacity, config.sync)?;
             tracing::info!(dir = %config.data_dir.display(), "state kept in the data directory");
+            Arc::new(store)
+        }
+        Backend::Redis => {
+            let days = Millis::try_from(config.profile_retention_days).unwrap_or(Millis::MAX);
+            let retention = days.saturating_mul(crate::DAY);
+            let profiles = u64::try_from(config.capacity.profiles).unwrap_or(u64::MAX);
+            let store = redis::open(&config.redis, retention, profiles).await?;
+            tracing::info!(prefix = %config.redis.prefix, "state kept in Redis");
             Arc::new(store)
         }
     })
@@ -122,7 +135,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    let engine = build_engine(&config)?;
+    let engine = build_engine(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServiceError::Bind {
@@ -172,7 +185,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    let engine = build_engine(&config)?;
+    let engine = build_engine(&config).await?;
     serve_engine(listener, engine, config, shutdown).await
 }
 

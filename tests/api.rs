@@ -28,6 +28,12 @@ macro_rules! on_every_backend {
                 super::$test("embedded").await
             })*
         }
+        mod redis {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("redis").await
+            })*
+        }
     };
 }
 

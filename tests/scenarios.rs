@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use common::redis::RedisServer;
 use riskgate::config::Settings;
 use riskgate::engine::Engine;
 use riskgate::{Attempt, Outcome};
@@ -452,9 +453,9 @@ fn policies_with(lists: &BTreeMap<String, Vec<String>>, dir: &Path) -> Result<Pa
     Ok(copy)
 }
 
-fn build_engine(
+async fn build_engine(
     story: &Story,
-    backend: &str,
+    backend: &Backend<'_>,
     geoip: &(PathBuf, PathBuf),
     dir: &Path,
 ) -> Result<Engine, String> {
@@ -485,15 +486,32 @@ fn build_engine(
         geoip_city: Some(city.display().to_string()),
         geoip_asn: Some(asn.display().to_string()),
         data_dir: Some(dir.join("data")),
-        state_backend: Some(backend.into()),
+        state_backend: Some(backend.name.into()),
+        redis_url: backend.redis.map(RedisServer::url),
+        // Stories share one Redis; each runs under its own prefix.
+        redis_prefix: Some(format!("{}:", uuid::Uuid::new_v4().simple())),
         ..Settings::default()
     });
     let config = settings.resolve().map_err(|e| e.to_string())?;
-    riskgate::service::build_engine(&config).map_err(|e| e.to_string())
+    riskgate::service::build_engine(&config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A state backend stories run on.
+struct Backend<'a> {
+    name: &'static str,
+    /// The server of the `redis` backend.
+    redis: Option<&'a RedisServer>,
 }
 
 /// Runs one story file; format errors end it, mismatches are collected and it goes on.
-fn run_file(path: &Path, geoip: &(PathBuf, PathBuf), failures: &mut Vec<String>) {
+fn run_file(
+    path: &Path,
+    geoip: &(PathBuf, PathBuf),
+    backends: &[Backend<'_>],
+    failures: &mut Vec<String>,
+) {
     let file = path.file_name().unwrap().to_string_lossy().into_owned();
     let error = |failures: &mut Vec<String>, what: String| {
         failures.push(format!("{file}: {what}"));
@@ -529,10 +547,10 @@ fn run_file(path: &Path, geoip: &(PathBuf, PathBuf), failures: &mut Vec<String>)
     {
         return error(failures, format!("step name `{name}` is used twice"));
     }
-    for backend in BACKENDS {
+    for backend in backends {
         run_story(
             &story,
-            &format!("{file} [{backend}]"),
+            &format!("{file} [{}]", backend.name),
             backend,
             geoip,
             failures,
@@ -540,28 +558,27 @@ fn run_file(path: &Path, geoip: &(PathBuf, PathBuf), failures: &mut Vec<String>)
     }
 }
 
-/// The state backends every story runs on: each must tell the same story.
-const BACKENDS: [&str; 2] = ["memory", "embedded"];
-
 /// Runs a checked story on one backend.
 fn run_story(
     story: &Story,
     file: &str,
-    backend: &str,
+    backend: &Backend<'_>,
     geoip: &(PathBuf, PathBuf),
     failures: &mut Vec<String>,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = match build_engine(story, backend, geoip, dir.path()) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = match runtime.block_on(build_engine(story, backend, geoip, dir.path())) {
         Ok(engine) => engine,
         Err(e) => return failures.push(format!("{file}: engine: {e}")),
     };
     let mut run = Run {
         file,
         engine,
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap(),
+        runtime,
         request_ids: HashMap::new(),
         failures,
     };
@@ -589,9 +606,25 @@ fn scenario_stories() {
 
     let geo_dir = tempfile::tempdir().unwrap();
     let geoip = common::write_geoip(geo_dir.path());
+    // Every story runs on each state backend: each must tell the same story.
+    let redis = RedisServer::start();
+    let backends = [
+        Backend {
+            name: "memory",
+            redis: None,
+        },
+        Backend {
+            name: "embedded",
+            redis: None,
+        },
+        Backend {
+            name: "redis",
+            redis: Some(&redis),
+        },
+    ];
     let mut failures = Vec::new();
     for path in &files {
-        run_file(path, &geoip, &mut failures);
+        run_file(path, &geoip, &backends, &mut failures);
     }
     assert!(
         failures.is_empty(),

@@ -647,7 +647,7 @@ impl Store for TroubledStore {
     fn put_pending<'a>(&'a self, _: &'a str, _: Pending) -> StoreFuture<'a, ()> {
         down()
     }
-    fn take_pending<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Pending>> {
+    fn take_pending<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, Option<Pending>> {
         down()
     }
     fn profile<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Arc<UserProfile>>> {

@@ -302,7 +302,7 @@ mod tests {
         let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
         assert!(store.profile("old").unwrap().is_none());
         assert_eq!(store.activity("old").unwrap(), Default::default());
-        assert!(store.take_pending("r1").unwrap().is_none());
+        assert!(store.take_pending("old", "r1").unwrap().is_none());
         assert!(store.profile("recent").unwrap().is_some());
         assert_eq!(
             store.activity("recent").unwrap().locked_until,
@@ -348,7 +348,7 @@ mod tests {
                 .map(|_| {
                     scope.spawn(|| {
                         ids.iter()
-                            .filter(|id| store.take_pending(id).unwrap().is_some())
+                            .filter(|id| store.take_pending("alice", id).unwrap().is_some())
                             .count()
                     })
                 })

@@ -9,7 +9,7 @@ use super::table::Table;
 use super::{
     AttemptKeys, Committed, Counts, EventWindow, LoginFacts, NetworkActivity, NetworkCounts,
     Observation, PENDING_TTL, Pending, Store, StoreError, StoreFuture, Swept, USER_FAILURE_WINDOWS,
-    USER_FAILURES, UserActivity, UserProfile, key,
+    USER_FAILURES, UserActivity, UserProfile, key, pending_key,
 };
 use crate::Millis;
 
@@ -185,11 +185,17 @@ impl MemoryStore {
     }
 
     pub(crate) fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {
-        self.pending.put(key(request_id), Some(pending))
+        let key = pending_key(&pending.user_id, request_id);
+        self.pending.put(key, Some(pending))
     }
 
-    pub(crate) fn take_pending(&self, request_id: &str) -> Result<Option<Pending>, StoreError> {
-        Ok(self.pending.remove(key(request_id))?.flatten())
+    pub(crate) fn take_pending(
+        &self,
+        user_id: &str,
+        request_id: &str,
+    ) -> Result<Option<Pending>, StoreError> {
+        let key = pending_key(user_id, request_id);
+        Ok(self.pending.remove(key)?.flatten())
     }
 
     pub(crate) fn profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
@@ -274,8 +280,12 @@ impl Store for MemoryStore {
         ready(MemoryStore::put_pending(self, request_id, pending))
     }
 
-    fn take_pending<'a>(&'a self, request_id: &'a str) -> StoreFuture<'a, Option<Pending>> {
-        ready(MemoryStore::take_pending(self, request_id))
+    fn take_pending<'a>(
+        &'a self,
+        user_id: &'a str,
+        request_id: &'a str,
+    ) -> StoreFuture<'a, Option<Pending>> {
+        ready(MemoryStore::take_pending(self, user_id, request_id))
     }
 
     fn profile<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<Arc<UserProfile>>> {

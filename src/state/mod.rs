@@ -11,6 +11,7 @@ pub(crate) mod embedded;
 pub(crate) mod memory;
 pub(crate) mod network;
 pub(crate) mod profile;
+pub(crate) mod redis;
 mod table;
 pub(crate) mod window;
 
@@ -66,6 +67,29 @@ pub(crate) const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, DAY];
 /// The key a user id or device id is stored under.
 pub(crate) fn key(id: &str) -> u64 {
     xxh3_64(id.as_bytes())
+}
+
+/// The key an attempt awaiting its outcome is parked under: its user's and its request id's,
+/// so an event naming another user cannot take it.
+pub(crate) fn pending_key(user_id: &str, request_id: &str) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&key(user_id).to_le_bytes());
+    hasher.update(request_id.as_bytes());
+    hasher.digest()
+}
+
+/// Encodes a stored value as MessagePack with field names: compact and quick to write (a
+/// quarter of JSON's cost), and self-describing, so fields can be added without a migration
+/// (the format version covers the rest).
+pub(crate) fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(value)
+        .map_err(|e| StoreError::Backend(format!("cannot encode state: {e}")))
+}
+
+/// Decodes what [`encode`] wrote.
+pub(crate) fn decode<V: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreError> {
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| StoreError::Backend(format!("corrupt state entry: {e}")))
 }
 
 /// The state an attempt is judged against, read right after counting it.
@@ -152,10 +176,15 @@ pub(crate) trait Store: Send + Sync {
     fn lock<'a>(&'a self, user_id: &'a str, until: Millis) -> StoreFuture<'a, ()>;
     /// Lifts the user's lock; returns whether there was one.
     fn unlock<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, bool>;
-    /// Parks an attempt until its outcome arrives.
+    /// Parks an attempt until its outcome arrives, under its user and request id.
     fn put_pending<'a>(&'a self, request_id: &'a str, pending: Pending) -> StoreFuture<'a, ()>;
-    /// Takes a parked attempt; `None` if unknown or already resolved.
-    fn take_pending<'a>(&'a self, request_id: &'a str) -> StoreFuture<'a, Option<Pending>>;
+    /// Takes the user's parked attempt; `None` if unknown, another user's, or already
+    /// resolved.
+    fn take_pending<'a>(
+        &'a self,
+        user_id: &'a str,
+        request_id: &'a str,
+    ) -> StoreFuture<'a, Option<Pending>>;
     /// The user's profile.
     fn profile<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<Arc<UserProfile>>>;
     /// The user's counters.

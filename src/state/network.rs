@@ -92,7 +92,8 @@ pub(crate) struct NetworkActivity {
     devices: Table<DeviceActivity>,
 }
 
-fn ip_key(ip: IpAddr) -> u64 {
+/// The key an IP's counters are stored under.
+pub(crate) fn ip_key(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(v4) => xxh3_64(&v4.octets()),
         IpAddr::V6(v6) => xxh3_64(&v6.octets()),

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::StoreError;
 use super::bounded::BoundedMap;
 use super::disk::{Disk, Space};
+use super::{StoreError, decode, encode};
 
 /// A bounded map, and the keyspace behind it when state is durable.
 pub(crate) struct Table<V> {
@@ -189,17 +189,4 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         }
         Ok(())
     }
-}
-
-/// Entries are MessagePack with field names: compact and quick to write (a quarter of JSON's
-/// cost), and self-describing, so fields can be added without a migration (the database's
-/// format version covers the rest).
-fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(value)
-        .map_err(|e| StoreError::Backend(format!("cannot encode state: {e}")))
-}
-
-fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, StoreError> {
-    rmp_serde::from_slice(bytes)
-        .map_err(|e| StoreError::Backend(format!("corrupt state entry: {e}")))
 }

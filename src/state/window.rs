@@ -26,6 +26,12 @@ impl EventWindow {
         self.times.drain(..stale.max(excess));
     }
 
+    /// A window holding `times`, sorted oldest first.
+    pub(crate) fn from_sorted(times: Vec<Millis>) -> Self {
+        debug_assert!(times.is_sorted());
+        Self { times }
+    }
+
     /// Events with `now - window < t <= now`.
     pub(crate) fn count(&self, now: Millis, window: Millis) -> i64 {
         let from = self.times.partition_point(|&t| t <= now - window);

@@ -2,6 +2,8 @@
 //! an ephemeral loopback port.
 #![allow(dead_code, reason = "each test binary uses its own subset")]
 
+pub(crate) mod redis;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -157,6 +159,8 @@ pub(crate) struct TestServer {
     /// The settings the server runs with (GeoIP files, policies...).
     pub settings: Settings,
     _dir: tempfile::TempDir,
+    /// The Redis of the `redis` backend, stopped after the server.
+    _redis: Option<redis::RedisServer>,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -190,6 +194,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             settings,
             _dir: dir,
+            _redis: None,
             stop: Some(stop),
             serving: Some(serving),
         }
@@ -206,13 +211,18 @@ impl TestServer {
         }
     }
 
-    /// Starts a server keeping its state on `backend` (`RISKGATE_STATE_BACKEND`).
+    /// Starts a server keeping its state on `backend` (`RISKGATE_STATE_BACKEND`); for
+    /// `redis`, on a `redis-server` of its own.
     pub(crate) async fn on(backend: &str) -> Self {
-        Self::start(Settings {
+        let redis = (backend == "redis").then(redis::RedisServer::start);
+        let mut server = Self::start(Settings {
             state_backend: Some(backend.into()),
+            redis_url: redis.as_ref().map(redis::RedisServer::url),
             ..Settings::default()
         })
-        .await
+        .await;
+        server._redis = redis;
+        server
     }
 
     /// Starts a server with defaults.

@@ -1,0 +1,6 @@
+-- One attempt on the device's slot; returns the distinct users on it.
+-- KEYS: users
+-- ARGV: now, user
+local now = tonumber(ARGV[1])
+see(KEYS[1], ARGV[2], now, DISTINCT_USERS, DISTINCT_USERS_TTL)
+return count(KEYS[1], now, DEVICE_USER_WINDOW)
