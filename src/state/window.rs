@@ -4,39 +4,58 @@ use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 
-/// Event timestamps, sorted, keeping at most a fixed number of the newest.
+/// Event timestamps, sorted, keeping at most a fixed number of the newest; older ones beyond
+/// that number are kept as a count.
 ///
-/// Counts are exact until more than `cap` events fall inside one window; they then saturate at
-/// `cap`, far above any threshold a policy uses.
+/// Counts are exact while a window holds at most `cap` events. Beyond, the events dropped
+/// from the front are counted as if they all happened at the newest of them, so a flood is
+/// counted in full (2,000 failures read 2,000, not `cap`) and a window starting amid the
+/// dropped events may count a few too many, never too few.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "Compact", from = "Compact")]
 pub(crate) struct EventWindow {
     times: Vec<Millis>,
+    /// Events dropped beyond the cap: how many, and the time of the newest.
+    dropped: Option<(u64, Millis)>,
 }
 
 impl EventWindow {
-    /// Records an event at `at`, forgetting events older than `horizon` before `at`
-    /// and the oldest ones beyond `cap`.
+    /// A window holding `times` (sorted oldest first) and `dropped` events counted at a time.
+    pub(crate) fn from_parts(times: Vec<Millis>, dropped: Option<(u64, Millis)>) -> Self {
+        debug_assert!(times.is_sorted());
+        Self { times, dropped }
+    }
+
+    /// Records an event at `at`, forgetting events older than `horizon` before the newest
+    /// and keeping only a count of the oldest ones beyond `cap`.
     pub(crate) fn push(&mut self, at: Millis, horizon: Millis, cap: usize) {
         let pos = self.times.partition_point(|&t| t <= at);
         self.times.insert(pos, at);
         let newest = *self.times.last().unwrap_or(&at);
         let stale = self.times.partition_point(|&t| t <= newest - horizon);
+        self.times.drain(..stale);
+        if self.dropped.is_some_and(|(_, t)| t <= newest - horizon) {
+            self.dropped = None;
+        }
         let excess = self.times.len().saturating_sub(cap);
-        self.times.drain(..stale.max(excess));
-    }
-
-    /// A window holding `times`, sorted oldest first.
-    pub(crate) fn from_sorted(times: Vec<Millis>) -> Self {
-        debug_assert!(times.is_sorted());
-        Self { times }
+        if let Some(&last) = excess.checked_sub(1).and_then(|i| self.times.get(i)) {
+            let (count, at) = self.dropped.unwrap_or((0, last));
+            self.dropped = Some((count + excess as u64, at.max(last)));
+            self.times.drain(..excess);
+        }
     }
 
     /// Events with `now - window < t <= now`.
     pub(crate) fn count(&self, now: Millis, window: Millis) -> i64 {
         let from = self.times.partition_point(|&t| t <= now - window);
         let to = self.times.partition_point(|&t| t <= now);
-        to.saturating_sub(from) as i64
+        let kept = to.saturating_sub(from) as i64;
+        match self.dropped {
+            Some((count, at)) if at > now - window && at <= now => {
+                kept.saturating_add(i64::try_from(count).unwrap_or(i64::MAX))
+            }
+            _ => kept,
+        }
     }
 
     /// The newest recorded event.
@@ -102,13 +121,20 @@ impl DistinctWindow {
 struct Compact {
     newest: Millis,
     before: Vec<u64>,
+    /// [`EventWindow`]'s dropped events (absent in entries written before it counted them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dropped: Option<(u64, Millis)>,
 }
 
 impl Compact {
     fn new(times: impl Iterator<Item = Millis> + Clone) -> Self {
         let newest = times.clone().max().unwrap_or(0);
         let before = times.map(|t| newest.abs_diff(t)).collect();
-        Self { newest, before }
+        Self {
+            newest,
+            before,
+            dropped: None,
+        }
     }
 
     fn times(&self) -> impl Iterator<Item = Millis> + '_ {
@@ -121,7 +147,10 @@ impl Compact {
 
 impl From<EventWindow> for Compact {
     fn from(window: EventWindow) -> Self {
-        Compact::new(window.times.into_iter())
+        Compact {
+            dropped: window.dropped,
+            ..Compact::new(window.times.into_iter())
+        }
     }
 }
 
@@ -130,7 +159,10 @@ impl From<Compact> for EventWindow {
         let mut times: Vec<Millis> = compact.times().collect();
         // Stored sorted; sorting again keeps the invariant whatever the bytes said.
         times.sort_unstable();
-        Self { times }
+        Self {
+            times,
+            dropped: compact.dropped,
+        }
     }
 }
 
@@ -192,8 +224,11 @@ mod tests {
         for t in [5, 1, 3, 2, 4] {
             w.push(t * MIN, 60 * MIN, 3);
         }
-        assert_eq!(w.count(5 * MIN, 60 * MIN), 3, "capped to the newest three");
-        assert_eq!(w.count(3 * MIN, 60 * MIN), 1);
+        assert_eq!(w.times, [3 * MIN, 4 * MIN, 5 * MIN], "the newest three kept");
+        assert_eq!(w.dropped, Some((2, 2 * MIN)), "the others counted");
+        assert_eq!(w.count(5 * MIN, 60 * MIN), 5, "all five count");
+        assert_eq!(w.count(5 * MIN, 3 * MIN), 3, "the dropped are not in the last 3 min");
+        assert_eq!(w.count(3 * MIN, 60 * MIN), 3, "nothing after now");
         w.push(200 * MIN, 60 * MIN, 3);
         assert_eq!(
             w.count(200 * MIN, 1000 * MIN),
@@ -204,15 +239,29 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_beyond_the_cap_is_counted_in_full_and_forgotten_after_the_horizon() {
+        let mut w = EventWindow::default();
+        for i in 0..2_000 {
+            w.push(1_000 + i % 7, 60 * MIN, 64);
+        }
+        assert_eq!(w.times.len(), 64, "memory stays bounded");
+        assert_eq!(w.count(2_000, 15 * MIN), 2_000);
+        assert_eq!(w.count(1_006 + 60 * MIN, 60 * MIN), 0);
+        w.push(1_010 + 60 * MIN, 60 * MIN, 64);
+        assert_eq!(w.dropped, None, "the dropped events passed the horizon");
+        assert_eq!(w.count(1_010 + 60 * MIN, 60 * MIN), 1);
+    }
+
+    #[test]
     fn windows_come_back_from_their_compact_encoding_unchanged() {
         let mut events = EventWindow::default();
         let mut users = DistinctWindow::default();
-        for i in 0..100 {
+        for i in 0..200 {
             events.push(1_700_000_000_000 + i * 7, 600_000, 128);
             users.push(i as u64 * 0x9E37_79B9, 1_700_000_000_000 + i * 13, 64);
         }
         let bytes = rmp_serde::to_vec_named(&events).unwrap();
-        assert!(bytes.len() < 300, "{} bytes", bytes.len());
+        assert!(bytes.len() < 400, "{} bytes", bytes.len());
         assert_eq!(
             rmp_serde::from_slice::<EventWindow>(&bytes).unwrap(),
             events

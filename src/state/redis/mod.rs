@@ -115,6 +115,8 @@ struct UserKeys {
     /// The user's key (the hash of the id).
     id: u64,
     failures: String,
+    /// The failures dropped beyond the window's cap, as a count.
+    failures_dropped: String,
     lock: String,
     profile: String,
     pending: String,
@@ -130,6 +132,7 @@ impl Keys {
         UserKeys {
             id,
             failures: format!("{tag}:f"),
+            failures_dropped: format!("{tag}:fd"),
             lock: format!("{tag}:l"),
             profile: format!("{tag}:p"),
             pending: format!("{tag}:r"),
@@ -138,10 +141,10 @@ impl Keys {
         }
     }
 
-    /// An IP's failures, attempts and users.
-    fn ip(&self, ip: std::net::IpAddr) -> [String; 3] {
+    /// An IP's failures (and those dropped beyond the cap), attempts (likewise) and users.
+    fn ip(&self, ip: std::net::IpAddr) -> [String; 5] {
         let tag = format!("{}{{ip:{:016x}}}", self.prefix, ip_key(ip));
-        [":f", ":a", ":u"].map(|suffix| format!("{tag}{suffix}"))
+        [":f", ":fd", ":a", ":ad", ":u"].map(|suffix| format!("{tag}{suffix}"))
     }
 
     /// A device's users.
@@ -229,6 +232,7 @@ impl RedisStore {
         let cached = self.profiles.get(&user.id);
         let mut call = self.scripts.user_observe.prepare_invoke();
         call.key(&user.failures)
+            .key(&user.failures_dropped)
             .key(&user.lock)
             .key(&user.profile)
             .key(&user.networks)
@@ -277,13 +281,11 @@ impl RedisStore {
         attempt: bool,
         now: Millis,
     ) -> Result<[i64; 6], StoreError> {
-        let [failures, attempts, users] = self.keys.ip(ip);
-        let counts: Vec<i64> = self
-            .scripts
-            .ip_observe
-            .key(failures)
-            .key(attempts)
-            .key(users)
+        let mut call = self.scripts.ip_observe.prepare_invoke();
+        for key in self.keys.ip(ip) {
+            call.key(key);
+        }
+        let counts: Vec<i64> = call
             .arg(now)
             .arg(u8::from(failed_login))
             .arg(u8::from(attempt))
@@ -392,19 +394,12 @@ impl RedisStore {
         now: Millis,
     ) -> Result<(), StoreError> {
         let user = self.keys.user(attempt.user_id);
-        let user_call = async {
-            let mut call = self.scripts.user_observe.prepare_invoke();
-            call.key(&user.failures)
-                .key(&user.lock)
-                .key(&user.profile)
-                .key(&user.networks)
-                .arg(now)
-                .arg(1)
-                .arg(event_member())
-                .arg("");
-            let _: UserReply = call.invoke_async(&mut self.link()).await.map_err(failed)?;
-            Ok(())
+        let user_only = AttemptKeys {
+            user_id: attempt.user_id,
+            network: None,
+            failed: true,
         };
+        let user_call = self.observe_user(&user_only, &user, now);
         let ip_call = async {
             match attempt.network {
                 Some(network) => self
@@ -414,8 +409,7 @@ impl RedisStore {
                 None => Ok(()),
             }
         };
-        tokio::try_join!(user_call, ip_call)?;
-        Ok(())
+        tokio::try_join!(user_call, ip_call).map(drop)
     }
 
     async fn forget(&self, user_id: &str) -> Result<bool, StoreError> {
@@ -424,6 +418,7 @@ impl RedisStore {
             .scripts
             .user_forget
             .key(&user.failures)
+            .key(&user.failures_dropped)
             .key(&user.lock)
             .key(&user.profile)
             .key(&user.pending)
@@ -594,16 +589,18 @@ impl Store for RedisStore {
     fn activity<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserActivity> {
         Box::pin(self.run(async move {
             let user = self.keys.user(user_id);
-            let (times, locked_until): (Vec<Millis>, Option<Millis>) = self
+            type Reply = (Vec<Millis>, (Option<u64>, Option<Millis>), Option<Millis>);
+            let (times, dropped, locked_until): Reply = self
                 .scripts
                 .user_read
                 .key(&user.failures)
+                .key(&user.failures_dropped)
                 .key(&user.lock)
                 .invoke_async(&mut self.link())
                 .await
                 .map_err(failed)?;
             Ok(UserActivity {
-                failures: EventWindow::from_sorted(times),
+                failures: EventWindow::from_parts(times, dropped.0.zip(dropped.1)),
                 locked_until,
             })
         }))

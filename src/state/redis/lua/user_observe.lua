@@ -1,21 +1,23 @@
 -- One attempt on the user's slot: counts its failure, notes its IP and device for erasure,
 -- and returns the failure counts, the lock, and the profile (its body only when its version
 -- is not the one the caller has cached).
--- KEYS: failures, lock, profile, networks
+-- KEYS: failures, failures dropped, lock, profile, networks
 -- ARGV: now, failed (1/0), event member, cached profile version ('' for none), networks...
 local now = tonumber(ARGV[1])
 if ARGV[2] == '1' then
-  push(KEYS[1], now, ARGV[3], USER_FAILURE_HORIZON, USER_FAILURE_CAP)
+  push(KEYS[1], KEYS[2], now, ARGV[3], USER_FAILURE_HORIZON, USER_FAILURE_CAP)
 end
 for i = 5, #ARGV do
-  see(KEYS[4], ARGV[i], now, NETWORKS_CAP, NETWORKS_TTL)
+  see(KEYS[5], ARGV[i], now, NETWORKS_CAP, NETWORKS_TTL)
 end
-local version = redis.call('HGET', KEYS[3], 'v')
+local version = redis.call('HGET', KEYS[4], 'v')
 local body = false
 if version and version ~= ARGV[4] then
-  body = redis.call('HGET', KEYS[3], 'b')
+  body = redis.call('HGET', KEYS[4], 'b')
 end
 return {
-  count(KEYS[1], now, USER_FAILURE_WINDOW_1), count(KEYS[1], now, USER_FAILURE_WINDOW_2),
-  count(KEYS[1], now, USER_FAILURE_WINDOW_3), redis.call('GET', KEYS[2]), version, body,
+  count(KEYS[1], KEYS[2], now, USER_FAILURE_WINDOW_1),
+  count(KEYS[1], KEYS[2], now, USER_FAILURE_WINDOW_2),
+  count(KEYS[1], KEYS[2], now, USER_FAILURE_WINDOW_3),
+  redis.call('GET', KEYS[3]), version, body,
 }
