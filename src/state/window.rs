@@ -224,10 +224,18 @@ mod tests {
         for t in [5, 1, 3, 2, 4] {
             w.push(t * MIN, 60 * MIN, 3);
         }
-        assert_eq!(w.times, [3 * MIN, 4 * MIN, 5 * MIN], "the newest three kept");
+        assert_eq!(
+            w.times,
+            [3 * MIN, 4 * MIN, 5 * MIN],
+            "the newest three kept"
+        );
         assert_eq!(w.dropped, Some((2, 2 * MIN)), "the others counted");
         assert_eq!(w.count(5 * MIN, 60 * MIN), 5, "all five count");
-        assert_eq!(w.count(5 * MIN, 3 * MIN), 3, "the dropped are not in the last 3 min");
+        assert_eq!(
+            w.count(5 * MIN, 3 * MIN),
+            3,
+            "the dropped are not in the last 3 min"
+        );
         assert_eq!(w.count(3 * MIN, 60 * MIN), 3, "nothing after now");
         w.push(200 * MIN, 60 * MIN, 3);
         assert_eq!(

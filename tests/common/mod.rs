@@ -2,6 +2,7 @@
 //! an ephemeral loopback port.
 #![allow(dead_code, reason = "each test binary uses its own subset")]
 
+pub(crate) mod process;
 pub(crate) mod redis;
 
 use std::net::SocketAddr;
