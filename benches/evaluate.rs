@@ -22,6 +22,7 @@ use std::time::Instant;
 use tokio::runtime::Runtime;
 
 use chrono::{DateTime, Duration, Utc};
+use common::redis::RedisServer;
 use common::{CHROME_WIN, FIREFOX_LINUX, PLACES, shipped_policies, write_geoip};
 use criterion::{Criterion, criterion_group, criterion_main};
 use riskgate::config::Settings;
@@ -35,7 +36,12 @@ const USERS: usize = 10_000;
 
 /// An engine with the test GeoIP files in `dir`, on the `backend` state backend (its data, if
 /// any, in `dir` too).
-fn build(runtime: &Runtime, dir: &std::path::Path, backend: &str) -> Engine {
+fn build(
+    runtime: &Runtime,
+    dir: &std::path::Path,
+    backend: &str,
+    redis_url: Option<String>,
+) -> Engine {
     let (city, asn) = write_geoip(dir);
     let config = Settings {
         policies_dir: Some(shipped_policies()),
@@ -43,6 +49,7 @@ fn build(runtime: &Runtime, dir: &std::path::Path, backend: &str) -> Engine {
         geoip_asn: Some(asn.display().to_string()),
         state_backend: Some(backend.into()),
         data_dir: Some(dir.join("data")),
+        redis_url,
         ..Settings::default()
     }
     .resolve()
@@ -88,7 +95,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(build(&runtime, dir.path(), "memory"));
+    let engine = Arc::new(build(&runtime, dir.path(), "memory", None));
     let attempts = attempts();
     let mut i = 0usize;
     let mut now = warm(&runtime, &engine, &attempts);
@@ -97,7 +104,7 @@ fn bench(c: &mut Criterion) {
     // the operating system, as the server answers. One caller at a time, so no two share a
     // write: the worst case for group commit.
     let durable_dir = tempfile::tempdir().unwrap();
-    let durable = build(&runtime, durable_dir.path(), "embedded");
+    let durable = build(&runtime, durable_dir.path(), "embedded", None);
     let mut durable_now = warm(&runtime, &durable, &attempts);
     let mut j = 0usize;
     c.bench_function("evaluate/full_embedded", |b| {
@@ -109,6 +116,22 @@ fn bench(c: &mut Criterion) {
         })
     });
     drop(durable);
+
+    // The same on Redis (a redis-server of its own on loopback): three round trips per
+    // evaluation, the first two slots' concurrently.
+    let redis = RedisServer::start();
+    let shared = build(&runtime, dir.path(), "redis", Some(redis.url()));
+    let mut shared_now = warm(&runtime, &shared, &attempts);
+    let mut k = 0usize;
+    c.bench_function("evaluate/full_redis", |b| {
+        b.iter(|| {
+            k = (k + 1) % attempts.len();
+            shared_now += Duration::milliseconds(50);
+            let answer = shared.evaluate_committed(black_box(&attempts[k]), shared_now);
+            black_box(runtime.block_on(answer).unwrap())
+        })
+    });
+    drop(shared);
 
     c.bench_function("evaluate/full", |b| {
         b.iter(|| {

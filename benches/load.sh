@@ -2,7 +2,8 @@
 # HTTP load on loopback: `/v1/evaluate` beside a bare JSON echo route (examples/echo_server.rs,
 # the same axum + tokio + mimalloc stack), measured in the same run on the same machine.
 #
-#   benches/load.sh                       # memory and embedded, 10,000 requests/s open loop
+#   benches/load.sh                       # every backend; open loop at 10,000 requests/s
+#                                         # (Redis at 5,000, REDIS_RATE)
 #   RATE=20000 DURATION=30s benches/load.sh
 #   BACKENDS=embedded benches/load.sh     # the RISKGATE_STATE_BACKENDs to measure
 #
@@ -10,14 +11,16 @@
 # open loop at RATE requests/s reporting p50/p99/p99.9. Installs the load generator `oha`
 # with cargo when it is missing. Every evaluation is the same login (one user, one IP), the
 # worst case for per-key locks; the echo route gets the same body. Servers run one at a time
-# under load, but all stay up, so each is measured on the same machine state.
+# under load, but all stay up, so each is measured on the same machine state. The redis
+# backend runs on a redis-server of its own, started here on a free port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RATE=${RATE:-10000}
 DURATION=${DURATION:-20s}
 CONNS=${CONNS:-32}
-BACKENDS=${BACKENDS:-memory embedded}
+REDIS_RATE=${REDIS_RATE:-5000}
+BACKENDS=${BACKENDS:-memory embedded redis}
 
 if ! command -v oha >/dev/null 2>&1; then
   echo "== installing oha (load generator)"
@@ -54,10 +57,18 @@ wait_port "$echo_port"
 # One riskgate per backend, each on its own port and scratch data directory; run from the
 # repository, so GeoIP files fetched into geoip/ are used.
 declare -A ports
+redis_port=$(free_port)
+if [[ " $BACKENDS " == *" redis "* ]]; then
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work" --logfile "" >/dev/null &
+  pids+=($!)
+  wait_port "$redis_port"
+fi
 for backend in $BACKENDS; do
   port=$(free_port)
   RISKGATE_LISTEN="127.0.0.1:$port" RISKGATE_STATE_BACKEND="$backend" \
-    RISKGATE_DATA_DIR="$work/data-$backend" RISKGATE_LOG=warn target/release/riskgate serve &
+    RISKGATE_DATA_DIR="$work/data-$backend" RISKGATE_REDIS_URL="redis://127.0.0.1:$redis_port" \
+    RISKGATE_LOG=warn target/release/riskgate serve &
   pids+=($!)
   wait_port "$port"
   ports[$backend]=$port
@@ -92,9 +103,11 @@ run "echo (max)" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -z "$DURATION"
 for backend in $BACKENDS; do
   run "evaluate $backend (max)" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" -c "$CONNS" -z "$DURATION"
 done
-echo "== open loop, $RATE requests/s, $DURATION"
+echo "== open loop, $RATE requests/s (redis: $REDIS_RATE), $DURATION"
 run "echo @ $RATE/s" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
 for backend in $BACKENDS; do
-  run "evaluate $backend @ $RATE/s" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" \
-    -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
+  rate=$RATE
+  [[ $backend == redis ]] && rate=$REDIS_RATE
+  run "evaluate $backend @ $rate/s" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" \
+    -c "$CONNS" -q "$rate" --latency-correction -z "$DURATION"
 done
