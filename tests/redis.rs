@@ -120,6 +120,25 @@ async fn replicas_share_state(url: &str) {
     });
     let answers: Vec<Value> = stream::iter(failures).buffer_unordered(100).collect().await;
     assert!(answers.iter().all(|a| a["fallback"] == false));
+
+    // 300 successful logins of one account (a kiosk, a service account), 64 at a time on
+    // both replicas: every one updates the profile, none gives up.
+    let logins = (0..300).map(|i| {
+        let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let at = since_a_week_ago(4 * DAY + i);
+        let body = login("kiosk", LONDON, "kiosk-1", &at, true);
+        async move { replica.evaluate(body).await }
+    });
+    let answers: Vec<Value> = stream::iter(logins).buffer_unordered(64).collect().await;
+    let fallbacks: Vec<&Value> = answers.iter().filter(|a| a["fallback"] == true).collect();
+    assert!(fallbacks.is_empty(), "{fallbacks:?}");
+    let (_, kiosk) = a.send(reqwest::Method::GET, "/v1/users/kiosk", None).await;
+    let learned = kiosk["profile"]["successes"].as_u64().unwrap();
+    let allowed = answers.iter().filter(|a| a["decision"] == "allow").count();
+    assert_eq!(
+        learned, allowed as u64,
+        "every allowed login was learned once"
+    );
     for replica in [&a, &b] {
         let (_, user) = replica
             .send(reqwest::Method::GET, "/v1/users/target", None)
@@ -137,7 +156,9 @@ async fn two_replicas_on_one_redis_share_locks_devices_steps_up_and_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_a_redis_cluster_share_the_same_way() {
     let cluster = RedisCluster::start(3);
-    replicas_share_state(&cluster.urls()).await;
+    // The first seed is down: the others are asked.
+    let dead_seed = format!("redis://127.0.0.1:{}", free_port());
+    replicas_share_state(&format!("{dead_seed},{}", cluster.urls())).await;
 }
 
 #[tokio::test]
@@ -166,9 +187,17 @@ async fn redis_dying_gives_fail_safe_answers_and_riskgate_recovers_by_itself() {
         assert_eq!(answer["fallback"], true, "{answer}");
         assert_eq!(reasons(&answer), ["state_unavailable"], "{answer}");
     }
-    let (status, ready) = client.send(reqwest::Method::GET, "/readyz", None).await;
-    assert_eq!(status, 503, "{ready}");
-    assert_eq!(ready["state"], "unavailable", "{ready}");
+    // The background probe notices within a second or so.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, ready) = client.send(reqwest::Method::GET, "/readyz", None).await;
+        if status == 503 {
+            assert_eq!(ready["state"], "unavailable", "{ready}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz stays {status}: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     redis.run();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -189,6 +218,37 @@ async fn redis_dying_gives_fail_safe_answers_and_riskgate_recovers_by_itself() {
         assert!(
             Instant::now() < deadline,
             "readyz stays 503 after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_refusing_writes_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start();
+    let (_server, client) = replica(&redis.url(), "50", dir.path());
+    assert_eq!(client.status(reqwest::Method::GET, "/readyz").await, 200);
+    // Out of memory: Redis still answers PING, but refuses every write.
+    redis.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
+    let body = login("alice", LONDON, "laptop", &since_a_week_ago(0), true);
+    let answer = client.evaluate(body).await;
+    assert_eq!(answer["fallback"], true, "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.status(reqwest::Method::GET, "/readyz").await != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "readyz stays 200 while writes fail"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.command(&["CONFIG", "SET", "maxmemory", "0"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.status(reqwest::Method::GET, "/readyz").await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "readyz stays 503 once writes succeed"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -30,8 +30,12 @@ use crate::{HOUR, Millis};
 /// The format of the values this build writes; kept under `<prefix>format`, so a build
 /// never misreads keys a newer one wrote.
 pub(crate) const FORMAT_VERSION: u64 = 1;
-/// How many times a profile update is retried when another replica changed it meanwhile.
-const PROFILE_SWAP_TRIES: usize = 8;
+/// How many times a profile update is tried when other replicas keep changing it meanwhile
+/// (each retry after a random pause of up to [`PROFILE_SWAP_PAUSE_MS`], so no replica
+/// starves another).
+const PROFILE_SWAP_TRIES: usize = 16;
+/// The longest pause before retrying a profile update, in milliseconds.
+const PROFILE_SWAP_PAUSE_MS: u64 = 2;
 
 /// How to reach Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +59,15 @@ pub(crate) struct RedisStore {
     /// Profiles last read or written, by user key, with their version: an evaluation reads
     /// the body again only when another replica changed it.
     profiles: moka::sync::Cache<u64, (String, Arc<UserProfile>)>,
-    /// False from a failed call until the background probe gets an answer again.
+    /// Turns to change profiles, by user key: this replica's updates of one user wait for
+    /// each other instead of racing, so only other replicas' can make a swap retry.
+    profile_turns: [tokio::sync::Mutex<()>; PROFILE_TURNS],
+    /// Whether the background probe's last write succeeded.
     health: Arc<AtomicBool>,
 }
+
+/// Stripes of [`RedisStore::profile_turns`].
+const PROFILE_TURNS: usize = 64;
 
 /// Connects to Redis and checks the format of what is kept there.
 pub(crate) async fn open(
@@ -71,7 +81,7 @@ pub(crate) async fn open(
     };
     check_format(&mut link.clone(), &keys, &settings.url).await?;
     let health = Arc::new(AtomicBool::new(true));
-    link.watch(&health, settings.timeout);
+    link.watch(keys.probe(), &health, settings.timeout);
     Ok(RedisStore {
         link,
         keys,
@@ -79,6 +89,7 @@ pub(crate) async fn open(
         timeout: settings.timeout,
         retention,
         profiles: moka::sync::Cache::new(cached_profiles),
+        profile_turns: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         health,
     })
 }
@@ -94,7 +105,10 @@ async fn check_format(link: &mut Link, keys: &Keys, url: &str) -> Result<(), Red
         .set_nx(&key, FORMAT_VERSION)
         .await
         .map_err(unreachable)?;
-    let found: u64 = link.get(&key).await.map_err(unreachable)?;
+    let text: String = link.get(&key).await.map_err(unreachable)?;
+    let found: u64 = text
+        .parse()
+        .map_err(|_| RedisSetupError::ForeignFormat { key, found: text })?;
     if found > FORMAT_VERSION {
         return Err(RedisSetupError::NewerFormat {
             prefix: keys.prefix.clone(),
@@ -166,6 +180,11 @@ impl Keys {
     fn format(&self) -> String {
         format!("{}format", self.prefix)
     }
+
+    /// The key the health probe writes.
+    fn probe(&self) -> String {
+        format!("{}probe", self.prefix)
+    }
 }
 
 /// A member naming one user in distinct-user windows.
@@ -173,14 +192,19 @@ fn user_member(id: u64) -> String {
     format!("{id:016x}")
 }
 
+/// A random number (from the v4 UUID generator, seeded from the OS).
+fn random() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
 /// A member unique to one event, so simultaneous events from many replicas all count.
 fn event_member() -> String {
-    format!("{:032x}", uuid::Uuid::new_v4().as_u128())
+    format!("{:016x}{:016x}", random(), random())
 }
 
 /// A fresh profile version: random, so a profile erased and learned again never reuses one.
 fn new_version() -> String {
-    format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0)
+    format!("{:016x}", random())
 }
 
 fn failed(error: RedisError) -> StoreError {
@@ -198,23 +222,18 @@ type UserReply = (
 );
 
 impl RedisStore {
-    /// Runs one store operation within the timeout; a failure marks the state unavailable
-    /// until the background probe gets an answer again.
+    /// Runs one store operation within the timeout.
     async fn run<T>(
         &self,
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let outcome = match tokio::time::timeout(self.timeout, operation).await {
+        match tokio::time::timeout(self.timeout, operation).await {
             Ok(outcome) => outcome,
             Err(_) => Err(StoreError::Backend(format!(
                 "Redis did not answer within {} ms",
                 self.timeout.as_millis()
             ))),
-        };
-        if outcome.is_err() {
-            self.health.store(false, Ordering::Release);
         }
-        outcome
     }
 
     /// A connection for one call (a cheap handle on the shared multiplexed one).
@@ -349,6 +368,11 @@ impl RedisStore {
         mut change: impl FnMut(&mut UserProfile) -> R,
     ) -> Result<Option<R>, StoreError> {
         let user = self.keys.user(user_id);
+        let stripe = (user.id % PROFILE_TURNS as u64) as usize;
+        let _turn = match self.profile_turns.get(stripe) {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
         let mut current = self.read_profile(&user).await?;
         for _ in 0..PROFILE_SWAP_TRIES {
             let (expected, mut profile) = match &current {
@@ -380,6 +404,8 @@ impl RedisStore {
                 }
                 _ => None,
             };
+            let pause = random() % (PROFILE_SWAP_PAUSE_MS + 1);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         Err(StoreError::Backend(format!(
             "the profile changed under {PROFILE_SWAP_TRIES} updates in a row"
@@ -412,9 +438,25 @@ impl RedisStore {
         tokio::try_join!(user_call, ip_call).map(drop)
     }
 
+    /// Removes the user from the IPs' and devices' distinct users first, then deletes their
+    /// keys (the list of those networks last, so a failed erasure can be retried).
     async fn forget(&self, user_id: &str) -> Result<bool, StoreError> {
         let user = self.keys.user(user_id);
-        let (removed, networks): (i64, Vec<String>) = self
+        let networks: Vec<String> = self
+            .link()
+            .zrange(&user.networks, 0, -1)
+            .await
+            .map_err(failed)?;
+        let member = user_member(user.id);
+        let counted = try_join_all(networks.iter().filter_map(|network| {
+            let users = self.keys.network_users(network)?;
+            let mut link = self.link();
+            let member = member.clone();
+            Some(async move { link.zrem::<_, _, i64>(users, member).await })
+        }))
+        .await
+        .map_err(failed)?;
+        let removed: i64 = self
             .scripts
             .user_forget
             .key(&user.failures)
@@ -428,15 +470,6 @@ impl RedisStore {
             .await
             .map_err(failed)?;
         self.profiles.invalidate(&user.id);
-        let member = user_member(user.id);
-        let counted = try_join_all(networks.iter().filter_map(|network| {
-            let users = self.keys.network_users(network)?;
-            let mut link = self.link();
-            let member = member.clone();
-            Some(async move { link.zrem::<_, _, i64>(users, member).await })
-        }))
-        .await
-        .map_err(failed)?;
         Ok(removed > 0 || counted.iter().any(|&n| n > 0))
     }
 }

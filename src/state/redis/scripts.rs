@@ -13,8 +13,8 @@ use crate::{DAY, MINUTE};
 /// Attempts parked per user; beyond it the oldest are dropped (a flood of checks for one
 /// user cannot grow its slot without bound).
 pub(super) const PENDING_CAP: usize = 256;
-/// IPs and devices remembered per user for erasure (a day's worth; their own counters forget
-/// the user within a day anyway).
+/// IPs and devices remembered per user for erasure, each for a day: their distinct-user
+/// windows forget the user a day after it was last seen there.
 pub(super) const NETWORKS_CAP: usize = 1024;
 
 /// The scripts, loaded by hash on first use on each node.

@@ -29,7 +29,7 @@ end
 
 -- Events with now - window < time <= now, the dropped ones included.
 local function count(key, dropped, now, window)
-  local n = redis.call('ZCOUNT', key, '(' .. (now - window), now)
+  local n = redis.call('ZCOUNT', key, string.format('(%d', now - window), now)
   local earlier = redis.call('HMGET', dropped, 'n', 'at')
   local at = tonumber(earlier[2] or '')
   if at and at > now - window and at <= now then
@@ -40,13 +40,14 @@ end
 
 -- Distinct ids with now - window < last seen <= now.
 local function count_distinct(key, now, window)
-  return redis.call('ZCOUNT', key, '(' .. (now - window), now)
+  return redis.call('ZCOUNT', key, string.format('(%d', now - window), now)
 end
 
--- Records distinct `id` as seen at `at` (never earlier than it was); beyond `cap` ids, the
--- one seen longest ago is forgotten.
+-- Records distinct `id` as seen at `at` (never earlier than it was); ids not seen within
+-- `ttl` before it are forgotten, and beyond `cap` ids the one seen longest ago.
 local function see(key, id, at, cap, ttl)
   redis.call('ZADD', key, 'GT', at, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', at - ttl)
   if redis.call('ZCARD', key) > cap then
     redis.call('ZPOPMIN', key)
   end
