@@ -8,6 +8,8 @@
 
 mod link;
 mod scripts;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -49,7 +49,7 @@ impl Scripts {
 }
 
 /// The constants every script sees, then the window functions.
-fn prelude() -> String {
+pub(super) fn prelude() -> String {
     let [user_1, user_2, user_3] = USER_FAILURE_WINDOWS;
     let [ip_1, ip_2, ip_3] = IP_FAILURE_WINDOWS;
     let [ip_users_1, ip_users_2] = IP_USER_WINDOWS;

@@ -2,18 +2,22 @@
 -- KEYS: failures, failures dropped, attempts, attempts dropped, users
 -- ARGV: now, failed (1/0), attempt (1/0: count the attempt and its user), event member, user
 local now = tonumber(ARGV[1])
+local failures_dropped = dropped_of(KEYS[2])
+local attempts_dropped = dropped_of(KEYS[4])
 if ARGV[2] == '1' then
-  push(KEYS[1], KEYS[2], now, ARGV[4], IP_FAILURE_HORIZON, IP_FAILURE_CAP)
+  failures_dropped = push(KEYS[1], KEYS[2], failures_dropped, now, ARGV[4],
+    IP_FAILURE_HORIZON, IP_FAILURE_CAP)
 end
 if ARGV[3] == '1' then
-  push(KEYS[3], KEYS[4], now, ARGV[4], IP_ATTEMPT_HORIZON, IP_ATTEMPT_CAP)
+  attempts_dropped = push(KEYS[3], KEYS[4], attempts_dropped, now, ARGV[4],
+    IP_ATTEMPT_HORIZON, IP_ATTEMPT_CAP)
   see(KEYS[5], ARGV[5], now, DISTINCT_USERS, DISTINCT_USERS_TTL)
 end
 return {
-  count(KEYS[1], KEYS[2], now, IP_FAILURE_WINDOW_1),
-  count(KEYS[1], KEYS[2], now, IP_FAILURE_WINDOW_2),
-  count(KEYS[1], KEYS[2], now, IP_FAILURE_WINDOW_3),
-  count(KEYS[3], KEYS[4], now, IP_ATTEMPT_WINDOW),
+  count(KEYS[1], failures_dropped, now, IP_FAILURE_WINDOW_1),
+  count(KEYS[1], failures_dropped, now, IP_FAILURE_WINDOW_2),
+  count(KEYS[1], failures_dropped, now, IP_FAILURE_WINDOW_3),
+  count(KEYS[3], attempts_dropped, now, IP_ATTEMPT_WINDOW),
   count_distinct(KEYS[5], now, IP_USER_WINDOW_1),
   count_distinct(KEYS[5], now, IP_USER_WINDOW_2),
 }

@@ -4,8 +4,9 @@
 -- KEYS: failures, failures dropped, lock, profile, networks
 -- ARGV: now, failed (1/0), event member, cached profile version ('' for none), networks...
 local now = tonumber(ARGV[1])
+local dropped = dropped_of(KEYS[2])
 if ARGV[2] == '1' then
-  push(KEYS[1], KEYS[2], now, ARGV[3], USER_FAILURE_HORIZON, USER_FAILURE_CAP)
+  dropped = push(KEYS[1], KEYS[2], dropped, now, ARGV[3], USER_FAILURE_HORIZON, USER_FAILURE_CAP)
 end
 for i = 5, #ARGV do
   see(KEYS[5], ARGV[i], now, NETWORKS_CAP, NETWORKS_TTL)
@@ -16,8 +17,8 @@ if version and version ~= ARGV[4] then
   body = redis.call('HGET', KEYS[4], 'b')
 end
 return {
-  count(KEYS[1], KEYS[2], now, USER_FAILURE_WINDOW_1),
-  count(KEYS[1], KEYS[2], now, USER_FAILURE_WINDOW_2),
-  count(KEYS[1], KEYS[2], now, USER_FAILURE_WINDOW_3),
+  count(KEYS[1], dropped, now, USER_FAILURE_WINDOW_1),
+  count(KEYS[1], dropped, now, USER_FAILURE_WINDOW_2),
+  count(KEYS[1], dropped, now, USER_FAILURE_WINDOW_3),
   redis.call('GET', KEYS[3]), version, body,
 }

@@ -1,0 +1,118 @@
+//! The Lua windows against the Rust ones they mirror, on a real `redis-server`: the same
+//! random events (out of order, equal times, floods beyond the cap) must give the same counts
+//! at every window edge.
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed run")]
+
+#[path = "../../../tests/common/redis.rs"]
+#[allow(
+    dead_code,
+    reason = "the integration tests' harness; only its single server is used here"
+)]
+mod server;
+
+use redis::Script;
+
+use super::scripts::prelude;
+use crate::state::{DistinctWindow, EventWindow};
+
+/// A xorshift generator: the same events on every run.
+struct Events(u64);
+
+impl Events {
+    fn below(&mut self, n: u64) -> i64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        i64::try_from(self.0 % n).unwrap()
+    }
+}
+
+#[test]
+fn lua_windows_count_exactly_as_the_rust_windows() {
+    let redis = server::RedisServer::start();
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let prelude = prelude();
+    let script = |body: &str| Script::new(&format!("{prelude}{body}"));
+    let push = script(
+        "push(KEYS[1], KEYS[2], dropped_of(KEYS[2]), tonumber(ARGV[1]), ARGV[2], \
+         tonumber(ARGV[3]), tonumber(ARGV[4])) return 1",
+    );
+    let count =
+        script("return count(KEYS[1], dropped_of(KEYS[2]), tonumber(ARGV[1]), tonumber(ARGV[2]))");
+    let see =
+        script("see(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 864000000) return 1");
+    let distinct = script("return count_distinct(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))");
+    // Minutes, so no key expires while the test runs.
+    let unit: i64 = 60_000;
+    let mut events = Events(0x9E37_79B9_7F4A_7C15);
+    for round in 0..100 {
+        let (key, dropped, users) = (
+            format!("{{w{round}}}:f"),
+            format!("{{w{round}}}:fd"),
+            format!("{{w{round}}}:u"),
+        );
+        let horizon = (1 + events.below(30)) * unit;
+        let cap = usize::try_from(1 + events.below(8)).unwrap();
+        let (mut window, mut distinct_window) = (EventWindow::default(), DistinctWindow::default());
+        let mut newest = 1_700_000_000_000;
+        for event in 0..40 {
+            let at = match events.below(4) {
+                0 => newest,
+                1 => newest - events.below(40) * unit,
+                _ => {
+                    newest += events.below(5) * unit;
+                    newest
+                }
+            };
+            window.push(at, horizon, cap);
+            let _: i64 = push
+                .key(&key)
+                .key(&dropped)
+                .arg(at)
+                .arg(event)
+                .arg(horizon)
+                .arg(cap)
+                .invoke(&mut connection)
+                .unwrap();
+            let id = events.below(6);
+            distinct_window.push(u64::try_from(id).unwrap(), at, cap);
+            let _: i64 = see
+                .key(&users)
+                .arg(id)
+                .arg(at)
+                .arg(cap)
+                .invoke(&mut connection)
+                .unwrap();
+            for _ in 0..4 {
+                let now = newest + events.below(50) * unit - 25 * unit + events.below(3) - 1;
+                let span = (1 + events.below(40)) * unit;
+                let lua: i64 = count
+                    .key(&key)
+                    .key(&dropped)
+                    .arg(now)
+                    .arg(span)
+                    .invoke(&mut connection)
+                    .unwrap();
+                assert_eq!(
+                    lua,
+                    window.count(now, span),
+                    "round {round}, now {now}, span {span}: {window:?}"
+                );
+                let lua: i64 = distinct
+                    .key(&users)
+                    .arg(now)
+                    .arg(span)
+                    .invoke(&mut connection)
+                    .unwrap();
+                assert_eq!(
+                    lua,
+                    distinct_window.count(now, span),
+                    "round {round}: {distinct_window:?}"
+                );
+            }
+        }
+    }
+}
