@@ -54,13 +54,15 @@ local function count_distinct(key, now, window)
   return redis.call('ZCOUNT', key, string.format('(%d', now - window), now)
 end
 
--- Records distinct `id` as seen at `at` (never earlier than it was); ids not seen within
--- `ttl` before it are forgotten, and beyond `cap` ids the one seen longest ago.
+-- Records distinct `id` as seen at `at` (never earlier than it was). When it is new, ids
+-- not seen within `ttl` before it are forgotten, and beyond `cap` ids the one seen longest
+-- ago; an id seen again (the common case) costs two calls.
 local function see(key, id, at, cap, ttl)
-  redis.call('ZADD', key, 'GT', at, id)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', at - ttl)
-  if redis.call('ZCARD', key) > cap then
-    redis.call('ZPOPMIN', key)
+  if redis.call('ZADD', key, 'GT', at, id) == 1 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', at - ttl)
+    if redis.call('ZCARD', key) > cap then
+      redis.call('ZPOPMIN', key)
+    end
   end
   redis.call('PEXPIRE', key, ttl)
 end
