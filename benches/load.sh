@@ -12,7 +12,8 @@
 # with cargo when it is missing. Every evaluation is the same login (one user, one IP), the
 # worst case for per-key locks; the echo route gets the same body. Servers run one at a time
 # under load, but all stay up, so each is measured on the same machine state. The redis
-# backend runs on a redis-server of its own, started here on a free port.
+# backend runs on a redis-server of its own, started here on a free port. The embedded
+# backend goes last: its database keeps flushing and compacting for a while after its turn.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ RATE=${RATE:-10000}
 DURATION=${DURATION:-20s}
 CONNS=${CONNS:-32}
 REDIS_RATE=${REDIS_RATE:-5000}
-BACKENDS=${BACKENDS:-memory embedded redis}
+BACKENDS=${BACKENDS:-memory redis embedded}
 
 if ! command -v oha >/dev/null 2>&1; then
   echo "== installing oha (load generator)"
