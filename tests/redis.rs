@@ -187,6 +187,15 @@ async fn redis_dying_gives_fail_safe_answers_and_riskgate_recovers_by_itself() {
         assert_eq!(answer["fallback"], true, "{answer}");
         assert_eq!(reasons(&answer), ["state_unavailable"], "{answer}");
     }
+    let failure = json!({"type": "login_failed", "user_id": "alice", "ip": LONDON});
+    let (status, error) = client
+        .send(reqwest::Method::POST, "/v1/events", Some(failure))
+        .await;
+    assert_eq!(
+        (status, &error["error"]),
+        (503, &json!("unavailable")),
+        "{error}"
+    );
     // The background probe notices within a second or so.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -1,8 +1,9 @@
 //! The Redis backend: state shared by every replica through Redis, Valkey or Redis Cluster.
 //!
 //! A user's keys share one hash tag (`{u:<hash>}`), as do an IP's (`{ip:..}`) and a device's
-//! (`{d:..}`), so each Lua script runs atomically on one slot, and an evaluation makes one
-//! round trip per slot it touches, concurrently. Every key expires (windows after their
+//! (`{d:..}`), so each Lua script runs atomically on one slot. An evaluation reads and counts
+//! with one round trip per slot, concurrently, then writes what its decision implies (park,
+//! lock or learn) on the user's slot. Every key expires (windows after their
 //! horizon, locks after they end, parked attempts after a day, profiles after the retention
 //! period), so Redis memory stays bounded without a sweep.
 
