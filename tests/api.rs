@@ -45,6 +45,7 @@ on_every_backend!(
     two_logins_an_hour_apart_from_distant_cities_are_impossible_travel,
     failed_and_stepped_up_attackers_never_become_known,
     admins_export_unlock_and_erase_users,
+    crafted_user_ids_keep_their_own_state,
     trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified_device
 );
 
@@ -637,6 +638,46 @@ async fn api_keys_gate_clients_and_admins() {
     );
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200, "probes need no key");
+}
+
+/// User ids shaped like key syntax (Redis hash tags, the key prefix) are ids like any other:
+/// locking one touches no other.
+async fn crafted_user_ids_keep_their_own_state(backend: &str) {
+    let server = TestServer::on(backend).await;
+    let crafted = ["{x}", "riskgate:{u:0000000000000000}:l", "x}{"];
+    for user in crafted {
+        for i in 0..10 {
+            let at = format!("2026-11-03T09:01:{i:02}Z");
+            let body = Login {
+                user,
+                ip: CHINA,
+                device: "bot",
+                at: &at,
+                password_ok: Some(false),
+                ..Login::default()
+            };
+            server.evaluate(body.body()).await;
+        }
+    }
+    let plain = server
+        .evaluate(
+            Login {
+                user: "x",
+                at: "2026-11-03T09:02:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
+        .await;
+    assert_eq!(plain["decision"], "allow", "{plain}");
+    assert_eq!(plain["signals"]["user"]["failures_24h"], 0, "{plain}");
+    for user in crafted {
+        let path = format!("/v1/users/{}", user.replace('{', "%7B").replace('}', "%7D"));
+        let (status, export) = server.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(export["user_id"], user);
+        assert!(export["locked_until"].is_string(), "{export}");
+    }
 }
 
 async fn admins_export_unlock_and_erase_users(backend: &str) {
