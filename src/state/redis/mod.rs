@@ -260,7 +260,12 @@ impl RedisStore {
             .key(&user.networks)
             .arg(now)
             .arg(u8::from(attempt.failed))
-            .arg(event_member())
+            // The failure's member, when there is one to count.
+            .arg(if attempt.failed {
+                event_member()
+            } else {
+                String::new()
+            })
             .arg(cached.as_ref().map_or("", |(version, _)| version.as_str()));
         if let Some(network) = attempt.network {
             call.arg(format!("i{:016x}", ip_key(network.ip)));
