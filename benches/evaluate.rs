@@ -95,6 +95,27 @@ fn warm(runtime: &Runtime, engine: &Engine, attempts: &[Attempt]) -> DateTime<Ut
     start + Duration::days(1)
 }
 
+/// Benchmarks `engine` (warmed first) answering each evaluation once it is committed, as the
+/// server answers.
+fn bench_committed(
+    c: &mut Criterion,
+    runtime: &Runtime,
+    name: &str,
+    engine: &Engine,
+    attempts: &[Attempt],
+) {
+    let mut now = warm(runtime, engine, attempts);
+    let mut i = 0usize;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            i = (i + 1) % attempts.len();
+            now += Duration::milliseconds(50);
+            let answer = engine.evaluate_committed(black_box(&attempts[i]), now);
+            black_box(runtime.block_on(answer).unwrap())
+        })
+    });
+}
+
 fn bench(c: &mut Criterion) {
     // Engine calls run on a runtime, as the server runs them; in-memory ones never wait.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -112,32 +133,14 @@ fn bench(c: &mut Criterion) {
     // write: the worst case for group commit.
     let durable_dir = tempfile::tempdir().unwrap();
     let durable = build(&runtime, durable_dir.path(), "embedded", None);
-    let mut durable_now = warm(&runtime, &durable, &attempts);
-    let mut j = 0usize;
-    c.bench_function("evaluate/full_embedded", |b| {
-        b.iter(|| {
-            j = (j + 1) % attempts.len();
-            durable_now += Duration::milliseconds(50);
-            let answer = durable.evaluate_committed(black_box(&attempts[j]), durable_now);
-            black_box(runtime.block_on(answer).unwrap())
-        })
-    });
+    bench_committed(c, &runtime, "evaluate/full_embedded", &durable, &attempts);
     drop(durable);
 
     // The same on Redis (a redis-server of its own on loopback): three round trips per
     // evaluation, the first two slots' concurrently.
     let redis = RedisServer::start();
     let shared = build(&runtime, dir.path(), "redis", Some(redis.url()));
-    let mut shared_now = warm(&runtime, &shared, &attempts);
-    let mut k = 0usize;
-    c.bench_function("evaluate/full_redis", |b| {
-        b.iter(|| {
-            k = (k + 1) % attempts.len();
-            shared_now += Duration::milliseconds(50);
-            let answer = shared.evaluate_committed(black_box(&attempts[k]), shared_now);
-            black_box(runtime.block_on(answer).unwrap())
-        })
-    });
+    bench_committed(c, &runtime, "evaluate/full_redis", &shared, &attempts);
     drop(shared);
 
     c.bench_function("evaluate/full", |b| {

@@ -141,6 +141,21 @@ struct UserKeys {
     networks: String,
 }
 
+impl UserKeys {
+    /// Every key of the user.
+    fn all(&self) -> [&str; 7] {
+        [
+            &self.failures,
+            &self.failures_dropped,
+            &self.lock,
+            &self.profile,
+            &self.pending,
+            &self.pending_times,
+            &self.networks,
+        ]
+    }
+}
+
 impl Keys {
     fn user(&self, user_id: &str) -> UserKeys {
         let id = key(user_id);
@@ -461,19 +476,11 @@ impl RedisStore {
         }))
         .await
         .map_err(failed)?;
-        let removed: i64 = self
-            .scripts
-            .user_forget
-            .key(&user.failures)
-            .key(&user.failures_dropped)
-            .key(&user.lock)
-            .key(&user.profile)
-            .key(&user.pending)
-            .key(&user.pending_times)
-            .key(&user.networks)
-            .invoke_async(&mut self.link())
-            .await
-            .map_err(failed)?;
+        let mut call = self.scripts.user_forget.prepare_invoke();
+        for key in user.all() {
+            call.key(key);
+        }
+        let removed: i64 = call.invoke_async(&mut self.link()).await.map_err(failed)?;
         self.profiles.invalidate(&user.id);
         Ok(removed > 0 || counted.iter().any(|&n| n > 0))
     }
