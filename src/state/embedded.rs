@@ -1,8 +1,9 @@
 //! The embedded durable backend: the bounded maps of [`MemoryStore`] in front of a fjall
-//! database in the data directory, which holds every entry.
+//! database in the data directory, which holds every entry, and a commit log beside it
+//! (`commit-log/`) that answers wait for instead of the database (see the `disk` module).
 //!
 //! fjall was chosen over redb by measuring both on riskgate's write pattern (README, "Choosing
-//! the embedded store"): its journal hands writes to the operating system without an fsync,
+//! the embedded store"): it keeps what was handed to the operating system without an fsync,
 //! so a process killed right after an answer loses nothing while the disk is synced at the
 //! pace [`SyncMode`] sets. redb only keeps what an fsync'd commit wrote.
 
@@ -16,13 +17,15 @@ use super::memory::{Capacity, MemoryStore};
 
 /// The on-disk format this build reads and writes. Raise it when entries change in a way an
 /// older build would misread; a newer database is refused, never misread.
-pub(crate) const FORMAT_VERSION: u64 = 2;
+pub(crate) const FORMAT_VERSION: u64 = 3;
 /// Where the format version is kept.
 const META: &str = "meta";
 const FORMAT_KEY: &str = "format_version";
-/// Memtable size per keyspace. Hot keys are rewritten on every attempt, so memtables fill
-/// fast; small ones flush quickly and never make writers wait for a flush (64 MiB, fjall's
-/// default, and 32 MiB gave p99s of hundreds of ms under load; 8 MiB about 10 ms).
+/// The commit log's directory, inside the data directory.
+const LOG_DIR: &str = "commit-log";
+/// Memtable size per keyspace. Attempts awaiting their outcome are new keys on most requests,
+/// so memtables fill steadily; small ones flush quickly, so fjall seldom halts the applier
+/// for a flush to catch up.
 const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// Journals kept before fjall flushes them into tables; bounds the journal's disk use.
 const MAX_JOURNALING_BYTES: u64 = 512 * 1024 * 1024;
@@ -118,15 +121,21 @@ pub(crate) fn open(
         .open()
         .map_err(failed)?;
     check_format(&db, dir)?;
-    // Writes stay in the journal's buffer until each batch is handed to the operating system
-    // in one write.
+    // fjall's journal need not reach the operating system per write: the commit log holds
+    // every change until the database is synced (when a log segment is retired).
     let options = || {
         KeyspaceCreateOptions::default()
             .manual_journal_persist(true)
             .max_memtable_size(MEMTABLE_BYTES)
     };
     let keyspaces = Keyspaces::open(|name| db.keyspace(name, options)).map_err(failed)?;
-    let disk = Arc::new(Disk::new(db, keyspaces, sync));
+    let disk = Disk::recover(db, keyspaces, &dir.join(LOG_DIR), sync).map_err(|e| {
+        EmbeddedError::Open {
+            dir: dir.to_owned(),
+            message: e.to_string(),
+        }
+    })?;
+    let disk = Arc::new(disk);
     let handle = disk.start().map_err(|e| EmbeddedError::Open {
         dir: dir.to_owned(),
         message: format!("cannot start the state sync: {e}"),
@@ -155,11 +164,16 @@ fn check_format(db: &Database, dir: &Path) -> Result<(), EmbeddedError> {
             message: "the format version is unreadable".into(),
         })?;
     let dir = dir.to_owned();
-    match found.cmp(&FORMAT_VERSION) {
-        std::cmp::Ordering::Greater => Err(EmbeddedError::NewerFormat { dir, found }),
+    match found {
+        FORMAT_VERSION => Ok(()),
+        found if found > FORMAT_VERSION => Err(EmbeddedError::NewerFormat { dir, found }),
+        // Format 2 had no commit log: its entries read the same. Raising the number keeps an
+        // older build, which would ignore the log, away from the directory.
+        2 => meta
+            .insert(FORMAT_KEY, FORMAT_VERSION.to_be_bytes())
+            .map_err(fjall_error),
         // Format 1 held JSON entries; no release wrote it, so there is nothing to migrate.
-        std::cmp::Ordering::Less => Err(EmbeddedError::OlderFormat { dir, found }),
-        std::cmp::Ordering::Equal => Ok(()),
+        found => Err(EmbeddedError::OlderFormat { dir, found }),
     }
 }
 
@@ -331,6 +345,29 @@ mod tests {
     }
 
     #[test]
+    fn changes_the_database_refuses_are_kept_by_the_commit_log() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        store
+            .disk()
+            .unwrap()
+            .refuse_applies
+            .store(true, Ordering::Release);
+        store.lock("bob", 5_000).unwrap();
+        finish(store.committed()).unwrap();
+        while store.healthy() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(store.activity("bob").unwrap().locked_until, Some(5_000));
+        // Closing cannot apply it either: the log is kept for the next start.
+        drop(store);
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        assert_eq!(store.activity("bob").unwrap().locked_until, Some(5_000));
+        assert!(store.healthy());
+    }
+
+    #[test]
     fn a_parked_attempt_is_taken_once_however_many_race_for_it() {
         let dir = tempfile::tempdir().unwrap();
         let tiny = Capacity {
@@ -382,6 +419,65 @@ mod tests {
             let until = store.activity(user).unwrap().locked_until;
             assert_eq!(until, Some(1_000_000), "{user}");
         }
+    }
+
+    #[test]
+    fn changes_left_in_the_commit_log_by_a_killed_process_are_restored_at_start() {
+        use crate::state::commit_log::CommitLog;
+        use crate::state::disk::{Changes, Space};
+        use crate::state::{encode, key};
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+            store.lock("bob", 5_000).unwrap();
+            store.lock("carol", 5_000).unwrap();
+        }
+        // What a process killed before its applier ran leaves: batches in the log only,
+        // the newest of a key's changes last.
+        let mut log = CommitLog::create(&dir.path().join(LOG_DIR)).unwrap();
+        let batch = |changes: &[(&str, Option<u64>)]| -> Changes {
+            changes
+                .iter()
+                .map(|(user, until)| {
+                    let value = until.map(|until| encode(&until).unwrap());
+                    ((Space::Locks, key(user)), value)
+                })
+                .collect()
+        };
+        log.append(&batch(&[("alice", Some(7_000)), ("bob", None)]))
+            .unwrap();
+        log.append(&batch(&[("alice", Some(9_000))])).unwrap();
+        drop(log);
+
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        let until = |user| store.activity(user).unwrap().locked_until;
+        assert_eq!(until("alice"), Some(9_000));
+        assert_eq!(until("bob"), None, "unlocked");
+        assert_eq!(until("carol"), Some(5_000), "untouched");
+        drop(store);
+        let left = std::fs::read_dir(dir.path().join(LOG_DIR)).unwrap().count();
+        assert_eq!(left, 0, "a closed store leaves no log to replay");
+    }
+
+    #[test]
+    fn a_format_2_directory_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+            store.lock("bob", 5_000).unwrap();
+        }
+        {
+            let db = Database::builder(dir.path()).open().unwrap();
+            let meta = db.keyspace(META, KeyspaceCreateOptions::default).unwrap();
+            meta.insert(FORMAT_KEY, 2u64.to_be_bytes()).unwrap();
+        }
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        assert_eq!(store.activity("bob").unwrap().locked_until, Some(5_000));
+        drop(store);
+        let db = Database::builder(dir.path()).open().unwrap();
+        let meta = db.keyspace(META, KeyspaceCreateOptions::default).unwrap();
+        let stored = meta.get(FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(*stored, FORMAT_VERSION.to_be_bytes());
     }
 
     #[test]

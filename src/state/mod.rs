@@ -6,6 +6,7 @@
 //! trip.
 
 pub(crate) mod bounded;
+mod commit_log;
 mod disk;
 pub(crate) mod embedded;
 pub(crate) mod memory;
