@@ -7,10 +7,15 @@
 #   RATE=20000 DURATION=30s benches/load.sh
 #   BACKENDS=embedded benches/load.sh     # the RISKGATE_STATE_BACKENDs to measure
 #
+#   LOGINS=single benches/load.sh         # every request the same login
+#
 # For each server: the closed-loop maximum (CONNS connections as fast as they go), then an
 # open loop at RATE requests/s reporting p50/p99/p99.9. Installs the load generator `oha`
-# with cargo when it is missing. Every evaluation is the same login (one user, one IP), the
-# worst case for per-key locks; the echo route gets the same body. Servers run one at a time
+# with cargo when it is missing. LOGINS=mixed (the default) draws each request at random from
+# 100,000 logins of 20,000 users (mostly from their home address or another in its /16, on
+# one or two devices, 4% wrong passwords, a few spraying IPs); LOGINS=single sends one login
+# (one user, one IP) every time, the worst case for per-key locks, where every answer parks a
+# step-up. The echo route gets the same bodies. Servers run one at a time
 # under load, but all stay up, so each is measured on the same machine state. The redis
 # backend runs on a redis-server of its own, started here on a free port. The embedded
 # backend goes last: its database keeps flushing and compacting for a while after its turn.
@@ -22,6 +27,7 @@ DURATION=${DURATION:-20s}
 CONNS=${CONNS:-32}
 REDIS_RATE=${REDIS_RATE:-5000}
 BACKENDS=${BACKENDS:-memory redis embedded}
+LOGINS=${LOGINS:-mixed}
 
 if ! command -v oha >/dev/null 2>&1; then
   echo "== installing oha (load generator)"
@@ -75,13 +81,51 @@ for backend in $BACKENDS; do
   ports[$backend]=$port
 done
 
-body='{"user_id":"load-user","ip":"81.2.69.142","device_id":"laptop-1","password_ok":true,"user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"}'
+bodies="$work/logins.jsonl"
+python3 - "$LOGINS" "$bodies" <<'PY'
+import json, random, sys
+mode, path = sys.argv[1], sys.argv[2]
+agents = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+]
+def login(user, ip, device, agent, ok):
+    body = {"user_id": user, "ip": ip, "password_ok": ok, "user_agent": agent}
+    if device:
+        body["device_id"] = device
+    return json.dumps(body, separators=(",", ":"))
+with open(path, "w") as out:
+    if mode == "single":
+        out.write(login("load-user", "81.2.69.142", "laptop-1", agents[0], True) + "\n")
+        sys.exit()
+    rng = random.Random(7)
+    users = 20_000
+    homes = [(rng.randrange(1, 224), rng.randrange(256), rng.randrange(256)) for _ in range(users)]
+    sprayers = [f"45.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(5)]
+    for _ in range(100_000):
+        n = rng.randrange(users)
+        a, b, c = homes[n]
+        where = rng.random()
+        if where < 0.01:
+            out.write(login(f"user-{n}", rng.choice(sprayers), None, agents[0], False) + "\n")
+            continue
+        if where < 0.70:
+            ip = f"{a}.{b}.{c}.{1 + n % 250}"
+        elif where < 0.92:
+            ip = f"{a}.{b}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        else:
+            ip = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        device = rng.choice([f"dev-{n}"] * 8 + [f"dev-{n}-2", None])
+        out.write(login(f"user-{n}", ip, device, agents[n % len(agents)], rng.random() >= 0.04) + "\n")
+PY
 
 # run NAME URL [oha options...]: prints one line of figures.
 run() {
   local name=$1 url=$2
   shift 2
-  oha --no-tui --output-format json -m POST -H 'content-type: application/json' -d "$body" \
+  oha --no-tui --output-format json -m POST -H 'content-type: application/json' -Z "$bodies" \
     "$@" "$url" >"$work/out.json"
   python3 - "$name" "$work/out.json" <<'PY'
 import json, sys
@@ -95,11 +139,11 @@ print(f"{name:<28} {s['requestsPerSec']:>10.0f} req/s   p50 {ms(p['p50'])} ms   
 PY
 }
 
-warm() { oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -d "$body" "$1" >/dev/null; }
+warm() { oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -Z "$bodies" "$1" >/dev/null; }
 warm "http://127.0.0.1:$echo_port/echo"
 for backend in $BACKENDS; do warm "http://127.0.0.1:${ports[$backend]}/v1/evaluate"; done
 
-echo "== closed loop, $CONNS connections, $DURATION"
+echo "== $LOGINS logins; closed loop, $CONNS connections, $DURATION"
 run "echo (max)" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -z "$DURATION"
 for backend in $BACKENDS; do
   run "evaluate $backend (max)" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" -c "$CONNS" -z "$DURATION"

@@ -63,13 +63,14 @@ pub(crate) struct RedisStore {
     profiles: moka::sync::Cache<u64, (String, Arc<UserProfile>)>,
     /// Turns to change profiles, by user key: this replica's updates of one user wait for
     /// each other instead of racing, so only other replicas' can make a swap retry.
-    profile_turns: [tokio::sync::Mutex<()>; PROFILE_TURNS],
+    profile_turns: Box<[tokio::sync::Mutex<()>]>,
     /// Whether the background probe's last write succeeded.
     health: Arc<AtomicBool>,
 }
 
-/// Stripes of [`RedisStore::profile_turns`].
-const PROFILE_TURNS: usize = 64;
+/// Stripes of [`RedisStore::profile_turns`]: enough that concurrent logins of different
+/// users rarely share one (each turn lasts a round trip or two).
+const PROFILE_TURNS: usize = 4096;
 
 /// Connects to Redis and checks the format of what is kept there.
 pub(crate) async fn open(
@@ -91,7 +92,9 @@ pub(crate) async fn open(
         timeout: settings.timeout,
         retention,
         profiles: moka::sync::Cache::new(cached_profiles),
-        profile_turns: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+        profile_turns: (0..PROFILE_TURNS)
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect(),
         health,
     })
 }

@@ -43,8 +43,12 @@ fn lua_windows_count_exactly_as_the_rust_windows() {
     let count =
         script("return count(KEYS[1], dropped_of(KEYS[2]), tonumber(ARGV[1]), tonumber(ARGV[2]))");
     let see =
-        script("see(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 864000000) return 1");
+        script("see(KEYS[1], {ARGV[1]}, tonumber(ARGV[2]), tonumber(ARGV[3]), 864000000) return 1");
     let distinct = script("return count_distinct(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))");
+    let counts = script(
+        "return counts({}, KEYS[1], dropped_of(KEYS[2]), tonumber(ARGV[1]), \
+         {tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])})",
+    );
     // Minutes, so no key expires while the test runs.
     let unit: i64 = 60_000;
     let mut events = Events(0x9E37_79B9_7F4A_7C15);
@@ -100,6 +104,20 @@ fn lua_windows_count_exactly_as_the_rust_windows() {
                     lua,
                     window.count(now, span),
                     "round {round}, now {now}, span {span}: {window:?}"
+                );
+                let mut spans = [span, (1 + events.below(40)) * unit, events.below(3)];
+                spans.sort_unstable();
+                let lua: Vec<i64> = counts
+                    .key(&key)
+                    .key(&dropped)
+                    .arg(now)
+                    .arg(&spans[..])
+                    .invoke(&mut connection)
+                    .unwrap();
+                assert_eq!(
+                    lua,
+                    spans.map(|span| window.count(now, span)),
+                    "round {round}, now {now}, spans {spans:?}: {window:?}"
                 );
                 let lua: i64 = distinct
                     .key(&users)

@@ -11,13 +11,11 @@ end
 if ARGV[3] == '1' then
   attempts_dropped = push(KEYS[3], KEYS[4], attempts_dropped, now, ARGV[4],
     IP_ATTEMPT_HORIZON, IP_ATTEMPT_CAP)
-  see(KEYS[5], ARGV[5], now, DISTINCT_USERS, DISTINCT_USERS_TTL)
+  see(KEYS[5], {ARGV[5]}, now, DISTINCT_USERS, DISTINCT_USERS_TTL)
 end
-return {
-  count(KEYS[1], failures_dropped, now, IP_FAILURE_WINDOW_1),
-  count(KEYS[1], failures_dropped, now, IP_FAILURE_WINDOW_2),
-  count(KEYS[1], failures_dropped, now, IP_FAILURE_WINDOW_3),
-  count(KEYS[3], attempts_dropped, now, IP_ATTEMPT_WINDOW),
-  count_distinct(KEYS[5], now, IP_USER_WINDOW_1),
-  count_distinct(KEYS[5], now, IP_USER_WINDOW_2),
-}
+local reply = counts({}, KEYS[1], failures_dropped, now,
+  {IP_FAILURE_WINDOW_1, IP_FAILURE_WINDOW_2, IP_FAILURE_WINDOW_3})
+reply[4] = count(KEYS[3], attempts_dropped, now, IP_ATTEMPT_WINDOW)
+reply[5] = count_distinct(KEYS[5], now, IP_USER_WINDOW_1)
+reply[6] = count_distinct(KEYS[5], now, IP_USER_WINDOW_2)
+return reply

@@ -4,18 +4,18 @@
 -- ARGV: request id, attempt, time
 local at = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], at, ARGV[1])
-local dropped = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', at - PENDING_TTL)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local dropped = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', int(at - PENDING_TTL))
 local excess = redis.call('ZCARD', KEYS[2]) - PENDING_CAP
 if excess > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], '0', int(excess - 1))) do
     dropped[#dropped + 1] = id
   end
 end
-for _, id in ipairs(dropped) do
-  redis.call('HDEL', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
+if #dropped > 0 then
+  redis.call('HDEL', KEYS[1], unpack(dropped))
+  redis.call('ZREM', KEYS[2], unpack(dropped))
 end
-redis.call('PEXPIRE', KEYS[1], PENDING_TTL)
-redis.call('PEXPIRE', KEYS[2], PENDING_TTL)
+redis.call('PEXPIRE', KEYS[1], int(PENDING_TTL))
+redis.call('PEXPIRE', KEYS[2], int(PENDING_TTL))
 return 1

@@ -8,17 +8,15 @@ local dropped = dropped_of(KEYS[2])
 if ARGV[2] == '1' then
   dropped = push(KEYS[1], KEYS[2], dropped, now, ARGV[3], USER_FAILURE_HORIZON, USER_FAILURE_CAP)
 end
-for i = 5, #ARGV do
-  see(KEYS[5], ARGV[i], now, NETWORKS_CAP, NETWORKS_TTL)
+if #ARGV >= 5 then
+  see(KEYS[5], {unpack(ARGV, 5)}, now, NETWORKS_CAP, NETWORKS_TTL)
 end
 local version = redis.call('HGET', KEYS[4], 'v')
 local body = false
 if version and version ~= ARGV[4] then
   body = redis.call('HGET', KEYS[4], 'b')
 end
-return {
-  count(KEYS[1], dropped, now, USER_FAILURE_WINDOW_1),
-  count(KEYS[1], dropped, now, USER_FAILURE_WINDOW_2),
-  count(KEYS[1], dropped, now, USER_FAILURE_WINDOW_3),
-  redis.call('GET', KEYS[3]), version, body,
-}
+local reply = counts({}, KEYS[1], dropped, now,
+  {USER_FAILURE_WINDOW_1, USER_FAILURE_WINDOW_2, USER_FAILURE_WINDOW_3})
+reply[4], reply[5], reply[6] = redis.call('GET', KEYS[3]), version, body
+return reply
