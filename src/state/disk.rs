@@ -2,13 +2,14 @@
 //!
 //! A change is staged here (its key's latest encoding) while the table's shard is locked, so
 //! staged values follow each key's changes in order. A request about to answer awaits
-//! [`Disk::committed`]: requests whose changes are not logged yet take the commit log in
-//! turn, and the holder takes everything staged as a batch and appends it to the log in one
-//! write, which hands it to the operating system (syncing the disk when [`SyncMode`] says
-//! so); requests queued meanwhile find their changes in that batch or share the next one. A
-//! key changed many times between two batches is logged once. A background thread, the
-//! applier, then writes logged batches into fjall, merging those that queued up, so the
-//! database's flushes, compactions and syncs never hold an answer back.
+//! [`Disk::committed`], which asks the log writer, a thread of its own, for a write: it takes
+//! everything staged as a batch and appends it to the commit log in one write, which hands
+//! it to the operating system (syncing the disk when [`SyncMode`] says so); requests asking
+//! meanwhile share the next write. A key changed many times between two batches is logged
+//! once. Another thread, the applier, then writes logged batches into fjall, merging those
+//! that queued up, so the database's flushes, compactions and syncs never hold an answer
+//! back, and no write to the disk ever blocks the runtime's workers (a `write` now and then
+//! takes milliseconds, and every connection on a blocked worker waited for it).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -27,9 +28,10 @@ use super::{Committed, StoreError};
 
 /// How often [`SyncMode::EverySec`] syncs the disk.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
-/// Logged batches the database may lag behind before callers wait for it to catch up (it
-/// falls behind while fjall stalls its writers for a flush).
-const MAX_UNAPPLIED: usize = 4096;
+/// How far (in bytes of changes) the database may lag behind the log before callers wait
+/// for it to catch up: it falls behind while fjall stalls its writers for a flush, and this
+/// bounds the memory the lag holds (about six seconds of 10,000 logins a second).
+const MAX_UNAPPLIED_BYTES: usize = 64 << 20;
 /// The applier's pause between rounds: batches logged meanwhile are merged into one database
 /// write, so a key changed on every request is written a hundred times a second at most and
 /// fjall has little to flush and compact (writing every batch as it came cost the answers
@@ -131,16 +133,85 @@ struct Staged {
     open: Changes,
     /// The number the open batch will be logged as.
     open_number: u64,
-    /// Batches taken for the log and not yet in the database, oldest first; reads look here
-    /// too until the applier has written them.
+    /// Batches taken for the log and not yet in the database, oldest first by number; reads
+    /// look here too until the applier has written them.
     unapplied: VecDeque<(u64, Arc<Changes>)>,
+    /// For each key changed in an unapplied batch, the newest such batch: a read finds the
+    /// key's latest value with one lookup however far the database lags.
+    newest: HashMap<(Space, u64), u64>,
+    /// The size of the unapplied batches, for [`MAX_UNAPPLIED_BYTES`].
+    unapplied_bytes: usize,
     /// Full log segments, each with the last batch it holds: deleted once the database has
     /// that batch on the disk.
     full_segments: Vec<(PathBuf, u64)>,
     /// The segment being appended to, for the background sync.
     segment: Arc<File>,
+    /// Tickets handed to callers waiting for a write to the log; the writer serves all
+    /// those handed out before it takes a batch.
+    tickets: u64,
+    /// Set when the store closes: the log writer logs what is staged and stops.
+    log_closing: bool,
     /// Set when the store closes: the applier stops once everything logged is applied.
     closing: bool,
+}
+
+impl Staged {
+    /// A key's latest value not yet in the database: staged, or in an unapplied batch.
+    fn latest(&self, space: Space, key: u64) -> Option<Option<Vec<u8>>> {
+        if let Some(value) = self.open.get(&(space, key)) {
+            return Some(value.clone());
+        }
+        let number = *self.newest.get(&(space, key))?;
+        let at = self
+            .unapplied
+            .binary_search_by_key(&number, |(n, _)| *n)
+            .ok()?;
+        let (_, batch) = self.unapplied.get(at)?;
+        batch.get(&(space, key)).cloned()
+    }
+
+    /// Queues a batch taken for the log (numbers only grow).
+    fn push_unapplied(&mut self, number: u64, batch: Arc<Changes>) {
+        for key in batch.keys() {
+            self.newest.insert(*key, number);
+        }
+        self.unapplied_bytes += batch_bytes(&batch);
+        self.unapplied.push_back((number, batch));
+    }
+
+    /// Takes back the newest batch (the log refused it).
+    fn pop_unapplied(&mut self) {
+        if let Some((number, batch)) = self.unapplied.pop_back() {
+            self.forget_batch(number, &batch);
+        }
+    }
+
+    /// Drops the batches up to `through`, now in the database.
+    fn drop_applied(&mut self, through: u64) {
+        while let Some((number, _)) = self.unapplied.front()
+            && *number <= through
+            && let Some((number, batch)) = self.unapplied.pop_front()
+        {
+            self.forget_batch(number, &batch);
+        }
+    }
+
+    fn forget_batch(&mut self, number: u64, batch: &Changes) {
+        for key in batch.keys() {
+            if self.newest.get(key) == Some(&number) {
+                self.newest.remove(key);
+            }
+        }
+        self.unapplied_bytes = self.unapplied_bytes.saturating_sub(batch_bytes(batch));
+    }
+}
+
+/// About how much memory a batch holds.
+fn batch_bytes(batch: &Changes) -> usize {
+    batch
+        .values()
+        .map(|value| 16 + value.as_ref().map_or(0, Vec::len))
+        .sum()
 }
 
 /// The database, the commit log, and the changes staged in front of them.
@@ -148,13 +219,18 @@ pub(crate) struct Disk {
     db: Database,
     spaces: Keyspaces,
     staged: Mutex<Staged>,
+    /// Wakes the log writer when a caller takes a ticket or the store closes.
+    wanted: Condvar,
     /// Wakes the applier when a batch is logged or the store closes.
     logged: Condvar,
     /// Wakes callers waiting for the applier to catch up.
     applied: tokio::sync::Notify,
-    /// Taken in turn by callers whose changes are not logged yet; the holder logs everything
-    /// staged (a group commit), so those queued after it usually find theirs logged already.
-    log: tokio::sync::Mutex<CommitLog>,
+    /// Wakes callers waiting for a write to the log to end.
+    written: tokio::sync::Notify,
+    /// Every ticket up to this number has had its write (or its refusal).
+    served: AtomicU64,
+    /// The log, until [`Disk::start`] hands it to the log writer.
+    log: Mutex<Option<CommitLog>>,
     log_dir: PathBuf,
     /// Every batch up to this number is with the operating system.
     written_through: AtomicU64,
@@ -201,13 +277,20 @@ impl Disk {
                 open: Changes::new(),
                 open_number: 1,
                 unapplied: VecDeque::new(),
+                newest: HashMap::new(),
+                unapplied_bytes: 0,
                 full_segments: Vec::new(),
                 segment: log.file(),
+                tickets: 0,
+                log_closing: false,
                 closing: false,
             }),
+            wanted: Condvar::new(),
             logged: Condvar::new(),
             applied: tokio::sync::Notify::new(),
-            log: tokio::sync::Mutex::new(log),
+            written: tokio::sync::Notify::new(),
+            served: AtomicU64::new(0),
+            log: Mutex::new(Some(log)),
             log_dir: log_dir.to_owned(),
             written_through: AtomicU64::new(0),
             log_refused: AtomicBool::new(false),
@@ -228,14 +311,8 @@ impl Disk {
 
     /// A key's latest encoding: staged, or else in the database.
     pub(crate) fn load(&self, space: Space, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        {
-            let staged = self.lock();
-            let newest = std::iter::once(&staged.open)
-                .chain(staged.unapplied.iter().rev().map(|(_, batch)| &**batch))
-                .find_map(|changes| changes.get(&(space, key)));
-            if let Some(value) = newest {
-                return Ok(value.clone());
-            }
+        if let Some(value) = self.lock().latest(space, key) {
+            return Ok(value);
         }
         let stored = self
             .spaces
@@ -276,27 +353,73 @@ impl Disk {
     }
 
     /// Resolves when every change staged so far is with the operating system (on the disk
-    /// with [`SyncMode::Always`]). Callers whose changes are not logged yet take the log in
-    /// turn; the holder logs everything staged, so a queue of requests shares one write, and
-    /// each one whose batch was refused tries again once.
+    /// with [`SyncMode::Always`]), or fails if the disk refused it (the changes stay staged
+    /// for the next write). A caller whose changes are not logged yet takes a ticket and
+    /// waits for the log writer's next write, which covers every ticket taken before it.
     pub(crate) fn committed(self: &Arc<Self>) -> Committed {
-        let needed = {
-            let staged = self.lock();
+        let wait = {
+            let mut staged = self.lock();
             // An empty open batch means everything staged is in earlier batches.
-            staged.open_number - u64::from(staged.open.is_empty())
+            let needed = staged.open_number - u64::from(staged.open.is_empty());
+            (!self.is_written(needed)).then(|| {
+                staged.tickets += 1;
+                (needed, staged.tickets)
+            })
         };
+        if wait.is_some() {
+            self.wanted.notify_one();
+        }
         let disk = Arc::clone(self);
         Box::pin(async move {
-            if disk.is_written(needed) {
-                return Ok(());
+            if let Some((needed, ticket)) = wait {
+                loop {
+                    // Created before the check, so a write ending in between still wakes it.
+                    let written = disk.written.notified();
+                    if disk.served.load(Ordering::Acquire) >= ticket {
+                        break;
+                    }
+                    written.await;
+                }
+                if !disk.is_written(needed) {
+                    return Err(StoreError::Backend(
+                        "cannot write the state: the disk refused it".into(),
+                    ));
+                }
             }
-            let mut log = disk.log.lock().await;
-            if !disk.is_written(needed) {
-                disk.write_batch(&mut log)?;
-            }
-            // Holding the log, so that everyone queues while the database catches up.
             disk.caught_up().await
         })
+    }
+
+    /// The log writer: serves the tickets waiting, one write for all of them, until the
+    /// store closes; then logs what is left staged and hands the log back.
+    fn write_logged(&self, mut log: CommitLog) -> CommitLog {
+        loop {
+            let ticket = {
+                let mut staged = self.lock();
+                loop {
+                    if staged.tickets > self.served.load(Ordering::Acquire) {
+                        break staged.tickets;
+                    }
+                    if staged.log_closing {
+                        let left = !staged.open.is_empty();
+                        drop(staged);
+                        if left {
+                            // Logged errors only: nobody waits for this one.
+                            let _ = self.write_batch(&mut log);
+                        }
+                        return log;
+                    }
+                    staged = self
+                        .wanted
+                        .wait(staged)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            // Its errors are logged; the callers see them as their changes not written.
+            let _ = self.write_batch(&mut log);
+            self.served.store(ticket, Ordering::Release);
+            self.written.notify_waiters();
+        }
     }
 
     fn is_written(&self, batch: u64) -> bool {
@@ -309,7 +432,7 @@ impl Disk {
         loop {
             // Created before the check, so an applier finishing in between still wakes it.
             let applied = self.applied.notified();
-            if self.lock().unapplied.len() <= MAX_UNAPPLIED {
+            if self.lock().unapplied_bytes <= MAX_UNAPPLIED_BYTES {
                 return Ok(());
             }
             if self.apply_refused.load(Ordering::Acquire) {
@@ -326,15 +449,15 @@ impl Disk {
         !self.log_refused.load(Ordering::Acquire) && !self.apply_refused.load(Ordering::Acquire)
     }
 
-    /// Logs everything staged as one batch; call it holding the log. A refused batch stays
-    /// staged (under anything newer) for the next caller to try again.
+    /// Logs everything staged as one batch (the log writer's job). A refused batch stays
+    /// staged (under anything newer) for the next write to try again.
     fn write_batch(&self, log: &mut CommitLog) -> Result<(), StoreError> {
         let (number, batch) = {
             let mut staged = self.lock();
             let batch = Arc::new(std::mem::take(&mut staged.open));
             let number = staged.open_number;
             staged.open_number += 1;
-            staged.unapplied.push_back((number, Arc::clone(&batch)));
+            staged.push_unapplied(number, Arc::clone(&batch));
             (number, batch)
         };
         let result = self.append(log, &batch);
@@ -355,7 +478,7 @@ impl Disk {
             Err(error) => {
                 tracing::error!(%error, "cannot write the state");
                 // The newest unapplied batch is this one: only the log's holder adds any.
-                staged.unapplied.pop_back();
+                staged.pop_unapplied();
                 let newer = std::mem::take(&mut staged.open);
                 staged.open = Arc::unwrap_or_clone(batch);
                 staged.open.extend(newer);
@@ -432,7 +555,7 @@ impl Disk {
             self.apply_refused.store(false, Ordering::Release);
             let full = {
                 let mut staged = self.lock();
-                staged.unapplied.retain(|(number, _)| *number > through);
+                staged.drop_applied(through);
                 let (full, later) = std::mem::take(&mut staged.full_segments)
                     .into_iter()
                     .partition(|(_, last)| *last <= through);
@@ -478,9 +601,20 @@ impl Disk {
         sync_dir(&self.log_dir)
     }
 
-    /// Starts the applier, and syncing the log once a second when [`SyncMode::EverySec`]
-    /// says so; the handle logs what is staged, applies it and syncs when dropped.
+    /// Starts the log writer, the applier, and syncing the log once a second when
+    /// [`SyncMode::EverySec`] says so; the handle logs what is staged, applies it and syncs
+    /// when dropped.
     pub(crate) fn start(self: &Arc<Self>) -> std::io::Result<DiskHandle> {
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| std::io::Error::other("the disk is started already"))?;
+        let disk = Arc::clone(self);
+        let writer = std::thread::Builder::new()
+            .name("riskgate-log".into())
+            .spawn(move || disk.write_logged(log))?;
         let disk = Arc::clone(self);
         let applier = std::thread::Builder::new()
             .name("riskgate-apply".into())
@@ -491,6 +625,7 @@ impl Disk {
         };
         Ok(DiskHandle {
             disk: Arc::clone(self),
+            writer: Some(writer),
             applier: Some(applier),
             _syncer: syncer,
         })
@@ -533,6 +668,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// the applier write everything into the database, syncs it and deletes the log.
 pub(crate) struct DiskHandle {
     disk: Arc<Disk>,
+    writer: Option<JoinHandle<CommitLog>>,
     applier: Option<JoinHandle<()>>,
     _syncer: Option<Syncer>,
 }
@@ -540,17 +676,9 @@ pub(crate) struct DiskHandle {
 impl Drop for DiskHandle {
     fn drop(&mut self) {
         let disk = &self.disk;
-        // A request's commit may still hold the log; wait for it (the store is going away,
-        // so no new one comes).
-        let mut log = loop {
-            match disk.log.try_lock() {
-                Ok(log) => break log,
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
-            }
-        };
-        if !disk.lock().open.is_empty() {
-            let _ = disk.write_batch(&mut log);
-        }
+        disk.lock().log_closing = true;
+        disk.wanted.notify_one();
+        let log = self.writer.take().and_then(|writer| writer.join().ok());
         disk.lock().closing = true;
         disk.logged.notify_one();
         if let Some(applier) = self.applier.take() {
@@ -563,7 +691,8 @@ impl Drop for DiskHandle {
             // Everything logged is on the disk in the database: the next start replays
             // nothing.
             let full = std::mem::take(&mut disk.lock().full_segments);
-            for segment in full.into_iter().map(|(path, _)| path).chain([log.path()]) {
+            let current = log.map(|log| log.path());
+            for segment in full.into_iter().map(|(path, _)| path).chain(current) {
                 let _ = std::fs::remove_file(segment);
             }
         }

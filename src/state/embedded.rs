@@ -368,6 +368,41 @@ mod tests {
     }
 
     #[test]
+    fn evicted_keys_are_read_from_logged_batches_the_database_has_not_taken() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Capacity {
+            pending: 2,
+            ..capacity()
+        };
+        let store = open(dir.path(), tiny, SyncMode::No).unwrap();
+        let disk = store.disk().unwrap();
+        disk.refuse_applies.store(true, Ordering::Release);
+        // Each attempt in a batch of its own, behind a database that takes none of them.
+        let ids: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        for id in &ids {
+            store
+                .put_pending(id, parked("alice", LoginFacts::default()))
+                .unwrap();
+            finish(store.committed()).unwrap();
+        }
+        for id in &ids {
+            assert!(store.take_pending("alice", id).unwrap().is_some(), "{id}");
+        }
+        finish(store.committed()).unwrap();
+        for id in &ids {
+            assert!(store.take_pending("alice", id).unwrap().is_none(), "{id}");
+        }
+        disk.refuse_applies.store(false, Ordering::Release);
+        while !store.healthy() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for id in &ids {
+            assert!(store.take_pending("alice", id).unwrap().is_none(), "{id}");
+        }
+    }
+
+    #[test]
     fn a_parked_attempt_is_taken_once_however_many_race_for_it() {
         let dir = tempfile::tempdir().unwrap();
         let tiny = Capacity {
