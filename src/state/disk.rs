@@ -2,14 +2,13 @@
 //!
 //! A change is staged here (its key's latest encoding) while the table's shard is locked, so
 //! staged values follow each key's changes in order. A request about to answer awaits
-//! [`Disk::committed`], which asks the log writer, a thread of its own, for a write: it takes
-//! everything staged as a batch and appends it to the commit log in one write, which hands
-//! it to the operating system (syncing the disk when [`SyncMode`] says so); requests asking
-//! meanwhile share the next write. A key changed many times between two batches is logged
-//! once. Another thread, the applier, then writes logged batches into fjall, merging those
-//! that queued up, so the database's flushes, compactions and syncs never hold an answer
-//! back, and no write to the disk ever blocks the runtime's workers (a `write` now and then
-//! takes milliseconds, and every connection on a blocked worker waited for it).
+//! [`Disk::committed`]: requests whose changes are not logged yet take the commit log in
+//! turn, and the holder takes everything staged as a batch and appends it to the log in one
+//! write, which hands it to the operating system (syncing the disk when [`SyncMode`] says
+//! so); requests queued meanwhile find their changes in that batch or share the next one. A
+//! key changed many times between two batches is logged once. A background thread, the
+//! applier, then writes logged batches into fjall, merging those that queued up, so the
+//! database's flushes, compactions and syncs never hold an answer back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -146,11 +145,6 @@ struct Staged {
     full_segments: Vec<(PathBuf, u64)>,
     /// The segment being appended to, for the background sync.
     segment: Arc<File>,
-    /// Tickets handed to callers waiting for a write to the log; the writer serves all
-    /// those handed out before it takes a batch.
-    tickets: u64,
-    /// Set when the store closes: the log writer logs what is staged and stops.
-    log_closing: bool,
     /// Set when the store closes: the applier stops once everything logged is applied.
     closing: bool,
 }
@@ -219,18 +213,13 @@ pub(crate) struct Disk {
     db: Database,
     spaces: Keyspaces,
     staged: Mutex<Staged>,
-    /// Wakes the log writer when a caller takes a ticket or the store closes.
-    wanted: Condvar,
     /// Wakes the applier when a batch is logged or the store closes.
     logged: Condvar,
     /// Wakes callers waiting for the applier to catch up.
     applied: tokio::sync::Notify,
-    /// Wakes callers waiting for a write to the log to end.
-    written: tokio::sync::Notify,
-    /// Every ticket up to this number has had its write (or its refusal).
-    served: AtomicU64,
-    /// The log, until [`Disk::start`] hands it to the log writer.
-    log: Mutex<Option<CommitLog>>,
+    /// Taken in turn by callers whose changes are not logged yet; the holder logs everything
+    /// staged (a group commit), so those queued after it usually find theirs logged already.
+    log: tokio::sync::Mutex<CommitLog>,
     log_dir: PathBuf,
     /// Every batch up to this number is with the operating system.
     written_through: AtomicU64,
@@ -281,16 +270,11 @@ impl Disk {
                 unapplied_bytes: 0,
                 full_segments: Vec::new(),
                 segment: log.file(),
-                tickets: 0,
-                log_closing: false,
                 closing: false,
             }),
-            wanted: Condvar::new(),
             logged: Condvar::new(),
             applied: tokio::sync::Notify::new(),
-            written: tokio::sync::Notify::new(),
-            served: AtomicU64::new(0),
-            log: Mutex::new(Some(log)),
+            log: tokio::sync::Mutex::new(log),
             log_dir: log_dir.to_owned(),
             written_through: AtomicU64::new(0),
             log_refused: AtomicBool::new(false),
@@ -353,73 +337,27 @@ impl Disk {
     }
 
     /// Resolves when every change staged so far is with the operating system (on the disk
-    /// with [`SyncMode::Always`]), or fails if the disk refused it (the changes stay staged
-    /// for the next write). A caller whose changes are not logged yet takes a ticket and
-    /// waits for the log writer's next write, which covers every ticket taken before it.
+    /// with [`SyncMode::Always`]). Callers whose changes are not logged yet take the log in
+    /// turn; the holder logs everything staged, so a queue of requests shares one write, and
+    /// each one whose batch was refused tries again once.
     pub(crate) fn committed(self: &Arc<Self>) -> Committed {
-        let wait = {
-            let mut staged = self.lock();
+        let needed = {
+            let staged = self.lock();
             // An empty open batch means everything staged is in earlier batches.
-            let needed = staged.open_number - u64::from(staged.open.is_empty());
-            (!self.is_written(needed)).then(|| {
-                staged.tickets += 1;
-                (needed, staged.tickets)
-            })
+            staged.open_number - u64::from(staged.open.is_empty())
         };
-        if wait.is_some() {
-            self.wanted.notify_one();
-        }
         let disk = Arc::clone(self);
         Box::pin(async move {
-            if let Some((needed, ticket)) = wait {
-                loop {
-                    // Created before the check, so a write ending in between still wakes it.
-                    let written = disk.written.notified();
-                    if disk.served.load(Ordering::Acquire) >= ticket {
-                        break;
-                    }
-                    written.await;
-                }
-                if !disk.is_written(needed) {
-                    return Err(StoreError::Backend(
-                        "cannot write the state: the disk refused it".into(),
-                    ));
-                }
+            if disk.is_written(needed) {
+                return Ok(());
             }
+            let mut log = disk.log.lock().await;
+            if !disk.is_written(needed) {
+                disk.write_batch(&mut log)?;
+            }
+            // Holding the log, so that everyone queues while the database catches up.
             disk.caught_up().await
         })
-    }
-
-    /// The log writer: serves the tickets waiting, one write for all of them, until the
-    /// store closes; then logs what is left staged and hands the log back.
-    fn write_logged(&self, mut log: CommitLog) -> CommitLog {
-        loop {
-            let ticket = {
-                let mut staged = self.lock();
-                loop {
-                    if staged.tickets > self.served.load(Ordering::Acquire) {
-                        break staged.tickets;
-                    }
-                    if staged.log_closing {
-                        let left = !staged.open.is_empty();
-                        drop(staged);
-                        if left {
-                            // Logged errors only: nobody waits for this one.
-                            let _ = self.write_batch(&mut log);
-                        }
-                        return log;
-                    }
-                    staged = self
-                        .wanted
-                        .wait(staged)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-            };
-            // Its errors are logged; the callers see them as their changes not written.
-            let _ = self.write_batch(&mut log);
-            self.served.store(ticket, Ordering::Release);
-            self.written.notify_waiters();
-        }
     }
 
     fn is_written(&self, batch: u64) -> bool {
@@ -449,8 +387,8 @@ impl Disk {
         !self.log_refused.load(Ordering::Acquire) && !self.apply_refused.load(Ordering::Acquire)
     }
 
-    /// Logs everything staged as one batch (the log writer's job). A refused batch stays
-    /// staged (under anything newer) for the next write to try again.
+    /// Logs everything staged as one batch; call it holding the log. A refused batch stays
+    /// staged (under anything newer) for the next caller to try again.
     fn write_batch(&self, log: &mut CommitLog) -> Result<(), StoreError> {
         let (number, batch) = {
             let mut staged = self.lock();
@@ -601,20 +539,9 @@ impl Disk {
         sync_dir(&self.log_dir)
     }
 
-    /// Starts the log writer, the applier, and syncing the log once a second when
-    /// [`SyncMode::EverySec`] says so; the handle logs what is staged, applies it and syncs
-    /// when dropped.
+    /// Starts the applier, and syncing the log once a second when [`SyncMode::EverySec`]
+    /// says so; the handle logs what is staged, applies it and syncs when dropped.
     pub(crate) fn start(self: &Arc<Self>) -> std::io::Result<DiskHandle> {
-        let log = self
-            .log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .ok_or_else(|| std::io::Error::other("the disk is started already"))?;
-        let disk = Arc::clone(self);
-        let writer = std::thread::Builder::new()
-            .name("riskgate-log".into())
-            .spawn(move || disk.write_logged(log))?;
         let disk = Arc::clone(self);
         let applier = std::thread::Builder::new()
             .name("riskgate-apply".into())
@@ -625,7 +552,6 @@ impl Disk {
         };
         Ok(DiskHandle {
             disk: Arc::clone(self),
-            writer: Some(writer),
             applier: Some(applier),
             _syncer: syncer,
         })
@@ -668,7 +594,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// the applier write everything into the database, syncs it and deletes the log.
 pub(crate) struct DiskHandle {
     disk: Arc<Disk>,
-    writer: Option<JoinHandle<CommitLog>>,
     applier: Option<JoinHandle<()>>,
     _syncer: Option<Syncer>,
 }
@@ -676,9 +601,17 @@ pub(crate) struct DiskHandle {
 impl Drop for DiskHandle {
     fn drop(&mut self) {
         let disk = &self.disk;
-        disk.lock().log_closing = true;
-        disk.wanted.notify_one();
-        let log = self.writer.take().and_then(|writer| writer.join().ok());
+        // A request's commit may still hold the log; wait for it (the store is going away,
+        // so no new one comes).
+        let mut log = loop {
+            match disk.log.try_lock() {
+                Ok(log) => break log,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        if !disk.lock().open.is_empty() {
+            let _ = disk.write_batch(&mut log);
+        }
         disk.lock().closing = true;
         disk.logged.notify_one();
         if let Some(applier) = self.applier.take() {
@@ -691,8 +624,7 @@ impl Drop for DiskHandle {
             // Everything logged is on the disk in the database: the next start replays
             // nothing.
             let full = std::mem::take(&mut disk.lock().full_segments);
-            let current = log.map(|log| log.path());
-            for segment in full.into_iter().map(|(path, _)| path).chain(current) {
+            for segment in full.into_iter().map(|(path, _)| path).chain([log.path()]) {
                 let _ = std::fs::remove_file(segment);
             }
         }
