@@ -289,7 +289,7 @@ impl Settings {
         let backend = backend(self.state_backend.as_deref())?;
         let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""))?;
         let engine = self.engine_settings()?;
-        let limits = self.limits();
+        let limits = self.limits()?;
         let capacity = self.capacity();
         let redis = self.redis_settings()?;
         let geoip_dir = Path::new(DEFAULT_GEOIP_DIR);
@@ -396,14 +396,23 @@ impl Settings {
     }
 
     /// The policy sandbox limits.
-    fn limits(&self) -> Limits {
+    fn limits(&self) -> Result<Limits, ConfigError> {
         let defaults = Limits::default();
-        Limits {
-            max_operations: self
-                .policy_max_operations
-                .unwrap_or(defaults.max_operations),
-            ..defaults
+        let max_operations = self
+            .policy_max_operations
+            .unwrap_or(defaults.max_operations);
+        // Rhai reads 0 as "no limit", and a looping policy would then hold its request
+        // forever.
+        if max_operations == 0 {
+            return Err(ConfigError::Invalid {
+                key: "RISKGATE_POLICY_MAX_OPERATIONS",
+                message: "at least 1 (0 would let a looping policy run forever)".into(),
+            });
         }
+        Ok(Limits {
+            max_operations,
+            ..defaults
+        })
     }
 
     /// The in-memory state bounds.
@@ -524,6 +533,22 @@ mod tests {
         assert_eq!(keys["abcdefgh12"], Role::Admin);
         assert_eq!(keys["client-key-1"], Role::Client);
         assert!(parse_api_keys("short:client").is_err());
+    }
+
+    #[test]
+    fn a_policy_operation_limit_of_zero_is_refused() {
+        // Rhai reads 0 as unlimited: a looping policy would hang its request.
+        let unlimited = Settings {
+            policy_max_operations: Some(0),
+            ..Settings::default()
+        };
+        let err = unlimited.resolve().unwrap_err().to_string();
+        assert!(err.contains("RISKGATE_POLICY_MAX_OPERATIONS"), "{err}");
+        let one = Settings {
+            policy_max_operations: Some(1),
+            ..Settings::default()
+        };
+        assert_eq!(one.resolve().unwrap().limits.max_operations, 1);
     }
 
     #[test]

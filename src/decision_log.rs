@@ -191,11 +191,13 @@ impl LogFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).append(true);
+        // Requests and their attributes are personal data: readable by the service's user
+        // only (an existing file keeps the mode its operator gave it).
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(&path).await?;
         let size = file.metadata().await?.len();
         Ok(Self { path, file, size })
     }
@@ -272,5 +274,11 @@ mod tests {
             .map(|t| t.lines().count())
             .sum();
         assert_eq!(total, 20, "every line kept across the rotated files");
+        #[cfg(unix)]
+        for file in [path.clone(), rotated(&path, 1)] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is readable by others", file.display());
+        }
     }
 }

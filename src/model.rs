@@ -42,7 +42,7 @@ pub struct Attempt {
     #[serde(default)]
     pub user_agent: Option<String>,
     /// A stable device identifier (cookie, app install id), when the IdP has one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "blank_as_none")]
     pub device_id: Option<String>,
     /// The application being logged into; selects the policy.
     #[serde(default)]
@@ -85,6 +85,15 @@ fn check_len(field: &'static str, value: Option<&str>, max: usize) -> Result<(),
         )),
         _ => Ok(()),
     }
+}
+
+/// A blank string reads as absent: `"device_id": ""` is no id, not one id that every
+/// client sending it shares.
+fn blank_as_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|s| !s.trim().is_empty()))
 }
 
 fn check_user_id(user_id: &str) -> Result<(), FieldError> {
@@ -146,7 +155,7 @@ pub struct Outcome {
     #[serde(default)]
     pub ip: Option<IpAddr>,
     /// The device: `device_trusted` needs it (or `user_agent`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "blank_as_none")]
     pub device_id: Option<String>,
     /// The user agent, identifying the device when there is no `device_id`.
     #[serde(default)]
