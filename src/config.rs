@@ -37,6 +37,8 @@ pub const DEFAULT_REDIS_PREFIX: &str = "riskgate:";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
 /// Days a profile is kept without a successful login.
 pub const DEFAULT_PROFILE_RETENTION_DAYS: u64 = 400;
+/// How far back, in seconds, the live API accepts a timestamp.
+pub const DEFAULT_MAX_EVENT_AGE_SECONDS: u64 = 3600;
 /// The file read when present and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "riskgate.toml";
 
@@ -179,6 +181,9 @@ settings! {
     lock_seconds: u64 = "RISKGATE_LOCK_SECONDS";
     /// Rhai operations a policy may run per call [default: 100000].
     policy_max_operations: u64 = "RISKGATE_POLICY_MAX_OPERATIONS";
+    /// Evaluations and events timestamped more than this many seconds ago are refused with
+    /// 400 (replay reads any time) [default: 3600].
+    max_event_age_seconds: u64 = "RISKGATE_MAX_EVENT_AGE_SECONDS";
     /// Travel faster than this (km/h) is impossible [default: 900].
     travel_max_speed_kmh: f64 = "RISKGATE_TRAVEL_MAX_SPEED_KMH";
     /// Travel shorter than this (km) is never flagged [default: 500].
@@ -259,6 +264,8 @@ pub struct Config {
     pub(crate) capacity: Capacity,
     /// Days a profile is kept without a successful login.
     pub(crate) profile_retention_days: u64,
+    /// How far back the live API accepts a timestamp.
+    pub(crate) max_event_age: chrono::Duration,
 }
 
 impl Settings {
@@ -290,6 +297,7 @@ impl Settings {
         let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""))?;
         let engine = self.engine_settings()?;
         let limits = self.limits()?;
+        let max_event_age = self.max_event_age()?;
         let capacity = self.capacity();
         let redis = self.redis_settings()?;
         let geoip_dir = Path::new(DEFAULT_GEOIP_DIR);
@@ -333,7 +341,23 @@ impl Settings {
                 Some(days) => days,
                 None => DEFAULT_PROFILE_RETENTION_DAYS,
             },
+            max_event_age,
         })
+    }
+
+    /// How far back the live API accepts a timestamp.
+    fn max_event_age(&self) -> Result<chrono::Duration, ConfigError> {
+        let seconds = self
+            .max_event_age_seconds
+            .unwrap_or(DEFAULT_MAX_EVENT_AGE_SECONDS);
+        i64::try_from(seconds)
+            .ok()
+            .filter(|&s| s > 0)
+            .and_then(chrono::Duration::try_seconds)
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "RISKGATE_MAX_EVENT_AGE_SECONDS",
+                message: format!("between 1 and {} seconds", i64::MAX / 1000),
+            })
     }
 
     /// The Redis URL, key prefix and timeout.

@@ -219,6 +219,7 @@ async fn serve_engine(
         selection: config.selection,
         decision_log,
         reloading: Arc::default(),
+        max_event_age: config.max_event_age,
     };
     let served = http::serve(listener, state, shutdown).await;
     sweeper.abort();

@@ -473,6 +473,48 @@ async fn a_policy_that_loops_forever_returns_the_fail_safe_marked_fallback() {
 }
 
 #[tokio::test]
+async fn timestamps_further_back_than_the_configured_age_are_refused() {
+    // The default bound, not the harness's "any past".
+    let server = TestServer::start(Settings {
+        max_event_age_seconds: Some(riskgate::config::DEFAULT_MAX_EVENT_AGE_SECONDS),
+        ..Settings::default()
+    })
+    .await;
+    let old = "2024-01-01T00:00:00Z";
+    let recent = (chrono::Utc::now() - chrono::Duration::minutes(50)).to_rfc3339();
+    let (status, json) = server
+        .post(
+            "/v1/evaluate",
+            &json!({"user_id": "a", "ip": LONDON, "timestamp": old}),
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    assert_eq!(json["field"], "timestamp", "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("RISKGATE_MAX_EVENT_AGE_SECONDS"),
+        "{json}"
+    );
+    let (status, json) = server
+        .post(
+            "/v1/events",
+            &json!({"type": "login_failed", "user_id": "a", "ip": LONDON, "timestamp": old}),
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    assert_eq!(json["field"], "timestamp", "{json}");
+    let (status, json) = server
+        .post(
+            "/v1/evaluate",
+            &json!({"user_id": "a", "ip": LONDON, "timestamp": recent}),
+        )
+        .await;
+    assert_eq!(status, 200, "{json}");
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_clear_json_error() {
     let server = TestServer::default().await;
     let long_user = "u".repeat(300);

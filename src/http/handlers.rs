@@ -17,18 +17,29 @@ use crate::policy::PolicySet;
 /// Client clocks may run this far ahead of ours.
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
-fn not_in_future(
+/// Refuses a timestamp from the future (beyond clock skew) or further back than `max_age`:
+/// a backdated failure would count in no window, and a backdated attempt would be judged
+/// against a past that state no longer holds.
+fn check_timestamp(
     timestamp: Option<chrono::DateTime<Utc>>,
     now: chrono::DateTime<Utc>,
+    max_age: Duration,
 ) -> Result<(), FieldError> {
-    match timestamp {
-        Some(t) if t > now + MAX_CLOCK_SKEW => Err(FieldError {
+    let refuse = |message: String| {
+        Err(FieldError {
             field: "timestamp",
-            message: format!(
-                "is more than {} minutes in the future",
-                MAX_CLOCK_SKEW.num_minutes()
-            ),
-        }),
+            message,
+        })
+    };
+    match timestamp {
+        Some(t) if t > now + MAX_CLOCK_SKEW => refuse(format!(
+            "is more than {} minutes in the future",
+            MAX_CLOCK_SKEW.num_minutes()
+        )),
+        Some(t) if t < now - max_age => refuse(format!(
+            "is more than {} seconds in the past (RISKGATE_MAX_EVENT_AGE_SECONDS)",
+            max_age.num_seconds()
+        )),
         _ => Ok(()),
     }
 }
@@ -39,7 +50,7 @@ pub(super) async fn evaluate(
     ValidJson(attempt): ValidJson<Attempt>,
 ) -> Result<Json<Assessment>, ApiError> {
     let now = Utc::now();
-    not_in_future(attempt.timestamp, now)?;
+    check_timestamp(attempt.timestamp, now, state.max_event_age)?;
     let started = std::time::Instant::now();
     let answer = state.engine.evaluate_committed(&attempt, now).await?;
     if let Some(log) = &state.decision_log {
@@ -55,7 +66,7 @@ pub(super) async fn event(
     ValidJson(outcome): ValidJson<Outcome>,
 ) -> Result<Json<Value>, ApiError> {
     let now = Utc::now();
-    not_in_future(outcome.timestamp, now)?;
+    check_timestamp(outcome.timestamp, now, state.max_event_age)?;
     let recorded = state.engine.record(&outcome, now).await?;
     state.engine.committed().await?;
     if let Some(log) = &state.decision_log {

@@ -36,6 +36,8 @@ pub(crate) struct AppState {
     pub reloading: Arc<tokio::sync::Mutex<()>>,
     /// Where evaluations and events are logged, if enabled.
     pub decision_log: Option<DecisionLog>,
+    /// How far back an evaluation's or event's timestamp may be.
+    pub max_event_age: chrono::Duration,
 }
 
 /// All routes.

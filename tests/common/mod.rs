@@ -153,6 +153,10 @@ pub(crate) fn shipped_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
+/// `RISKGATE_MAX_EVENT_AGE_SECONDS` for servers whose tests replay stories on fixed dates:
+/// about thirty years.
+pub(crate) const ANY_PAST: u64 = 1_000_000_000;
+
 /// A riskgate server on 127.0.0.1:0, stopped when dropped.
 pub(crate) struct TestServer {
     pub addr: SocketAddr,
@@ -167,7 +171,8 @@ pub(crate) struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with test GeoIP data, the shipped policies and `settings` on top.
+    /// Starts a server with test GeoIP data, the shipped policies, timestamps accepted from
+    /// any past and `settings` on top.
     pub(crate) async fn start(settings: Settings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (city, asn) = write_geoip(dir.path());
@@ -176,6 +181,7 @@ impl TestServer {
             geoip_city: Some(city.display().to_string()),
             geoip_asn: Some(asn.display().to_string()),
             data_dir: Some(dir.path().join("data")),
+            max_event_age_seconds: Some(ANY_PAST),
             ..Settings::default()
         });
         let config = settings.clone().resolve().unwrap();

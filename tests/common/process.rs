@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{shipped_policies, write_geoip};
+use super::{ANY_PAST, shipped_policies, write_geoip};
 
 /// `riskgate serve` on `port` with the shipped policies, the test GeoIP files (written into
-/// `geo`) and `env` on top; nothing else from the environment.
+/// `geo`), timestamps accepted from any past (the tests' stories happen on fixed dates) and
+/// `env` on top; nothing else from the environment.
 pub(crate) fn serve(env: &[(&str, &str)], geo: &Path, port: u16) -> Command {
     std::fs::create_dir_all(geo).unwrap();
     let (city, asn) = write_geoip(geo);
@@ -21,6 +22,7 @@ pub(crate) fn serve(env: &[(&str, &str)], geo: &Path, port: u16) -> Command {
         .env("RISKGATE_POLICIES_DIR", shipped_policies())
         .env("RISKGATE_GEOIP_CITY", city)
         .env("RISKGATE_GEOIP_ASN", asn)
+        .env("RISKGATE_MAX_EVENT_AGE_SECONDS", ANY_PAST.to_string())
         .envs(env.iter().copied())
         .arg("serve")
         .stdout(Stdio::null())
