@@ -458,19 +458,10 @@ impl Engine {
                 self.store.count_failure(&keys, at).await?;
                 Ok(Recorded::FailureCounted)
             }
-            _ => {
-                let Enrichment { geo, device } =
-                    self.enrichment(ip, outcome.user_agent.as_deref(), None);
-                let facts = login_facts(
-                    ip,
-                    &geo,
-                    &device,
-                    outcome.device_id.as_deref(),
-                    outcome.user_agent.as_deref(),
-                    at,
-                );
-                self.store.learn(&outcome.user_id, facts).await?;
-                Ok(Recorded::Learned)
+            // Only an outcome of an attempt riskgate scored may teach: anyone holding a
+            // client key could otherwise make their own device and network known.
+            OutcomeKind::LoginSucceeded | OutcomeKind::MfaPassed | OutcomeKind::DeviceTrusted => {
+                Ok(Recorded::Ignored)
             }
         }
     }

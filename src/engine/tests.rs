@@ -342,14 +342,16 @@ fn standalone_mfa_failed_counts_against_the_user_only() {
 }
 
 #[test]
-fn standalone_login_succeeded_learns() {
+fn standalone_successes_teach_nothing() {
+    // Anyone holding a client key could send them: only a scored attempt's outcome teaches.
     let e = engine(POLICY);
-    let ok = standalone(OutcomeKind::LoginSucceeded, "alice", IP);
-    assert_eq!(record(&e, &ok, 0), Recorded::Learned);
+    for kind in [OutcomeKind::LoginSucceeded, OutcomeKind::MfaPassed] {
+        let ok = standalone(kind, "alice", IP);
+        assert_eq!(record(&e, &ok, 0), Recorded::Ignored, "{kind:?}");
+    }
     let next = probe(&e, "alice", IP, MINUTE);
-    assert!(!next.user.first_login);
-    assert!(next.device.known);
-    assert_eq!(next.user.last_login_at, Some(EventTime(T0)));
+    assert!(next.user.first_login);
+    assert!(!next.device.known);
 }
 
 // --- Trusted devices -----------------------------------------------------------------------
