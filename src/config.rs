@@ -167,6 +167,10 @@ settings! {
     redis_timeout_ms: u64 = "RISKGATE_REDIS_TIMEOUT_MS";
     /// API keys as `key:role,key:role` (roles `client`, `admin`); unset: loopback clients only.
     api_keys: String = "RISKGATE_API_KEYS", secret;
+    /// Serve without API keys on an address that is not loopback (only loopback clients are
+    /// served then; behind a reverse proxy on the same host, every client is one)
+    /// [default: false].
+    allow_no_keys: bool = "RISKGATE_ALLOW_NO_KEYS";
     /// Append one JSON line per evaluation and event to this file (unset: off).
     decision_log: PathBuf = "RISKGATE_DECISION_LOG";
     /// Rotate the decision log at this size in bytes [default: 268435456].
@@ -229,6 +233,32 @@ pub(crate) enum Role {
     Admin,
 }
 
+/// Shortest API key accepted: 22 characters carry 128 bits as base64 (`openssl rand -base64
+/// 24` makes one of 32).
+pub const MIN_API_KEY_LEN: usize = 22;
+
+/// API keys and their roles, kept as SHA-256 digests: a lookup's timing can reveal something
+/// about a digest, never about a key.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ApiKeys(HashMap<[u8; 32], Role>);
+
+impl ApiKeys {
+    /// The role of `key`, if it is one.
+    pub(crate) fn role(&self, key: &str) -> Option<Role> {
+        self.0.get(&digest(key)).copied()
+    }
+
+    /// True when no key is configured (loopback clients only).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes()).into()
+}
+
 /// Settings with defaults applied and values checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -249,7 +279,9 @@ pub struct Config {
     /// How to reach Redis.
     pub(crate) redis: RedisSettings,
     /// API keys and their roles; empty means loopback clients only.
-    pub(crate) api_keys: HashMap<String, Role>,
+    pub(crate) api_keys: ApiKeys,
+    /// Whether `serve` may start without keys on an address that is not loopback.
+    pub(crate) allow_no_keys: bool,
     /// Decision log file, if logging is on.
     pub(crate) decision_log: Option<PathBuf>,
     /// Size at which the decision log rotates.
@@ -319,6 +351,7 @@ impl Settings {
             sync: self.state_sync.unwrap_or_default(),
             redis,
             api_keys,
+            allow_no_keys: self.allow_no_keys.unwrap_or(false),
             decision_log: self.decision_log,
             decision_log_max_bytes: self
                 .decision_log_max_bytes
@@ -497,7 +530,7 @@ fn find_files(dir: &Path, names: &[&str], exts: &[&str]) -> Vec<PathBuf> {
     found
 }
 
-fn parse_api_keys(list: &str) -> Result<HashMap<String, Role>, ConfigError> {
+fn parse_api_keys(list: &str) -> Result<ApiKeys, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid {
         key: "RISKGATE_API_KEYS",
         message,
@@ -512,12 +545,15 @@ fn parse_api_keys(list: &str) -> Result<HashMap<String, Role>, ConfigError> {
                 "admin" => Role::Admin,
                 other => return Err(invalid(format!("unknown role `{other}`"))),
             };
-            if key.len() < 8 {
-                return Err(invalid("keys must be at least 8 characters".into()));
+            if key.chars().count() < MIN_API_KEY_LEN {
+                return Err(invalid(format!(
+                    "keys must be at least {MIN_API_KEY_LEN} characters (128 bits as base64)"
+                )));
             }
-            Ok((key.to_owned(), role))
+            Ok((digest(key), role))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(ApiKeys)
 }
 
 #[cfg(test)]
@@ -553,9 +589,13 @@ mod tests {
             err.contains("RISKGATE_FAIL_SAFE") && err.contains("maybe"),
             "{err}"
         );
-        let keys = parse_api_keys("abcdefgh12:admin, client-key-1").unwrap();
-        assert_eq!(keys["abcdefgh12"], Role::Admin);
-        assert_eq!(keys["client-key-1"], Role::Client);
+        let keys =
+            parse_api_keys("QYpXh2cN0mGv7TtLw3RkZa1u:admin, client-key-9f3Kd81LmQx2Z").unwrap();
+        assert_eq!(keys.role("QYpXh2cN0mGv7TtLw3RkZa1u"), Some(Role::Admin));
+        assert_eq!(keys.role("client-key-9f3Kd81LmQx2Z"), Some(Role::Client));
+        assert_eq!(keys.role("client-key-9f3Kd81LmQx2"), None);
+        // 128 bits at least: a 21-character key is refused.
+        assert!(parse_api_keys("QYpXh2cN0mGv7TtLw3RkZ:client").is_err());
         assert!(parse_api_keys("short:client").is_err());
     }
 

@@ -39,6 +39,16 @@ pub enum ServiceError {
     /// Serving failed.
     #[error("serving failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// No API keys on an address other clients can reach.
+    #[error(
+        "listening on {addr}, which is not a loopback address, needs API keys \
+         (RISKGATE_API_KEYS); RISKGATE_ALLOW_NO_KEYS=true starts anyway, serving loopback \
+         clients only"
+    )]
+    NoKeys {
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -135,6 +145,16 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    if config.api_keys.is_empty() {
+        if !config.listen.ip().is_loopback() && !config.allow_no_keys {
+            return Err(ServiceError::NoKeys {
+                addr: config.listen,
+            });
+        }
+        tracing::warn!(
+            "no API keys (RISKGATE_API_KEYS): every loopback client is trusted, a reverse proxy on this host included"
+        );
+    }
     let engine = build_engine(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await

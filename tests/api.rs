@@ -634,10 +634,13 @@ async fn bad_input_gets_a_clear_json_error() {
     assert_eq!((status, ready["geoip"].as_bool()), (200, Some(true)));
 }
 
+const CLIENT_KEY: &str = "client-9a4KfQ2mXz7LpT1cWvB3";
+const ADMIN_KEY: &str = "admin-Rk8sN2qV5yJ0dH6tGm4E";
+
 #[tokio::test]
 async fn api_keys_gate_clients_and_admins() {
     let server = TestServer::start(Settings {
-        api_keys: Some("client-key-1:client,admin-key-1:admin".into()),
+        api_keys: Some(format!("{CLIENT_KEY}:client,{ADMIN_KEY}:admin")),
         ..Settings::default()
     })
     .await;
@@ -651,28 +654,28 @@ async fn api_keys_gate_clients_and_admins() {
     };
     assert_eq!(send(None, "/v1/evaluate").await.unwrap().status(), 401);
     assert_eq!(
-        send(Some("wrong-key-123"), "/v1/evaluate")
+        send(Some("wrong-key-but-long-enough-1234"), "/v1/evaluate")
             .await
             .unwrap()
             .status(),
         401
     );
     assert_eq!(
-        send(Some("client-key-1"), "/v1/evaluate")
+        send(Some(CLIENT_KEY), "/v1/evaluate")
             .await
             .unwrap()
             .status(),
         200
     );
     assert_eq!(
-        send(Some("client-key-1"), "/v1/users/gina/unlock")
+        send(Some(CLIENT_KEY), "/v1/users/gina/unlock")
             .await
             .unwrap()
             .status(),
         403
     );
     assert_eq!(
-        send(Some("admin-key-1"), "/v1/users/gina/unlock")
+        send(Some(ADMIN_KEY), "/v1/users/gina/unlock")
             .await
             .unwrap()
             .status(),

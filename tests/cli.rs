@@ -194,8 +194,31 @@ fn serve_starts_without_geoip_warns_once_and_stops_on_sigterm() {
         .read_to_string(&mut stderr)
         .unwrap();
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
-    assert_eq!(warnings.len(), 1, "{stderr}");
+    let geoip: Vec<&&str> = warnings.iter().filter(|l| l.contains("GeoIP")).collect();
+    assert_eq!(geoip.len(), 1, "{stderr}");
+    assert!(geoip[0].contains("RISKGATE_GEOIP_CITY") && geoip[0].contains("RISKGATE_GEOIP_ASN"));
+    // Without API keys, the operator is told what loopback-only trust means.
     assert!(
-        warnings[0].contains("RISKGATE_GEOIP_CITY") && warnings[0].contains("RISKGATE_GEOIP_ASN")
+        warnings.iter().any(|l| l.contains("RISKGATE_API_KEYS")),
+        "{stderr}"
+    );
+    assert_eq!(warnings.len(), 2, "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_reachable_address_without_api_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = riskgate()
+        .current_dir(dir.path())
+        .env("RISKGATE_LISTEN", "0.0.0.0:0")
+        .env("RISKGATE_POLICIES_DIR", shipped_policies())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("RISKGATE_API_KEYS") && stderr.contains("RISKGATE_ALLOW_NO_KEYS"),
+        "{stderr}"
     );
 }

@@ -35,7 +35,7 @@ pub(crate) fn check(
         .ok_or(ApiError::Unauthorized(
             "missing `Authorization: Bearer <key>` header",
         ))?;
-    match (state.api_keys.get(key.trim()), required) {
+    match (state.api_keys.role(key.trim()), required) {
         (None, _) => Err(ApiError::Unauthorized("unknown API key")),
         (Some(Role::Client), Role::Admin) => {
             Err(ApiError::Forbidden("this route needs an admin key"))

@@ -4,7 +4,6 @@ pub(crate) mod auth;
 pub(crate) mod error;
 mod handlers;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-use crate::config::Role;
+use crate::config::ApiKeys;
 use crate::decision_log::DecisionLog;
 use crate::engine::Engine;
 use crate::policy::Selection;
@@ -27,7 +26,7 @@ pub(crate) struct AppState {
     /// The decision engine.
     pub engine: Arc<Engine>,
     /// API keys and roles; empty means loopback clients only.
-    pub api_keys: Arc<HashMap<String, Role>>,
+    pub api_keys: Arc<ApiKeys>,
     /// Where policies are reloaded from.
     pub policies_dir: PathBuf,
     /// Which policy runs where (kept across reloads).
