@@ -13,7 +13,10 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use std::time::Duration;
+
 use crate::engine::EngineSettings;
+use crate::http::server::ConnectionLimits;
 use crate::model::Decision;
 use crate::policy::{DEFAULT_POLICY, Limits, MAX_LOCK_SECONDS, Selection};
 use crate::signals::TravelLimits;
@@ -167,6 +170,16 @@ settings! {
     redis_timeout_ms: u64 = "RISKGATE_REDIS_TIMEOUT_MS";
     /// API keys as `key:role,key:role` (roles `client`, `admin`); unset: loopback clients only.
     api_keys: String = "RISKGATE_API_KEYS", secret;
+    /// Seconds a request's headers may take to arrive; also how long an idle keep-alive
+    /// connection stays open [default: 10].
+    header_timeout_seconds: u64 = "RISKGATE_HEADER_TIMEOUT_SECONDS";
+    /// Seconds a request's body may take to arrive [default: 10].
+    body_timeout_seconds: u64 = "RISKGATE_BODY_TIMEOUT_SECONDS";
+    /// Connections open at once; more wait to be accepted [default: 4096].
+    max_connections: usize = "RISKGATE_MAX_CONNECTIONS";
+    /// Seconds shutdown waits for open requests before closing their connections
+    /// [default: 10].
+    shutdown_seconds: u64 = "RISKGATE_SHUTDOWN_SECONDS";
     /// Serve without API keys on an address that is not loopback (only loopback clients are
     /// served then; behind a reverse proxy on the same host, every client is one)
     /// [default: false].
@@ -282,6 +295,8 @@ pub struct Config {
     pub(crate) api_keys: ApiKeys,
     /// Whether `serve` may start without keys on an address that is not loopback.
     pub(crate) allow_no_keys: bool,
+    /// Connection timeouts and bounds.
+    pub(crate) connections: ConnectionLimits,
     /// Decision log file, if logging is on.
     pub(crate) decision_log: Option<PathBuf>,
     /// Size at which the decision log rotates.
@@ -330,6 +345,7 @@ impl Settings {
         let engine = self.engine_settings()?;
         let limits = self.limits()?;
         let max_event_age = self.max_event_age()?;
+        let connections = self.connections()?;
         let capacity = self.capacity();
         let redis = self.redis_settings()?;
         let geoip_dir = Path::new(DEFAULT_GEOIP_DIR);
@@ -352,6 +368,7 @@ impl Settings {
             redis,
             api_keys,
             allow_no_keys: self.allow_no_keys.unwrap_or(false),
+            connections,
             decision_log: self.decision_log,
             decision_log_max_bytes: self
                 .decision_log_max_bytes
@@ -375,6 +392,47 @@ impl Settings {
                 None => DEFAULT_PROFILE_RETENTION_DAYS,
             },
             max_event_age,
+        })
+    }
+
+    /// Connection timeouts and bounds; none may be zero (a zero timeout refuses every
+    /// request, a zero bound every connection).
+    fn connections(&self) -> Result<ConnectionLimits, ConfigError> {
+        let defaults = ConnectionLimits::default();
+        let seconds = |value: Option<u64>, default: Duration, key: &'static str| match value {
+            Some(0) => Err(ConfigError::Invalid {
+                key,
+                message: "at least 1 second".into(),
+            }),
+            Some(s) => Ok(Duration::from_secs(s)),
+            None => Ok(default),
+        };
+        Ok(ConnectionLimits {
+            header_timeout: seconds(
+                self.header_timeout_seconds,
+                defaults.header_timeout,
+                "RISKGATE_HEADER_TIMEOUT_SECONDS",
+            )?,
+            body_timeout: seconds(
+                self.body_timeout_seconds,
+                defaults.body_timeout,
+                "RISKGATE_BODY_TIMEOUT_SECONDS",
+            )?,
+            max_connections: match self.max_connections {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        key: "RISKGATE_MAX_CONNECTIONS",
+                        message: "at least 1".into(),
+                    });
+                }
+                Some(n) => n,
+                None => defaults.max_connections,
+            },
+            shutdown_deadline: seconds(
+                self.shutdown_seconds,
+                defaults.shutdown_deadline,
+                "RISKGATE_SHUTDOWN_SECONDS",
+            )?,
         })
     }
 

@@ -25,7 +25,8 @@
 //! Inside the crate:
 //! - `state`: the store trait behind the engine, its bounded in-memory backend, windows
 //!   and learned profiles.
-//! - `http`: the axum routes, API keys and the one place statuses are chosen.
+//! - `http`: the axum routes, API keys, the one place statuses are chosen, and the connection
+//!   loop that bounds connections in number and time.
 //! - `decision_log`: the JSONL record of every evaluation and event, written off the
 //!   request path.
 //! - `files`: gzip-aware reading and writing of logs and corpora.

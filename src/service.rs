@@ -241,17 +241,16 @@ async fn serve_engine(
         reloading: Arc::default(),
         max_event_age: config.max_event_age,
     };
-    let served = http::serve(listener, state, shutdown).await;
+    http::serve(listener, state, config.connections, shutdown).await;
     sweeper.abort();
-    // The server has dropped every handler's copy of the log's sender, whether it stopped or
-    // failed, so the writer drains what is queued and ends: wait for it, or the last lines
-    // could be lost on exit.
+    // The server has dropped every handler's copy of the log's sender (connections still
+    // open at the deadline are closed), so the writer drains what is queued and ends: wait
+    // for it, or the last lines could be lost on exit.
     if let Some(writer) = writer
         && let Err(e) = writer.await
     {
         tracing::error!(error = %e, "the decision log writer failed");
     }
-    served.map_err(ServiceError::Serve)?;
     tracing::info!("riskgate stopped");
     Ok(())
 }

@@ -918,3 +918,90 @@ async fn trusting_or_passing_mfa_before_the_password_never_teaches_an_unverified
         .await;
     assert_eq!((status, body["field"].as_str()), (400, Some("ip")));
 }
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_cannot_hold_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Settings {
+        header_timeout_seconds: Some(1),
+        body_timeout_seconds: Some(1),
+        shutdown_seconds: Some(1),
+        ..Settings::default()
+    })
+    .await;
+    // 300 requests whose headers never finish, and 20 whose bodies never do.
+    let mut half_sent = Vec::new();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"POST /v1/evaluate HTTP/1.1\r\nhost: riskgate\r\ncontent-ty")
+            .await
+            .unwrap();
+        half_sent.push(stream);
+    }
+    let mut slow_bodies = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /v1/evaluate HTTP/1.1\r\nhost: riskgate\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user_id\"",
+            )
+            .await
+            .unwrap();
+        slow_bodies.push(stream);
+    }
+    // The service answers throughout.
+    for _ in 0..5 {
+        let health = server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Every one of them is cut off after its timeout: the server closes the connection (a
+    // slow body may get an error answer first).
+    let cut_off = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(read.is_ok(), "still open after 10 s");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    for stream in half_sent {
+        let answer = cut_off(stream).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{answer}"
+        );
+    }
+    for stream in slow_bodies {
+        let answer = cut_off(stream).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{answer}"
+        );
+    }
+    drop(server);
+    // A client still dribbling a body cannot hold shutdown past its deadline.
+    let mut server = TestServer::start(Settings {
+        body_timeout_seconds: Some(60),
+        shutdown_seconds: Some(1),
+        ..Settings::default()
+    })
+    .await;
+    let mut dribbling = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    dribbling
+        .write_all(b"POST /v1/evaluate HTTP/1.1\r\nhost: riskgate\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), server.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited past its deadline");
+    drop(dribbling);
+}

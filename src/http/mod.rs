@@ -3,9 +3,9 @@
 pub(crate) mod auth;
 pub(crate) mod error;
 mod handlers;
+pub(crate) mod server;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -65,14 +65,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+/// Serves the API on `listener` within `limits` until `shutdown` completes, then drains
+/// open requests until the limits' deadline.
 pub(crate) async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: server::ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+) {
+    server::serve(listener, router(state), limits, shutdown).await;
 }
