@@ -30,6 +30,11 @@ pub struct Location {
 pub const MAX_USER_ID_LEN: usize = 256;
 /// Longest accepted `user_agent`, `device_id`, `app` or `request_id`, in bytes.
 pub const MAX_FIELD_LEN: usize = 1024;
+/// Largest accepted `attributes`, in bytes of keys and values (a policy reads a few flags;
+/// a large map costs every evaluation and every decision-log line).
+pub const MAX_ATTRIBUTES_BYTES: usize = 4096;
+/// Deepest accepted nesting of `attributes` (an object in `attributes` is level 1).
+pub const MAX_ATTRIBUTES_DEPTH: usize = 4;
 
 /// One login attempt, as the identity provider reports it to `POST /v1/evaluate`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -87,6 +92,44 @@ fn check_len(field: &'static str, value: Option<&str>, max: usize) -> Result<(),
     }
 }
 
+/// Bounds `attributes` in size and depth.
+fn check_attributes(
+    attributes: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), FieldError> {
+    use serde_json::Value;
+    // Walks values without recursion: (value, depth) pairs still to visit.
+    let mut bytes = 0usize;
+    let mut pending: Vec<(&Value, usize)> = attributes.values().map(|v| (v, 1)).collect();
+    bytes += attributes.keys().map(String::len).sum::<usize>();
+    while let Some((value, depth)) = pending.pop() {
+        if depth > MAX_ATTRIBUTES_DEPTH {
+            return Err(FieldError::new(
+                "attributes",
+                format!("nested deeper than {MAX_ATTRIBUTES_DEPTH} levels"),
+            ));
+        }
+        bytes += match value {
+            Value::String(text) => text.len(),
+            Value::Array(items) => {
+                pending.extend(items.iter().map(|v| (v, depth + 1)));
+                1
+            }
+            Value::Object(map) => {
+                pending.extend(map.values().map(|v| (v, depth + 1)));
+                map.keys().map(String::len).sum::<usize>() + 1
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        };
+        if bytes > MAX_ATTRIBUTES_BYTES {
+            return Err(FieldError::new(
+                "attributes",
+                format!("larger than {MAX_ATTRIBUTES_BYTES} bytes of keys and values"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A blank string reads as absent: `"device_id": ""` is no id, not one id that every
 /// client sending it shares.
 fn blank_as_none<'de, D: serde::Deserializer<'de>>(
@@ -109,7 +152,8 @@ impl Attempt {
         check_user_id(&self.user_id)?;
         check_len("user_agent", self.user_agent.as_deref(), MAX_FIELD_LEN)?;
         check_len("device_id", self.device_id.as_deref(), MAX_FIELD_LEN)?;
-        check_len("app", self.app.as_deref(), MAX_FIELD_LEN)
+        check_len("app", self.app.as_deref(), MAX_FIELD_LEN)?;
+        check_attributes(&self.attributes)
     }
 
     /// A minimal attempt, for tests and examples.

@@ -568,6 +568,27 @@ async fn bad_input_gets_a_clear_json_error() {
             "invalid_field",
             Some("timestamp"),
         ),
+        (
+            json!({"user_id": "a", "ip": LONDON, "attributes": {"note": "x".repeat(5000)}})
+                .to_string(),
+            400,
+            "invalid_field",
+            Some("attributes"),
+        ),
+        (
+            json!({"user_id": "a", "ip": LONDON, "attributes": {"a": [[[[["deep"]]]]]}})
+                .to_string(),
+            400,
+            "invalid_field",
+            Some("attributes"),
+        ),
+        (
+            json!({"user_id": "a", "ip": LONDON, "attributes": {"a": (0..600).collect::<Vec<u32>>()}})
+                .to_string(),
+            400,
+            "invalid_field",
+            Some("attributes"),
+        ),
     ];
     for (body, status, code, field) in cases {
         let response = server
