@@ -139,9 +139,9 @@ impl Engine {
         self.policies.store(Arc::new(policies));
     }
 
-    /// True when at least one GeoIP database is loaded.
-    pub(crate) fn has_geoip(&self) -> bool {
-        !self.geo.load().is_empty()
+    /// The GeoIP databases missing (see [`GeoIp::missing`]).
+    pub(crate) fn geoip_missing(&self) -> Vec<&'static str> {
+        self.geo.load().missing()
     }
 
     /// Resolves when every state change made so far survives the process being killed (on
@@ -586,11 +586,13 @@ fn login_facts(
             .as_ref()
             .map(|c| FeatureValue::new(Feature::Country, c.clone())),
     );
-    set(
-        Feature::Asn,
-        geo.asn
-            .map(|a| FeatureValue::new(Feature::Asn, format!("AS{a}"))),
-    );
+    // The network: the autonomous system, or without one (no ASN database, or an address
+    // it lacks) the address's prefix, so known networks and smart lockout keep working.
+    let network = match geo.asn {
+        Some(asn) => format!("AS{asn}"),
+        None => network_prefix(ip),
+    };
+    set(Feature::Asn, Some(FeatureValue::new(Feature::Asn, network)));
     set(Feature::Browser, agent.and_then(|a| a.browser.clone()));
     set(Feature::Os, agent.and_then(|a| a.os.clone()));
     set(Feature::Device, device_value(device_id, agent));
@@ -601,6 +603,21 @@ fn login_facts(
         device: facts.get(Feature::Device).map(|d| d.label.clone()),
     };
     facts
+}
+
+/// The network of an address without a known autonomous system: its /24 (IPv4) or /48
+/// (IPv6), about one site or subscriber.
+fn network_prefix(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            let [a, b, c, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}::/48")
+        }
+    }
 }
 
 /// A device is its explicit id or, without one, its user agent.

@@ -1026,3 +1026,81 @@ async fn slow_clients_are_cut_off_and_cannot_hold_shutdown() {
     assert!(stopped.is_ok(), "shutdown waited past its deadline");
     drop(dribbling);
 }
+
+#[tokio::test]
+async fn without_geoip_the_home_network_is_its_prefix_and_smart_lockout_still_works() {
+    let server = TestServer::start(Settings {
+        geoip_city: Some(String::new()),
+        geoip_asn: Some(String::new()),
+        ..Settings::default()
+    })
+    .await;
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["geoip"], false, "{ready}");
+    for day in ["2026-11-01", "2026-11-02"] {
+        let ok = server
+            .evaluate(
+                Login {
+                    user: "bob",
+                    device: "bob-laptop",
+                    at: &format!("{day}T09:00:00Z"),
+                    ..Login::default()
+                }
+                .body(),
+            )
+            .await;
+        assert_eq!(ok["decision"], "allow", "{ok}");
+    }
+    let mut last = json!(null);
+    for i in 0..10 {
+        last = server
+            .evaluate(
+                Login {
+                    user: "bob",
+                    ip: CHINA,
+                    device: "attacker",
+                    ua: FIREFOX_LINUX,
+                    at: &format!("2026-11-03T10:00:{:02}Z", i * 5),
+                    password_ok: Some(false),
+                }
+                .body(),
+            )
+            .await;
+    }
+    assert_eq!(last["decision"], "lock", "{last}");
+    // Bob, on his laptop, from another address in his home /24 (a dynamic IP).
+    let real = server
+        .evaluate(
+            Login {
+                user: "bob",
+                ip: "81.2.69.77",
+                device: "bob-laptop",
+                at: "2026-11-03T10:03:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
+        .await;
+    assert_eq!(
+        real["decision"], "mfa",
+        "smart lockout without GeoIP: {real}"
+    );
+    assert!(reasons(&real).contains(&"known_device_and_network".into()));
+    // The attacker, with the right password now, on a new device from elsewhere: still locked.
+    let attacker = server
+        .evaluate(
+            Login {
+                user: "bob",
+                ip: CHINA,
+                device: "attacker-2",
+                ua: FIREFOX_LINUX,
+                at: "2026-11-03T10:04:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
+        .await;
+    assert_eq!(attacker["decision"], "lock", "{attacker}");
+}

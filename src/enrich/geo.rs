@@ -119,6 +119,19 @@ impl GeoIp {
         self.city.is_empty() && self.asn.is_empty()
     }
 
+    /// The databases missing: `geoip_city` (no country, city or travel) and `geoip_asn`
+    /// (networks are IP prefixes instead of autonomous systems).
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.city.is_empty() {
+            missing.push("geoip_city");
+        }
+        if self.asn.is_empty() {
+            missing.push("geoip_asn");
+        }
+        missing
+    }
+
     /// Looks an IP up in every database; missing data gives empty fields, never an error.
     pub fn lookup(&self, ip: IpAddr) -> GeoInfo {
         let ip = ip.to_canonical();

@@ -173,11 +173,19 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Without GeoIP the service answers, with weaker signals: ready, but degraded.
+    let missing = state.engine.geoip_missing();
+    let status_text = match (state_ok, missing.is_empty()) {
+        (false, _) => "state_unavailable",
+        (true, true) => "ready",
+        (true, false) => "degraded",
+    };
     let body = json!({
-        "status": if state_ok { "ready" } else { "state_unavailable" },
+        "status": status_text,
         "state": if state_ok { "ok" } else { "unavailable" },
         "policy": policies.active(None).reference(),
-        "geoip": state.engine.has_geoip(),
+        "geoip": missing.is_empty(),
+        "degraded": missing,
         "decision_log_dropped": state.decision_log.as_ref().map(|log| log.dropped()),
     });
     (status, Json(body))
