@@ -2,13 +2,14 @@
 //! analysts replay.
 //!
 //! Lines are written off the request path: handlers hand a [`LogLine`] to a bounded channel and
-//! a writer task serialises and appends them. When the channel is full the line is dropped and
-//! counted, so logging never blocks a login. The file is rotated by size
+//! a writer task serialises and appends them. The queue is bounded in lines and in bytes (a
+//! stalled disk must not turn memory into a backlog): when either is full the line is
+//! dropped and counted, so logging never blocks a login. The file is rotated by size
 //! (`decisions.jsonl` → `decisions.jsonl.1` → ...).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,10 @@ use crate::model::{Assessment, Attempt, Outcome, Recorded};
 
 /// Lines buffered between handlers and the writer.
 pub(crate) const CHANNEL_CAPACITY: usize = 16_384;
+/// Bytes (estimated) buffered between handlers and the writer.
+pub(crate) const QUEUE_MAX_BYTES: usize = 64 << 20;
+/// An answer's estimated size in a line: decision, reasons, policy and every signal.
+const ANSWER_BYTES: usize = 3 << 10;
 /// Size at which the log is rotated.
 pub(crate) const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Rotated files kept beside the current one.
@@ -70,8 +75,10 @@ impl LogLine {
 /// The sending side, shared by handlers.
 #[derive(Clone)]
 pub(crate) struct DecisionLog {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<(Pending, usize)>,
     dropped: Arc<AtomicU64>,
+    /// Estimated bytes queued, added by handlers and taken off by the writer.
+    queued: Arc<AtomicUsize>,
 }
 
 /// What handlers send: serialisation of the answer happens in the writer task.
@@ -101,10 +108,12 @@ impl DecisionLog {
     /// (after flushing) once every handle is dropped.
     pub(crate) fn spawn(path: PathBuf, max_bytes: u64) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let task = tokio::spawn(write_lines(path, max_bytes, rx));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(write_lines(path, max_bytes, rx, Arc::clone(&queued)));
         let log = Self {
             tx,
             dropped: Arc::default(),
+            queued,
         };
         (log, task)
     }
@@ -117,21 +126,34 @@ impl DecisionLog {
         answer: &Assessment,
         latency_us: u64,
     ) {
-        self.send(Pending::Evaluate(Box::new(Evaluation {
-            at,
-            request: request.clone(),
-            answer: answer.clone(),
-            latency_us,
-        })));
+        let bytes = request_bytes(request) + ANSWER_BYTES;
+        let pending = || {
+            Pending::Evaluate(Box::new(Evaluation {
+                at,
+                request: request.clone(),
+                answer: answer.clone(),
+                latency_us,
+            }))
+        };
+        self.send(pending, bytes);
     }
 
     /// Queues an outcome event; never waits.
     pub(crate) fn event(&self, at: DateTime<Utc>, event: &Outcome, recorded: Recorded) {
-        self.send(Pending::Line(LogLine::Event {
-            at,
-            event: event.clone(),
-            recorded,
-        }));
+        let bytes = 256
+            + event.user_id.len()
+            + [&event.device_id, &event.user_agent, &event.request_id]
+                .iter()
+                .map(|field| field.as_ref().map_or(0, String::len))
+                .sum::<usize>();
+        let pending = || {
+            Pending::Line(LogLine::Event {
+                at,
+                event: event.clone(),
+                recorded,
+            })
+        };
+        self.send(pending, bytes);
     }
 
     /// Lines dropped because the writer could not keep up.
@@ -139,8 +161,12 @@ impl DecisionLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn send(&self, pending: Pending) {
-        if self.tx.try_send(pending).is_err() {
+    /// Queues what `pending` makes (built only if it fits), `bytes` its estimated size.
+    fn send(&self, pending: impl FnOnce() -> Pending, bytes: usize) {
+        let queued = self.queued.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        let sent = queued <= QUEUE_MAX_BYTES && self.tx.try_send((pending(), bytes)).is_ok();
+        if !sent {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if total.is_power_of_two() {
                 tracing::warn!(dropped = total, "decision log is behind; lines dropped");
@@ -149,7 +175,27 @@ impl DecisionLog {
     }
 }
 
-async fn write_lines(path: PathBuf, max_bytes: u64, mut rx: mpsc::Receiver<Pending>) {
+/// An attempt's estimated size in a line.
+fn request_bytes(request: &Attempt) -> usize {
+    let attributes = if request.attributes.is_empty() {
+        0
+    } else {
+        serde_json::to_vec(&request.attributes).map_or(0, |bytes| bytes.len())
+    };
+    256 + request.user_id.len()
+        + [&request.user_agent, &request.device_id, &request.app]
+            .iter()
+            .map(|field| field.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+        + attributes
+}
+
+async fn write_lines(
+    path: PathBuf,
+    max_bytes: u64,
+    mut rx: mpsc::Receiver<(Pending, usize)>,
+    queued: Arc<AtomicUsize>,
+) {
     let mut file = match LogFile::open(path).await {
         Ok(f) => f,
         Err(e) => {
@@ -166,7 +212,8 @@ async fn write_lines(path: PathBuf, max_bytes: u64, mut rx: mpsc::Receiver<Pendi
             }
         }
         let mut buf = Vec::with_capacity(batch.len() * 1024);
-        for pending in batch {
+        for (pending, bytes) in batch {
+            queued.fetch_sub(bytes, Ordering::AcqRel);
             if serde_json::to_writer(&mut buf, &pending.into_line()).is_ok() {
                 buf.push(b'\n');
             }
@@ -238,12 +285,8 @@ mod tests {
     use super::*;
     use crate::model::OutcomeKind;
 
-    #[tokio::test]
-    async fn lines_are_appended_and_rotated_by_size() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("decisions.jsonl");
-        let (log, task) = DecisionLog::spawn(path.clone(), 2000);
-        let event = Outcome {
+    fn failure() -> Outcome {
+        Outcome {
             kind: OutcomeKind::LoginFailed,
             user_id: "alice".into(),
             ip: None,
@@ -251,7 +294,56 @@ mod tests {
             user_agent: None,
             request_id: None,
             timestamp: None,
+        }
+    }
+
+    #[test]
+    fn a_stalled_writer_holds_a_bounded_number_of_bytes_not_just_of_lines() {
+        // No writer: as if the disk had stalled.
+        let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let log = DecisionLog {
+            tx,
+            dropped: Arc::default(),
+            queued: Arc::default(),
         };
+        let line = || {
+            Pending::Line(LogLine::Event {
+                at: Utc::now(),
+                event: failure(),
+                recorded: Recorded::FailureCounted,
+            })
+        };
+        let big = 16 << 10;
+        for _ in 0..CHANNEL_CAPACITY {
+            log.send(line, big);
+        }
+        let kept = QUEUE_MAX_BYTES / big;
+        assert!(kept < CHANNEL_CAPACITY, "the byte bound is the one tested");
+        assert_eq!(log.dropped(), (CHANNEL_CAPACITY - kept) as u64);
+        assert!(log.queued.load(Ordering::Acquire) <= QUEUE_MAX_BYTES);
+        // Taking lines off frees their bytes for new ones.
+        let (_, bytes) = rx.try_recv().unwrap();
+        log.queued.fetch_sub(bytes, Ordering::AcqRel);
+        log.send(line, big);
+        assert_eq!(log.dropped(), (CHANNEL_CAPACITY - kept) as u64);
+    }
+
+    #[test]
+    fn a_request_is_estimated_with_its_attributes() {
+        let mut request = Attempt::new("alice", "81.2.69.10".parse().unwrap());
+        let plain = request_bytes(&request);
+        request
+            .attributes
+            .insert("note".into(), serde_json::Value::String("x".repeat(4000)));
+        assert!(request_bytes(&request) >= plain + 4000);
+    }
+
+    #[tokio::test]
+    async fn lines_are_appended_and_rotated_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let (log, task) = DecisionLog::spawn(path.clone(), 2000);
+        let event = failure();
         for _ in 0..20 {
             log.event(Utc::now(), &event, Recorded::FailureCounted);
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
