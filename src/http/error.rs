@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::server::BodyTimeout;
 use crate::engine::EngineError;
 use crate::model::{Attempt, FieldError, Outcome};
 
@@ -45,6 +46,9 @@ pub(crate) enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// 408: the body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
     /// 413: the body is over the limit.
     #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
@@ -77,6 +81,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -165,7 +170,15 @@ where
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        // A timer only when the body is not there at once: `timeout` polls the read first.
+        let limit = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(BodyTimeout::default().0, |timeout| timeout.0);
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge
             } else {

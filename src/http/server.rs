@@ -15,7 +15,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// How long connections may take and how many may be open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +22,7 @@ pub(crate) struct ConnectionLimits {
     /// A request's headers must arrive within this; it also ends a keep-alive connection
     /// left idle this long.
     pub header_timeout: Duration,
-    /// A request's body must arrive within this.
+    /// A request's JSON body must arrive within this (408 otherwise).
     pub body_timeout: Duration,
     /// Connections open at once; more wait to be accepted.
     pub max_connections: usize,
@@ -42,6 +41,18 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// How long a request's body may take to arrive, set on each request for the extractor
+/// that reads JSON bodies: it arms a timer only when the body is not there at once (a body
+/// timeout layer makes one for every frame of every body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub Duration);
+
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        Self(ConnectionLimits::default().body_timeout)
+    }
+}
+
 /// A failed `accept` (out of file descriptors, say) is retried after this pause rather than
 /// in a busy loop.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -54,7 +65,6 @@ pub(crate) async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -95,6 +105,9 @@ pub(crate) async fn serve(
             .map_request(move |request: hyper::Request<Incoming>| {
                 let mut request = request.map(axum::body::Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
+                request
+                    .extensions_mut()
+                    .insert(BodyTimeout(limits.body_timeout));
                 request
             });
         let connection = builder
