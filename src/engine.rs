@@ -260,6 +260,10 @@ impl Engine {
         if let Some(network) = network {
             observation.counts.network = network;
         }
+        // A profile stored under a colliding hash is another id's, and teaches nothing here.
+        observation.profile = observation
+            .profile
+            .filter(|p| p.belongs_to(&attempt.user_id));
         let policies = self.policies.load();
         let lists = policies.lists().matching(attempt.ip, geo.asn);
         let signals = Arc::new(signals::compute(Inputs {
@@ -354,7 +358,7 @@ impl Engine {
             .store
             .take_pending(&outcome.user_id, request_id)
             .await?;
-        let Some(mut pending) = pending else {
+        let Some(mut pending) = pending.filter(|p| p.user_id == outcome.user_id) else {
             return Ok(Recorded::Ignored);
         };
         use OutcomeKind::*;
@@ -396,6 +400,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Option<UserExport>, EngineError> {
         let profile = self.store.profile(user_id).await?;
+        let profile = profile.filter(|p| p.belongs_to(user_id));
         let activity = self.store.activity(user_id).await?;
         if profile.is_none() && activity == UserActivity::default() {
             return Ok(None);

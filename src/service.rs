@@ -17,6 +17,7 @@ use crate::enrich::{DeviceParser, GeoError, GeoIp};
 use crate::http::{self, AppState};
 use crate::policy::{PolicyError, PolicySet, Runtime};
 use crate::state::Swept;
+use crate::state::bounded::Placement;
 pub use crate::state::embedded::EmbeddedError;
 pub use crate::state::redis::RedisSetupError;
 use crate::state::{MemoryStore, Store, embedded, redis};
@@ -105,7 +106,7 @@ pub async fn build_engine(config: &Config) -> Result<Engine, ServiceError> {
 /// The state backend `config` names.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServiceError> {
     Ok(match config.backend {
-        Backend::Memory => Arc::new(MemoryStore::new(config.capacity)),
+        Backend::Memory => Arc::new(MemoryStore::new(config.capacity, Placement::random())),
         Backend::Embedded => {
             let store = embedded::open(&config.data_dir, config.capacity, config.sync)?;
             tracing::info!(dir = %config.data_dir.display(), "state kept in the data directory");

@@ -12,6 +12,7 @@ use crate::enrich::{DeviceParser, GeoIp};
 use crate::model::{Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded};
 use crate::policy::{Limits, Lists, PolicySet, Runtime, Selection};
 use crate::signals::{EventTime, Signals};
+use crate::state::bounded::Placement;
 use crate::state::memory::{Capacity, MemoryStore};
 use crate::state::{
     AttemptKeys, LoginFacts, Observation, Pending, Store, StoreError, StoreFuture, UserActivity,
@@ -31,7 +32,7 @@ fn evaluate(ctx) {
 "#;
 
 fn engine_with(policy_source: &str, settings: EngineSettings) -> Engine {
-    let store = Arc::new(MemoryStore::new(Capacity::default()));
+    let store = Arc::new(MemoryStore::new(Capacity::default(), Placement::random()));
     engine_over(policy_source, settings, store)
 }
 
@@ -678,7 +679,7 @@ fn troubled(reads_fail: bool, fail_safe: Decision) -> Engine {
         ..EngineSettings::default()
     };
     let store = TroubledStore {
-        reads: MemoryStore::new(Capacity::default()),
+        reads: MemoryStore::new(Capacity::default(), Placement::random()),
         reads_fail,
     };
     engine_over(POLICY, settings, Arc::new(store))

@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::policy::{PolicyError, PolicySet, Runtime, Selection};
 use crate::service::{self, ServiceError};
-use crate::state::bounded::{SHARDED_FROM, SHARDS};
+use crate::state::bounded::{Placement, SHARDED_FROM, SHARDS};
 use crate::state::memory::Capacity;
 use crate::state::{MemoryStore, NetworkActivity};
 
@@ -221,7 +221,7 @@ fn engine_for(spec: &ReplaySpec, config: &Config) -> Result<Engine, ReplayError>
         shadow,
     })?;
     // Replay keeps its state in memory, whatever backend the service uses.
-    let store = Arc::new(MemoryStore::new(config.capacity));
+    let store = Arc::new(MemoryStore::new(config.capacity, PLACEMENT));
     Ok(service::build_engine_with(
         config, runtime, policies, store,
     )?)
@@ -247,6 +247,10 @@ fn named_policy(
 }
 
 /// What the config and the input decide about a replay's state.
+/// Where replay's state keeps entries: the same in every run, so replaying a log twice evicts
+/// the same entries and gives the same answers (a replay is not exposed to chosen names).
+pub(crate) const PLACEMENT: Placement = Placement::fixed();
+
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     /// Bounds of the state, as in the server.
@@ -286,10 +290,10 @@ fn replay(
     let shards = layout.shards(options.threads);
     let network = layout
         .split_users
-        .then(|| NetworkActivity::new(layout.capacity.ips, layout.capacity.devices));
+        .then(|| NetworkActivity::new(layout.capacity.ips, layout.capacity.devices, PLACEMENT));
     let router = Router::new(options.reorder_window, network, shards);
     let new_shard = || -> Result<Shard, PolicyError> {
-        let store = Arc::new(MemoryStore::new(layout.capacity));
+        let store = Arc::new(MemoryStore::new(layout.capacity, PLACEMENT));
         Ok(Shard::new(engine.replica(store)?, options.unlabelled_mfa))
     };
     let mut collector = Collector::new(options.samples, out, progress);

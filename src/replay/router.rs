@@ -80,7 +80,7 @@ impl Router {
             }
             _ => None,
         };
-        let shard = shard_of(user) % self.shards;
+        let shard = shard_of(super::PLACEMENT.hash(user)) % self.shards;
         Some((shard, Routed { event, network }))
     }
 }

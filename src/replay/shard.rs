@@ -36,7 +36,7 @@ impl Shard {
         Self {
             engine,
             unlabelled_mfa,
-            request_ids: BoundedMap::new(REQUEST_IDS_KEPT),
+            request_ids: BoundedMap::new(REQUEST_IDS_KEPT, super::PLACEMENT),
         }
     }
 

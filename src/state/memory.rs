@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::bounded::Placement;
 use super::disk::{Disk, DiskHandle, Space};
 
 use super::table::Table;
@@ -16,7 +17,8 @@ use crate::Millis;
 /// Entry bounds of the in-memory backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub(crate) struct Capacity {
-    /// Users with live failure counters, and (apart) locked users.
+    /// Users without a profile with live failure counters, and (apart) locked users without
+    /// a profile. Known users' counters and locks are kept whatever strangers do.
     pub users: usize,
     /// Learned profiles. Only fully successful logins create one, so floods of unknown
     /// usernames cannot evict them.
@@ -44,9 +46,11 @@ impl Default for Capacity {
 /// State in bounded maps, each evicting its least recently used entries; with a disk behind
 /// them (the embedded backend), the maps cache what is hot and the disk keeps everything.
 pub(crate) struct MemoryStore {
+    /// Failures per user; a known user's (one with a profile) are pinned, so a flood of
+    /// failing unknown usernames cannot evict them.
     failures: Table<EventWindow>,
-    /// When each lock ends. Apart from the failures, so a flood of failing junk usernames
-    /// cannot evict a lock.
+    /// When each lock ends. Apart from the failures, so failing junk usernames never compete
+    /// with a lock, and pinned for known users.
     locks: Table<Millis>,
     profiles: Table<Arc<UserProfile>>,
     network: NetworkActivity,
@@ -57,27 +61,28 @@ pub(crate) struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store in memory with the given bounds.
-    pub(crate) fn new(capacity: Capacity) -> Self {
+    /// An empty store in memory with the given bounds, its entries placed by `placement`.
+    pub(crate) fn new(capacity: Capacity, placement: Placement) -> Self {
         Self {
-            failures: Table::in_memory(capacity.users),
-            locks: Table::in_memory(capacity.users),
-            profiles: Table::in_memory(capacity.profiles),
-            network: NetworkActivity::new(capacity.ips, capacity.devices),
-            pending: Table::in_memory(capacity.pending),
+            failures: Table::in_memory(capacity.users, placement),
+            locks: Table::in_memory(capacity.users, placement),
+            profiles: Table::in_memory(capacity.profiles, placement),
+            network: NetworkActivity::new(capacity.ips, capacity.devices, placement),
+            pending: Table::in_memory(capacity.pending, placement),
             disk: None,
         }
     }
 
-    /// A store kept on `disk` , with at most `capacity` entries of
-    /// each kind in memory.
+    /// A store kept on `disk`, with at most `capacity` entries of each kind in memory, placed
+    /// there by a random [`Placement`] (the disk is keyed by the stable ids' hashes).
     pub(crate) fn on_disk(capacity: Capacity, disk: Arc<Disk>, handle: DiskHandle) -> Self {
+        let placement = Placement::random();
         Self {
-            failures: Table::on_disk(capacity.users, &disk, Space::Failures),
-            locks: Table::on_disk(capacity.users, &disk, Space::Locks),
-            profiles: Table::on_disk(capacity.profiles, &disk, Space::Profiles),
-            network: NetworkActivity::on_disk(capacity.ips, capacity.devices, &disk),
-            pending: Table::on_disk(capacity.pending, &disk, Space::Pending),
+            failures: Table::on_disk(capacity.users, placement, &disk, Space::Failures),
+            locks: Table::on_disk(capacity.users, placement, &disk, Space::Locks),
+            profiles: Table::on_disk(capacity.profiles, placement, &disk, Space::Profiles),
+            network: NetworkActivity::on_disk(capacity.ips, capacity.devices, placement, &disk),
+            pending: Table::on_disk(capacity.pending, placement, &disk, Space::Pending),
             disk: Some((disk, handle)),
         }
     }
@@ -103,10 +108,16 @@ impl MemoryStore {
         ]
     }
 
-    /// Counts a user's failure; returns their failures over [`USER_FAILURE_WINDOWS`].
-    fn record_user_failure(&self, user_key: u64, now: Millis) -> Result<[i64; 3], StoreError> {
+    /// Counts a user's failure (pinned if the user is `known`); returns their failures over
+    /// [`USER_FAILURE_WINDOWS`].
+    fn record_user_failure(
+        &self,
+        user_key: u64,
+        known: bool,
+        now: Millis,
+    ) -> Result<[i64; 3], StoreError> {
         let (horizon, cap) = USER_FAILURES;
-        self.failures.update(user_key, |failures| {
+        self.failures.update_pinned(user_key, known, |failures| {
             failures.push(now, horizon, cap);
             failure_counts(failures, now)
         })
@@ -125,8 +136,9 @@ impl MemoryStore {
         now: Millis,
     ) -> Result<Observation, StoreError> {
         let user_key = key(attempt.user_id);
+        let profile = self.own_profile(attempt.user_id)?;
         let user_failures = if attempt.failed {
-            self.record_user_failure(user_key, now)?
+            self.record_user_failure(user_key, profile.is_some(), now)?
         } else {
             self.failures
                 .read(user_key, |f| failure_counts(f, now))?
@@ -142,8 +154,14 @@ impl MemoryStore {
                 network,
             },
             locked_until: self.locks.read(user_key, |until| *until)?,
-            profile: self.profiles.read(user_key, Arc::clone)?,
+            profile,
         })
+    }
+
+    /// The user's profile, unless the one under their key is another id's.
+    fn own_profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
+        let profile = self.profiles.read(key(user_id), Arc::clone)?;
+        Ok(profile.filter(|p| p.belongs_to(user_id)))
     }
 
     pub(crate) fn count_failure(
@@ -154,30 +172,33 @@ impl MemoryStore {
         if let Some(keys) = attempt.network {
             self.network.count_failure(keys.ip, now)?;
         }
-        self.record_user_failure(key(attempt.user_id), now)?;
+        let known = self.own_profile(attempt.user_id)?.is_some();
+        self.record_user_failure(key(attempt.user_id), known, now)?;
         Ok(())
     }
 
     pub(crate) fn learn(&self, user_id: &str, login: LoginFacts) -> Result<(), StoreError> {
         self.profiles.update(key(user_id), |p| {
             let profile = Arc::make_mut(p);
-            if profile.user_id.is_empty() {
-                profile.user_id = user_id.to_owned();
+            if profile.claim(user_id) {
+                profile.learn(login);
             }
-            profile.learn(login);
         })
     }
 
     pub(crate) fn trust_device(&self, user_id: &str, device: u64) -> Result<bool, StoreError> {
         Ok(self
             .profiles
-            .modify(key(user_id), |p| Arc::make_mut(p).trust_device(device))?
+            .modify(key(user_id), |p| {
+                p.belongs_to(user_id) && Arc::make_mut(p).trust_device(device)
+            })?
             .unwrap_or(false))
     }
 
     pub(crate) fn lock(&self, user_id: &str, until: Millis) -> Result<(), StoreError> {
+        let known = self.own_profile(user_id)?.is_some();
         self.locks
-            .update(key(user_id), |end| *end = (*end).max(until))
+            .update_pinned(key(user_id), known, |end| *end = (*end).max(until))
     }
 
     pub(crate) fn unlock(&self, user_id: &str) -> Result<bool, StoreError> {
@@ -212,7 +233,8 @@ impl MemoryStore {
 
     pub(crate) fn forget(&self, user_id: &str) -> Result<bool, StoreError> {
         let k = key(user_id);
-        let had_profile = self.profiles.remove(k)?.is_some();
+        let had_profile =
+            self.own_profile(user_id)?.is_some() && self.profiles.remove(k)?.is_some();
         let had_failures = self.failures.remove(k)?.is_some();
         let had_lock = self.locks.remove(k)?.is_some();
         // Attempts awaiting their outcome go too: a late `mfa_passed` must not bring the
@@ -327,6 +349,7 @@ mod tests {
 
     use super::*;
     use crate::state::NetworkKeys;
+    use crate::state::bounded::SHARDED_FROM;
 
     #[test]
     fn a_flood_of_random_users_and_ips_stays_within_the_bounds() {
@@ -337,7 +360,7 @@ mod tests {
             devices: 5_000,
             pending: 1_000,
         };
-        let store = MemoryStore::new(capacity);
+        let store = MemoryStore::new(capacity, Placement::random());
         for i in 0..200_000u32 {
             let user = format!("random-{i}");
             let device = format!("dev-{i}");
@@ -366,10 +389,13 @@ mod tests {
 
     #[test]
     fn a_lock_survives_a_flood_of_failing_junk_usernames() {
-        let store = MemoryStore::new(Capacity {
-            users: 5_000,
-            ..Capacity::default()
-        });
+        let store = MemoryStore::new(
+            Capacity {
+                users: 5_000,
+                ..Capacity::default()
+            },
+            Placement::random(),
+        );
         store.lock("victim", 1_000_000).unwrap();
         for i in 0..100_000u32 {
             let user = format!("junk-{i}");
@@ -389,5 +415,62 @@ mod tests {
             store.observe(&keys, 100_000).unwrap().locked_until,
             Some(1_000_000)
         );
+    }
+
+    fn failing(user_id: &str) -> AttemptKeys<'_> {
+        AttemptKeys {
+            user_id,
+            network: None,
+            failed: true,
+        }
+    }
+
+    #[test]
+    fn a_known_users_lock_and_failures_survive_a_flood_of_junk_failures_and_junk_locks() {
+        let tiny = Capacity {
+            users: SHARDED_FROM,
+            ..Capacity::default()
+        };
+        let store = MemoryStore::new(tiny, Placement::random());
+        store.learn("victim", LoginFacts::default()).unwrap();
+        for at in 1..=3 {
+            store.observe(&failing("victim"), at).unwrap();
+        }
+        store.lock("victim", 10_000_000).unwrap();
+        // The attacker fails once on each of many junk names and gets many of them locked,
+        // far more than the maps hold.
+        for i in 0..(40 * SHARDED_FROM as i64) {
+            let user = format!("junk-{i}");
+            store.observe(&failing(&user), 100 + i).unwrap();
+            if i % 4 == 0 {
+                store.lock(&user, 10_000_000).unwrap();
+            }
+        }
+        let activity = store.activity("victim").unwrap();
+        assert_eq!(activity.locked_until, Some(10_000_000));
+        assert_eq!(activity.failures.count(1_000, crate::DAY), 3);
+        let [users, locks, ..] = store.sizes();
+        assert!(users <= SHARDED_FROM + 64 + 1 && locks <= SHARDED_FROM + 64 + 1);
+    }
+
+    #[test]
+    fn a_profile_stored_under_a_colliding_hash_is_another_ids_and_stays_theirs() {
+        let store = MemoryStore::new(Capacity::default(), Placement::random());
+        // What a second id hashing like `alice` would find: her profile under its key.
+        store.learn("alice", LoginFacts::default()).unwrap();
+        let intruder = "alice-twin";
+        store
+            .profiles
+            .update(key(intruder), |p| *p = Arc::new(UserProfile::new("alice")))
+            .unwrap();
+        store.learn(intruder, LoginFacts::default()).unwrap();
+        let observed = store.observe(&failing(intruder), 1).unwrap();
+        assert!(observed.profile.is_none(), "{observed:?}");
+        assert!(!store.trust_device(intruder, 1).unwrap());
+        let theirs = store.profiles.read(key(intruder), Arc::clone).unwrap();
+        assert_eq!(theirs.map(|p| p.successes), Some(0), "nothing learned into it");
+        store.forget(intruder).unwrap();
+        let kept = store.profiles.read(key(intruder), |p| p.user_id.clone()).unwrap();
+        assert_eq!(kept.as_deref(), Some("alice"), "erasing one id never erases another's");
     }
 }

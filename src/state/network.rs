@@ -12,6 +12,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use std::sync::Arc;
 
 use super::StoreError;
+use super::bounded::Placement;
 use super::disk::{Disk, Space};
 use super::table::Table;
 use super::{DistinctWindow, EventWindow};
@@ -102,19 +103,24 @@ pub(crate) fn ip_key(ip: IpAddr) -> u64 {
 
 impl NetworkActivity {
     /// Empty counters in memory for at most `ips` IPs and `devices` device ids.
-    pub(crate) fn new(ips: usize, devices: usize) -> Self {
+    pub(crate) fn new(ips: usize, devices: usize, placement: Placement) -> Self {
         Self {
-            ips: Table::in_memory(ips),
-            devices: Table::in_memory(devices),
+            ips: Table::in_memory(ips, placement),
+            devices: Table::in_memory(devices, placement),
         }
     }
 
     /// Counters kept on `disk`, with at most `ip_capacity` and `device_capacity` entries in
     /// memory.
-    pub(crate) fn on_disk(ip_capacity: usize, device_capacity: usize, disk: &Arc<Disk>) -> Self {
+    pub(crate) fn on_disk(
+        ip_capacity: usize,
+        device_capacity: usize,
+        placement: Placement,
+        disk: &Arc<Disk>,
+    ) -> Self {
         Self {
-            ips: Table::on_disk(ip_capacity, disk, Space::Ips),
-            devices: Table::on_disk(device_capacity, disk, Space::Devices),
+            ips: Table::on_disk(ip_capacity, placement, disk, Space::Ips),
+            devices: Table::on_disk(device_capacity, placement, disk, Space::Devices),
         }
     }
 

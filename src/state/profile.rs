@@ -155,6 +155,21 @@ impl UserProfile {
         }
     }
 
+    /// Whether this is `user_id`'s profile, taking it if it is nobody's yet. Every profile
+    /// keeps its user's id beside the hash it is stored under, so two ids whose hashes collide
+    /// never share one: the second id is a stranger to it.
+    pub(crate) fn claim(&mut self, user_id: &str) -> bool {
+        if self.user_id.is_empty() {
+            self.user_id = user_id.to_owned();
+        }
+        self.belongs_to(user_id)
+    }
+
+    /// Whether this is `user_id`'s profile (see [`UserProfile::claim`]).
+    pub(crate) fn belongs_to(&self, user_id: &str) -> bool {
+        self.user_id == user_id
+    }
+
     /// The values of `feature` the user has logged in with.
     pub(crate) fn values(&self, feature: Feature) -> &[Known] {
         self.known.get(feature as usize).map_or(&[], Vec::as_slice)

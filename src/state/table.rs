@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::bounded::BoundedMap;
+use super::bounded::{BoundedMap, Placement};
 use super::disk::{Disk, Space};
 use super::{StoreError, decode, encode};
 
@@ -23,19 +23,24 @@ pub(crate) struct Table<V> {
 }
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
-    /// A table in memory only, holding at most `capacity` entries.
-    pub(crate) fn in_memory(capacity: usize) -> Self {
+    /// A table in memory only, holding at most `capacity` entries (besides pinned ones).
+    pub(crate) fn in_memory(capacity: usize, placement: Placement) -> Self {
         Self {
-            map: BoundedMap::new(capacity),
+            map: BoundedMap::new(capacity, placement),
             disk: None,
         }
     }
 
     /// A table kept in `disk`'s keyspace `space`, with at most `capacity` entries cached in
     /// memory.
-    pub(crate) fn on_disk(capacity: usize, disk: &Arc<Disk>, space: Space) -> Self {
+    pub(crate) fn on_disk(
+        capacity: usize,
+        placement: Placement,
+        disk: &Arc<Disk>,
+        space: Space,
+    ) -> Self {
         Self {
-            map: BoundedMap::new(capacity),
+            map: BoundedMap::new(capacity, placement),
             disk: Some((Arc::clone(disk), space)),
         }
     }
@@ -46,8 +51,23 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     where
         V: Default,
     {
+        self.update_pinned(key, false, f)
+    }
+
+    /// [`Table::update`], pinning the entry in memory from now on if `pin`: no flood of
+    /// other keys can evict it (a known user's failures, a lock).
+    pub(crate) fn update_pinned<R>(
+        &self,
+        key: u64,
+        pin: bool,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<R, StoreError>
+    where
+        V: Default,
+    {
         self.map.update_loading(
             key,
+            pin,
             || self.load(key),
             |slot| {
                 let value = slot.get_or_insert_with(V::default);
@@ -61,7 +81,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     /// key, such as a parked attempt's request id, would always miss there).
     pub(crate) fn put(&self, key: u64, value: V) -> Result<(), StoreError> {
         let missing = || Ok::<_, StoreError>(None);
-        self.map.update_loading(key, missing, |slot| {
+        self.map.update_loading(key, false, missing, |slot| {
             let value = slot.insert(value);
             self.save(key, value)
         })?
@@ -107,6 +127,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         };
         self.map.update_loading(
             key,
+            false,
             || self.load(key),
             |slot| {
                 disk.stage(*space, key, None);

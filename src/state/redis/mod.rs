@@ -541,10 +541,9 @@ impl Store for RedisStore {
     fn learn<'a>(&'a self, user_id: &'a str, login: LoginFacts) -> StoreFuture<'a, ()> {
         Box::pin(self.run(async move {
             self.change_profile(user_id, true, |profile| {
-                if profile.user_id.is_empty() {
-                    profile.user_id = user_id.to_owned();
+                if profile.claim(user_id) {
+                    profile.learn(login.clone());
                 }
-                profile.learn(login.clone());
             })
             .await
             .map(drop)
@@ -554,7 +553,9 @@ impl Store for RedisStore {
     fn trust_device<'a>(&'a self, user_id: &'a str, device: u64) -> StoreFuture<'a, bool> {
         Box::pin(self.run(async move {
             let trusted = self
-                .change_profile(user_id, false, |profile| profile.trust_device(device))
+                .change_profile(user_id, false, |profile| {
+                    profile.belongs_to(user_id) && profile.trust_device(device)
+                })
                 .await?;
             Ok(trusted.unwrap_or(false))
         }))
