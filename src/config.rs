@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use std::time::Duration;
 
+use crate::decision_log::{LogSettings, Redaction};
 use crate::engine::EngineSettings;
 use crate::http::server::ConnectionLimits;
 use crate::model::Decision;
@@ -188,6 +189,9 @@ settings! {
     decision_log: PathBuf = "RISKGATE_DECISION_LOG";
     /// Rotate the decision log at this size in bytes [default: 268435456].
     decision_log_max_bytes: u64 = "RISKGATE_DECISION_LOG_MAX_BYTES";
+    /// Attribute keys whose values the decision log replaces with `"[redacted]"`,
+    /// comma-separated, matched case-insensitively at any depth (unset: none).
+    decision_log_redact: String = "RISKGATE_DECISION_LOG_REDACT";
     /// Policy used when no app mapping applies [default: default].
     policy: String = "RISKGATE_POLICY";
     /// Policy run beside the active one, report only.
@@ -297,10 +301,8 @@ pub struct Config {
     pub(crate) allow_no_keys: bool,
     /// Connection timeouts and bounds.
     pub(crate) connections: ConnectionLimits,
-    /// Decision log file, if logging is on.
-    pub(crate) decision_log: Option<PathBuf>,
-    /// Size at which the decision log rotates.
-    pub(crate) decision_log_max_bytes: u64,
+    /// The decision log, if logging is on.
+    pub(crate) decision_log: Option<LogSettings>,
     /// Which policy runs where.
     pub(crate) selection: Selection,
     /// Engine behaviour.
@@ -369,10 +371,13 @@ impl Settings {
             api_keys,
             allow_no_keys: self.allow_no_keys.unwrap_or(false),
             connections,
-            decision_log: self.decision_log,
-            decision_log_max_bytes: self
-                .decision_log_max_bytes
-                .unwrap_or(crate::decision_log::DEFAULT_MAX_BYTES),
+            decision_log: self.decision_log.map(|path| LogSettings {
+                path,
+                max_bytes: self
+                    .decision_log_max_bytes
+                    .unwrap_or(crate::decision_log::DEFAULT_MAX_BYTES),
+                redact: Redaction::new(self.decision_log_redact.as_deref().unwrap_or("")),
+            }),
             selection: Selection {
                 default: self.policy.unwrap_or_else(|| DEFAULT_POLICY.to_owned()),
                 apps: self.apps,

@@ -29,6 +29,72 @@ pub(crate) const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Rotated files kept beside the current one.
 pub(crate) const KEEP_ROTATED: usize = 5;
 
+/// Where and how the decision log is written.
+#[derive(Debug, Clone)]
+pub(crate) struct LogSettings {
+    /// The file.
+    pub path: PathBuf,
+    /// Size at which it rotates.
+    pub max_bytes: u64,
+    /// Attribute values it leaves out.
+    pub redact: Redaction,
+}
+
+/// Attribute keys whose values never reach the log (tokens, phone numbers...), matched
+/// case-insensitively at any depth of `attributes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Redaction {
+    keys: Vec<String>,
+}
+
+/// What a redacted value is written as.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+impl Redaction {
+    /// The keys of a comma-separated list; blanks are ignored.
+    pub(crate) fn new(list: &str) -> Self {
+        let keys = list
+            .split(',')
+            .map(|key| key.trim().to_lowercase())
+            .filter(|key| !key.is_empty())
+            .collect();
+        Self { keys }
+    }
+
+    /// Replaces the value of every listed key in `attributes`, at any depth.
+    fn apply(&self, attributes: &mut serde_json::Map<String, serde_json::Value>) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut objects = vec![attributes];
+        while let Some(object) = objects.pop() {
+            for (key, value) in object.iter_mut() {
+                if self.keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+                    *value = serde_json::Value::from(REDACTED);
+                } else {
+                    collect_objects(value, &mut objects);
+                }
+            }
+        }
+    }
+}
+
+/// Pushes the objects in `value` (itself, or those inside an array) onto `objects`.
+fn collect_objects<'a>(
+    value: &'a mut serde_json::Value,
+    objects: &mut Vec<&'a mut serde_json::Map<String, serde_json::Value>>,
+) {
+    match value {
+        serde_json::Value::Object(object) => objects.push(object),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                collect_objects(item, objects);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// One line of the decision log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -95,21 +161,33 @@ struct Evaluation {
 }
 
 impl Pending {
-    fn into_line(self) -> LogLine {
+    fn into_line(self, redact: &Redaction) -> LogLine {
         match self {
-            Pending::Evaluate(e) => LogLine::evaluate(e.at, &e.request, &e.answer, e.latency_us),
+            Pending::Evaluate(mut e) => {
+                redact.apply(&mut e.request.attributes);
+                let mut line = LogLine::evaluate(e.at, &e.request, &e.answer, e.latency_us);
+                // The answer's signals echo the request, attributes included.
+                if let LogLine::Evaluate { answer, .. } = &mut line
+                    && let Some(echoed) = answer
+                        .pointer_mut("/signals/request/attributes")
+                        .and_then(serde_json::Value::as_object_mut)
+                {
+                    redact.apply(echoed);
+                }
+                line
+            }
             Pending::Line(line) => line,
         }
     }
 }
 
 impl DecisionLog {
-    /// Starts the writer task appending to `path`; returns the handle and the task, which ends
-    /// (after flushing) once every handle is dropped.
-    pub(crate) fn spawn(path: PathBuf, max_bytes: u64) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer task appending to the log `settings` name; returns the handle and
+    /// the task, which ends (after flushing) once every handle is dropped.
+    pub(crate) fn spawn(settings: LogSettings) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let queued = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(write_lines(path, max_bytes, rx, Arc::clone(&queued)));
+        let task = tokio::spawn(write_lines(settings, rx, Arc::clone(&queued)));
         let log = Self {
             tx,
             dropped: Arc::default(),
@@ -191,11 +269,15 @@ fn request_bytes(request: &Attempt) -> usize {
 }
 
 async fn write_lines(
-    path: PathBuf,
-    max_bytes: u64,
+    settings: LogSettings,
     mut rx: mpsc::Receiver<(Pending, usize)>,
     queued: Arc<AtomicUsize>,
 ) {
+    let LogSettings {
+        path,
+        max_bytes,
+        redact,
+    } = settings;
     let mut file = match LogFile::open(path).await {
         Ok(f) => f,
         Err(e) => {
@@ -214,7 +296,7 @@ async fn write_lines(
         let mut buf = Vec::with_capacity(batch.len() * 1024);
         for (pending, bytes) in batch {
             queued.fetch_sub(bytes, Ordering::AcqRel);
-            if serde_json::to_writer(&mut buf, &pending.into_line()).is_ok() {
+            if serde_json::to_writer(&mut buf, &pending.into_line(&redact)).is_ok() {
                 buf.push(b'\n');
             }
         }
@@ -342,7 +424,11 @@ mod tests {
     async fn lines_are_appended_and_rotated_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.jsonl");
-        let (log, task) = DecisionLog::spawn(path.clone(), 2000);
+        let (log, task) = DecisionLog::spawn(LogSettings {
+            path: path.clone(),
+            max_bytes: 2000,
+            redact: Redaction::default(),
+        });
         let event = failure();
         for _ in 0..20 {
             log.event(Utc::now(), &event, Recorded::FailureCounted);

@@ -217,9 +217,9 @@ async fn serve_engine(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
     let (decision_log, writer) = match &config.decision_log {
-        Some(path) => {
-            tracing::info!(path = %path.display(), "decision log on");
-            let (log, writer) = DecisionLog::spawn(path.clone(), config.decision_log_max_bytes);
+        Some(settings) => {
+            tracing::info!(path = %settings.path.display(), "decision log on");
+            let (log, writer) = DecisionLog::spawn(settings.clone());
             (Some(log), Some(writer))
         }
         None => (None, None),

@@ -1079,3 +1079,34 @@ async fn without_geoip_the_home_network_is_its_prefix_and_smart_lockout_still_wo
         .await;
     assert_eq!(attacker["decision"], "lock", "{attacker}");
 }
+
+#[tokio::test]
+async fn the_decision_log_leaves_out_the_attributes_the_operator_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let mut server = TestServer::start(Settings {
+        decision_log: Some(log.clone()),
+        decision_log_redact: Some(" token , PHONE ".into()),
+        ..Settings::default()
+    })
+    .await;
+    let mut body = Login::default().body();
+    body["attributes"] = json!({
+        "Token": "s3cret-1",
+        "plan": "pro",
+        "client": {"phone": "+15550100", "items": [{"TOKEN": "s3cret-2"}]},
+    });
+    let answer = server.evaluate(body).await;
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    server.stop().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    for secret in ["s3cret-1", "s3cret-2", "+15550100"] {
+        assert!(!text.contains(secret), "{secret} is in the log: {text}");
+    }
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let attributes = &line["request"]["attributes"];
+    assert_eq!(attributes["Token"], "[redacted]");
+    assert_eq!(attributes["client"]["phone"], "[redacted]");
+    assert_eq!(attributes["client"]["items"][0]["TOKEN"], "[redacted]");
+    assert_eq!(attributes["plan"], "pro", "unlisted keys are kept");
+}

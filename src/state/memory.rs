@@ -468,9 +468,20 @@ mod tests {
         assert!(observed.profile.is_none(), "{observed:?}");
         assert!(!store.trust_device(intruder, 1).unwrap());
         let theirs = store.profiles.read(key(intruder), Arc::clone).unwrap();
-        assert_eq!(theirs.map(|p| p.successes), Some(0), "nothing learned into it");
+        assert_eq!(
+            theirs.map(|p| p.successes),
+            Some(0),
+            "nothing learned into it"
+        );
         store.forget(intruder).unwrap();
-        let kept = store.profiles.read(key(intruder), |p| p.user_id.clone()).unwrap();
-        assert_eq!(kept.as_deref(), Some("alice"), "erasing one id never erases another's");
+        let kept = store
+            .profiles
+            .read(key(intruder), |p| p.user_id.clone())
+            .unwrap();
+        assert_eq!(
+            kept.as_deref(),
+            Some("alice"),
+            "erasing one id never erases another's"
+        );
     }
 }
