@@ -16,7 +16,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 use crate::decision_log::{LogSettings, Redaction};
-use crate::engine::EngineSettings;
+use crate::engine::{EngineSettings, UserIdCase};
 use crate::http::server::ConnectionLimits;
 use crate::model::Decision;
 use crate::policy::{DEFAULT_POLICY, Limits, MAX_LOCK_SECONDS, Selection};
@@ -205,6 +205,9 @@ settings! {
     /// Evaluations and events timestamped more than this many seconds ago are refused with
     /// 400 (replay reads any time) [default: 3600].
     max_event_age_seconds: u64 = "RISKGATE_MAX_EVENT_AGE_SECONDS";
+    /// How user ids are matched: `exact` (byte for byte) or `insensitive` (ignoring case,
+    /// for IdPs that pass usernames as typed) [default: exact].
+    user_id_case: String = "RISKGATE_USER_ID_CASE";
     /// Travel faster than this (km/h) is impossible [default: 900].
     travel_max_speed_kmh: f64 = "RISKGATE_TRAVEL_MAX_SPEED_KMH";
     /// Travel shorter than this (km) is never flagged [default: 500].
@@ -495,6 +498,16 @@ impl Settings {
                 message: format!("`{s}` is not one of allow, mfa, lock"),
             })?,
         };
+        let user_ids = match self.user_id_case.as_deref() {
+            None | Some("exact") => UserIdCase::Exact,
+            Some("insensitive") => UserIdCase::Insensitive,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "RISKGATE_USER_ID_CASE",
+                    message: format!("`{other}` is not one of exact, insensitive"),
+                });
+            }
+        };
         if self.lock_seconds.is_some_and(|s| s > MAX_LOCK_SECONDS) {
             return Err(ConfigError::Invalid {
                 key: "RISKGATE_LOCK_SECONDS",
@@ -512,6 +525,7 @@ impl Settings {
                     .travel_min_distance_km
                     .unwrap_or(defaults.travel.min_distance_km),
             },
+            user_ids,
         })
     }
 

@@ -37,6 +37,20 @@ pub(crate) struct EngineSettings {
     pub default_lock_seconds: u64,
     /// Impossible-travel limits.
     pub travel: TravelLimits,
+    /// Whether user ids differing only in case are one user.
+    pub user_ids: UserIdCase,
+}
+
+/// How user ids are matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserIdCase {
+    /// Byte for byte: `Alice` and `alice` are two users (the default; right for ids an IdP
+    /// issues).
+    #[default]
+    Exact,
+    /// Ignoring case (Unicode lowercase): for IdPs that pass the username as typed.
+    Insensitive,
 }
 
 impl Default for EngineSettings {
@@ -45,6 +59,7 @@ impl Default for EngineSettings {
             fail_safe: Decision::Mfa,
             default_lock_seconds: 900,
             travel: TravelLimits::default(),
+            user_ids: UserIdCase::Exact,
         }
     }
 }
@@ -180,6 +195,14 @@ impl Engine {
             decided: Some(verdict.decision),
         };
         Ok(self.state_unavailable(attempt, request_id, geo, device.info, &unavailable))
+    }
+
+    /// Puts a user id in the form state is kept under: as is, or lowercased when ids are
+    /// matched ignoring case. Applied wherever an id enters (requests, admin routes, replay).
+    pub fn canonical_user_id(&self, id: &mut String) {
+        if self.settings.user_ids == UserIdCase::Insensitive && id.chars().any(char::is_uppercase) {
+            *id = id.to_lowercase();
+        }
     }
 
     /// Looks an IP up in the GeoIP databases.

@@ -1110,3 +1110,31 @@ async fn the_decision_log_leaves_out_the_attributes_the_operator_lists() {
     assert_eq!(attributes["client"]["items"][0]["TOKEN"], "[redacted]");
     assert_eq!(attributes["plan"], "pro", "unlisted keys are kept");
 }
+
+#[tokio::test]
+async fn user_ids_match_exactly_unless_the_operator_asks_to_ignore_case() {
+    let login = |user| {
+        Login {
+            user,
+            ..Login::default()
+        }
+        .body()
+    };
+    let exact = TestServer::start(Settings::default()).await;
+    exact.evaluate(login("alice")).await;
+    let other = exact.evaluate(login("Alice")).await;
+    assert_eq!(other["signals"]["user"]["first_login"], true, "{other}");
+
+    let insensitive = TestServer::start(Settings {
+        user_id_case: Some("insensitive".into()),
+        ..Settings::default()
+    })
+    .await;
+    insensitive.evaluate(login("alice")).await;
+    let same = insensitive.evaluate(login("ALICE")).await;
+    assert_eq!(same["signals"]["user"]["first_login"], false, "{same}");
+    assert_eq!(same["signals"]["request"]["user_id"], "alice", "{same}");
+    let (status, export) = insensitive.get("/v1/users/Alice").await;
+    assert_eq!(status, 200, "{export}");
+    assert_eq!(export["user_id"], "alice");
+}

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::server::BodyTimeout;
 use crate::engine::EngineError;
 use crate::model::{Attempt, FieldError, Outcome};
@@ -191,20 +192,24 @@ where
     }
 }
 
-/// The `{id}` of a `/v1/users/{id}` route, with a malformed one (not UTF-8) reported as an
-/// [`ApiError`].
+/// The `{id}` of a `/v1/users/{id}` route in the form state is kept under, with a malformed
+/// one (not UTF-8) reported as an [`ApiError`].
 pub(crate) struct UserId(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for UserId {
+impl FromRequestParts<AppState> for UserId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(mut id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| ApiError::InvalidField {
                 field: Some("user_id".into()),
                 message: rejection.body_text(),
             })?;
+        state.engine.canonical_user_id(&mut id);
         Ok(Self(id))
     }
 }

@@ -47,9 +47,10 @@ fn check_timestamp(
 /// `POST /v1/evaluate`
 pub(super) async fn evaluate(
     State(state): State<AppState>,
-    ValidJson(attempt): ValidJson<Attempt>,
+    ValidJson(mut attempt): ValidJson<Attempt>,
 ) -> Result<Json<Assessment>, ApiError> {
     let now = Utc::now();
+    state.engine.canonical_user_id(&mut attempt.user_id);
     check_timestamp(attempt.timestamp, now, state.max_event_age)?;
     let started = std::time::Instant::now();
     let answer = state.engine.evaluate_committed(&attempt, now).await?;
@@ -63,9 +64,10 @@ pub(super) async fn evaluate(
 /// `POST /v1/events`
 pub(super) async fn event(
     State(state): State<AppState>,
-    ValidJson(outcome): ValidJson<Outcome>,
+    ValidJson(mut outcome): ValidJson<Outcome>,
 ) -> Result<Json<Value>, ApiError> {
     let now = Utc::now();
+    state.engine.canonical_user_id(&mut outcome.user_id);
     check_timestamp(outcome.timestamp, now, state.max_event_age)?;
     let recorded = state.engine.record(&outcome, now).await?;
     state.engine.committed().await?;

@@ -333,13 +333,21 @@ fn sequential(
     Ok(router.out_of_order)
 }
 
-/// GeoIP and user-agent parsing, done where the rows are read so the scoring threads do less.
+/// GeoIP and user-agent parsing, done where the rows are read so the scoring threads do less,
+/// and user ids in the form the engine keeps them under (before routing by user).
 fn enrich(engine: &Engine, item: ReplayItem) -> ReplayItem {
     let mut event = item?;
-    if let EventKind::Login(login) = &mut event.kind {
-        let attempt = &login.attempt;
-        login.enrichment =
-            Some(engine.enrichment(attempt.ip, attempt.user_agent.as_deref(), login.geo.take()));
+    match &mut event.kind {
+        EventKind::Login(login) => {
+            engine.canonical_user_id(&mut login.attempt.user_id);
+            let attempt = &login.attempt;
+            login.enrichment = Some(engine.enrichment(
+                attempt.ip,
+                attempt.user_agent.as_deref(),
+                login.geo.take(),
+            ));
+        }
+        EventKind::Outcome(outcome) => engine.canonical_user_id(&mut outcome.user_id),
     }
     Ok(event)
 }
