@@ -39,6 +39,7 @@ pub mod engine;
 pub mod enrich;
 mod files;
 mod http;
+pub use http::openapi::document_json as openapi_json;
 pub mod model;
 pub mod policy;
 pub mod replay;

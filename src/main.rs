@@ -52,6 +52,8 @@ enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (as served at `/openapi.json`).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Command::Replay(args) => cli::replay::run(args, &config()?)?,
+        Command::Openapi => print!("{}", riskgate::openapi_json()),
         Command::Gen(args) => {
             let stats = cli::replay::generate(args)?;
             println!("{}", serde_json::to_string_pretty(&stats)?);

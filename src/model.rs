@@ -12,11 +12,13 @@ pub use crate::state::profile::{Feature, FeatureValue, Known, LoginPlace, UserPr
 
 /// Where an IP is, as far as GeoIP (or a log) says: shared by what an attempt is scored
 /// with (`ctx.geo`) and what a profile keeps of each successful login.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Location {
     /// ISO 3166 alpha-2 country code.
+    #[schema(value_type = Option<String>)]
     pub country: Option<ImmutableString>,
     /// City name (English).
+    #[schema(value_type = Option<String>)]
     pub city: Option<ImmutableString>,
     /// Latitude in degrees.
     pub lat: Option<f64>,
@@ -37,20 +39,25 @@ pub const MAX_ATTRIBUTES_BYTES: usize = 4096;
 pub const MAX_ATTRIBUTES_DEPTH: usize = 4;
 
 /// One login attempt, as the identity provider reports it to `POST /v1/evaluate`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
-    /// The account being logged into.
+    /// The account being logged into (at most 256 bytes, not blank).
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub user_id: String,
     /// The client's IP address.
+    #[schema(value_type = String, example = "203.0.113.7")]
     pub ip: IpAddr,
     /// The client's `User-Agent` header.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub user_agent: Option<String>,
     /// A stable device identifier (cookie, app install id), when the IdP has one.
     #[serde(default, deserialize_with = "blank_as_none")]
+    #[schema(max_length = 1024)]
     pub device_id: Option<String>,
     /// The application being logged into; selects the policy.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub app: Option<String>,
     /// Event time; the server's clock when absent.
     #[serde(default)]
@@ -60,6 +67,7 @@ pub struct Attempt {
     pub password_ok: Option<bool>,
     /// Free-form attributes passed through to the policy as `ctx.request.attributes`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -172,7 +180,7 @@ impl Attempt {
 }
 
 /// What the IdP reports after a decision (`POST /v1/events`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     /// The password was wrong.
@@ -188,24 +196,29 @@ pub enum OutcomeKind {
 }
 
 /// An outcome event, tied to an earlier attempt by `request_id` or standing on its own.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Outcome {
     /// What happened.
     #[serde(rename = "type")]
     pub kind: OutcomeKind,
-    /// The account.
+    /// The account (at most 256 bytes, not blank).
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub user_id: String,
     /// The client's IP; required when the event has no `request_id`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
     pub ip: Option<IpAddr>,
     /// The device: `device_trusted` needs it (or `user_agent`).
     #[serde(default, deserialize_with = "blank_as_none")]
+    #[schema(max_length = 1024)]
     pub device_id: Option<String>,
     /// The user agent, identifying the device when there is no `device_id`.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub user_agent: Option<String>,
     /// The `request_id` of the attempt this outcome belongs to.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub request_id: Option<String>,
     /// Event time; the server's clock when absent.
     #[serde(default)]
@@ -237,7 +250,7 @@ impl Outcome {
 }
 
 /// The three answers riskgate gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// Let the login through.
@@ -276,7 +289,7 @@ impl std::fmt::Display for Decision {
 }
 
 /// Which policy produced a verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyRef {
     /// The policy's name (its file stem).
     pub name: String,
@@ -285,7 +298,7 @@ pub struct PolicyRef {
 }
 
 /// One policy's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
     /// allow, mfa or lock.
     pub decision: Decision,
@@ -303,7 +316,7 @@ pub struct Verdict {
 }
 
 /// The engine's full answer to one attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Assessment {
     /// Ties later outcome events to this attempt.
     pub request_id: String,
@@ -318,7 +331,7 @@ pub struct Assessment {
 }
 
 /// What recording an outcome changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Recorded {
     /// The user's profile learned from a fully successful login.
@@ -336,7 +349,7 @@ pub enum Recorded {
 }
 
 /// Everything kept about one user (`GET /v1/users/{id}`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserExport {
     /// The account.
     pub user_id: String,

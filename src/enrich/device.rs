@@ -12,19 +12,25 @@ use crate::state::{Feature, FeatureValue};
 pub(crate) const DEFAULT_UA_CACHE_CAPACITY: u64 = 20_000;
 
 /// What the user agent says about the client.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceInfo {
     /// Browser or client name, e.g. `Chrome`.
+    #[schema(value_type = String)]
     pub browser: ImmutableString,
     /// Browser version, e.g. `120.0.0.0`.
+    #[schema(value_type = String)]
     pub version: ImmutableString,
     /// Operating system, e.g. `Windows 10`.
+    #[schema(value_type = String)]
     pub os: ImmutableString,
     /// Operating system version.
+    #[schema(value_type = String)]
     pub os_version: ImmutableString,
     /// `pc`, `smartphone`, `mobilephone`, `appliance`, `crawler`, `misc` or `UNKNOWN`.
+    #[schema(value_type = String)]
     pub category: ImmutableString,
     /// Browser vendor.
+    #[schema(value_type = String)]
     pub vendor: ImmutableString,
     /// What a successful login with this agent teaches a profile.
     #[serde(skip)]

@@ -16,7 +16,7 @@ use crate::model::Location;
 
 /// What the GeoIP databases say about one IP (the policy's `ctx.geo`). Empty for private
 /// or unknown addresses.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GeoInfo {
     /// Country, city and coordinates.
     #[serde(flatten)]
@@ -24,6 +24,7 @@ pub struct GeoInfo {
     /// Autonomous system number.
     pub asn: Option<u32>,
     /// Autonomous system organisation.
+    #[schema(value_type = Option<String>)]
     pub as_org: Option<ImmutableString>,
     /// True for loopback, private, link-local and other non-routable addresses.
     pub private_ip: bool,

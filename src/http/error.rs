@@ -64,10 +64,14 @@ pub(crate) enum ApiError {
     Unavailable(#[source] EngineError),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// A stable code: `malformed_json`, `invalid_field`, `unauthorized`, `not_found`...
     error: &'a str,
+    /// What is wrong, for people.
     message: String,
+    /// The offending field, for `invalid_field`.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }

@@ -7,12 +7,66 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{Duration, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, UserId, ValidJson};
-use crate::model::{Assessment, Attempt, FieldError, Outcome, UserExport};
+use super::error::{ApiError, ErrorBody, UserId, ValidJson};
+use crate::model::{Assessment, Attempt, FieldError, Outcome, PolicyRef, Recorded, UserExport};
 use crate::policy::PolicySet;
+
+/// The answer to `POST /v1/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EventRecorded {
+    /// What the event changed.
+    recorded: Recorded,
+}
+
+/// The answer to `POST /v1/users/{id}/unlock`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Unlocked {
+    /// The account.
+    user_id: String,
+    /// Whether there was a lock to lift.
+    unlocked: bool,
+}
+
+/// The loaded policies (`GET /v1/policies`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PolicyListing {
+    /// The policy answering when no app mapping applies.
+    active: Arc<PolicyRef>,
+    /// The report-only policy run beside it, if any.
+    shadow: Option<Arc<PolicyRef>>,
+    /// Every loaded policy.
+    policies: Vec<Arc<PolicyRef>>,
+    /// The loaded `lists/`, by name.
+    lists: Vec<String>,
+}
+
+/// `GET /healthz`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// `GET /readyz`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Readiness {
+    /// `ready`, `degraded` (answering with weaker signals) or `state_unavailable`.
+    status: &'static str,
+    /// `ok`, or `unavailable` while state cannot be kept.
+    state: &'static str,
+    /// The active policy.
+    policy: Arc<PolicyRef>,
+    /// Whether every GeoIP database is loaded.
+    geoip: bool,
+    /// What is missing: `geoip_city`, `geoip_asn`.
+    degraded: Vec<&'static str>,
+    /// Decision-log lines dropped so far; absent when the log is off.
+    decision_log_dropped: Option<u64>,
+}
 
 /// Client clocks may run this far ahead of ours.
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -44,7 +98,18 @@ fn check_timestamp(
     }
 }
 
-/// `POST /v1/evaluate`
+/// Scores one login attempt and records it.
+#[utoipa::path(post, path = "/v1/evaluate", tag = "risk", request_body = Attempt,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The decision, its reasons and every signal", body = Assessment),
+        (status = 400, description = "Malformed JSON or an invalid field", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 503, description = "State unavailable", body = ErrorBody),
+    ))]
 pub(super) async fn evaluate(
     State(state): State<AppState>,
     ValidJson(mut attempt): ValidJson<Attempt>,
@@ -61,11 +126,22 @@ pub(super) async fn evaluate(
     Ok(Json(answer))
 }
 
-/// `POST /v1/events`
+/// Reports what happened after a decision.
+#[utoipa::path(post, path = "/v1/events", tag = "risk", request_body = Outcome,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "What the event changed", body = EventRecorded),
+        (status = 400, description = "Malformed JSON or an invalid field", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 503, description = "State unavailable", body = ErrorBody),
+    ))]
 pub(super) async fn event(
     State(state): State<AppState>,
     ValidJson(mut outcome): ValidJson<Outcome>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventRecorded>, ApiError> {
     let now = Utc::now();
     state.engine.canonical_user_id(&mut outcome.user_id);
     check_timestamp(outcome.timestamp, now, state.max_event_age)?;
@@ -74,10 +150,20 @@ pub(super) async fn event(
     if let Some(log) = &state.decision_log {
         log.event(now, &outcome, recorded);
     }
-    Ok(Json(json!({ "recorded": recorded })))
+    Ok(Json(EventRecorded { recorded }))
 }
 
-/// `GET /v1/users/{id}`: everything kept about a user.
+/// Everything kept about a user.
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Profile, failures and lock", body = UserExport),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "Nothing kept about the user", body = ErrorBody),
+        (status = 503, description = "State unavailable", body = ErrorBody),
+    ))]
 pub(super) async fn user_profile(
     State(state): State<AppState>,
     UserId(id): UserId,
@@ -88,7 +174,18 @@ pub(super) async fn user_profile(
     }
 }
 
-/// `DELETE /v1/users/{id}`: erasure.
+/// Erases a user: profile, failures, lock, attempts awaiting their outcome, their place in
+/// IP and device counters.
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "The user id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "Nothing kept about the user", body = ErrorBody),
+        (status = 503, description = "State unavailable", body = ErrorBody),
+    ))]
 pub(super) async fn forget_user(
     State(state): State<AppState>,
     UserId(id): UserId,
@@ -102,42 +199,65 @@ pub(super) async fn forget_user(
     }
 }
 
-/// `POST /v1/users/{id}/unlock`
+/// Lifts a user's lock.
+#[utoipa::path(post, path = "/v1/users/{id}/unlock", tag = "users",
+    params(("id" = String, Path, description = "The user id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Whether there was a lock", body = Unlocked),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 503, description = "State unavailable", body = ErrorBody),
+    ))]
 pub(super) async fn unlock_user(
     State(state): State<AppState>,
     UserId(id): UserId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Unlocked>, ApiError> {
     let unlocked = state.engine.unlock(&id).await?;
     state.engine.committed().await?;
-    Ok(Json(json!({ "user_id": id, "unlocked": unlocked })))
+    Ok(Json(Unlocked {
+        user_id: id,
+        unlocked,
+    }))
 }
 
 fn no_state_for(user_id: &str) -> ApiError {
     ApiError::NotFound(format!("no state kept for user `{user_id}`"))
 }
 
-fn describe(set: &PolicySet) -> Value {
-    let policies: Vec<Value> = set
-        .policies()
-        .map(|p| serde_json::to_value(p.reference()).unwrap_or(Value::Null))
-        .collect();
-    json!({
-        "active": set.active(None).reference(),
-        "shadow": set.shadow().map(|p| p.reference()),
-        "policies": policies,
-        "lists": set.lists().names(),
-    })
+fn describe(set: &PolicySet) -> PolicyListing {
+    PolicyListing {
+        active: set.active(None).reference(),
+        shadow: set.shadow().map(|p| p.reference()),
+        policies: set.policies().map(|p| p.reference()).collect(),
+        lists: set.lists().names().into_iter().map(str::to_owned).collect(),
+    }
 }
 
-/// `GET /v1/policies`
-pub(super) async fn list_policies(State(state): State<AppState>) -> Json<Value> {
+/// The loaded policies and lists.
+#[utoipa::path(get, path = "/v1/policies", tag = "policies",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Active, shadow and loaded policies", body = PolicyListing),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    ))]
+pub(super) async fn list_policies(State(state): State<AppState>) -> Json<PolicyListing> {
     Json(describe(&state.engine.policies()))
 }
 
-/// `POST /v1/policies/reload`: activates the directory's policies only if all compile.
+/// Reloads the policies directory, activating it only if every script and list compiles.
+#[utoipa::path(post, path = "/v1/policies/reload", tag = "policies",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The policies now active", body = PolicyListing),
+        (status = 400, description = "A policy or list was rejected; the old set keeps serving", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    ))]
 pub(super) async fn reload_policies(
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyListing>, ApiError> {
     // Reading files and compiling scripts blocks for milliseconds: off the runtime's workers.
     let AppState {
         engine,
@@ -160,14 +280,21 @@ pub(super) async fn reload_policies(
     Ok(Json(description))
 }
 
-/// `GET /healthz`: the process is up.
-pub(super) async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "Up", body = Health)))]
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
-/// `GET /readyz`: ready to take traffic, with what is loaded; 503 while state cannot be
-/// kept (answers are then the fail-safe decision).
-pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// Ready to take traffic, with what is loaded; 503 while state cannot be kept (answers are
+/// then the fail-safe decision).
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "Ready (possibly degraded)", body = Readiness),
+        (status = 503, description = "State unavailable", body = Readiness),
+    ))]
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let policies = state.engine.policies();
     let state_ok = state.engine.state_healthy();
     let status = if state_ok {
@@ -182,14 +309,14 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
         (true, true) => "ready",
         (true, false) => "degraded",
     };
-    let body = json!({
-        "status": status_text,
-        "state": if state_ok { "ok" } else { "unavailable" },
-        "policy": policies.active(None).reference(),
-        "geoip": missing.is_empty(),
-        "degraded": missing,
-        "decision_log_dropped": state.decision_log.as_ref().map(|log| log.dropped()),
-    });
+    let body = Readiness {
+        status: status_text,
+        state: if state_ok { "ok" } else { "unavailable" },
+        policy: policies.active(None).reference(),
+        geoip: missing.is_empty(),
+        degraded: missing,
+        decision_log_dropped: state.decision_log.as_ref().map(|log| log.dropped()),
+    };
     (status, Json(body))
 }
 

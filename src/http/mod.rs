@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod error;
 mod handlers;
+pub(crate) mod openapi;
 pub(crate) mod server;
 
 use std::future::Future;
@@ -59,6 +60,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(admin)
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
+        .route("/openapi.json", get(openapi::served))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))

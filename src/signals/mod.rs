@@ -29,9 +29,21 @@ impl Serialize for EventTime {
     }
 }
 
+impl utoipa::PartialSchema for EventTime {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventTime {}
+
 /// The whole policy context: one allocation once shared (`Arc<Signals>`), which scripts read
 /// group by group without copying.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Signals {
     /// The raw request fields.
     pub request: RequestSignals,
@@ -48,25 +60,31 @@ pub struct Signals {
     /// Event time.
     pub time: TimeSignals,
     /// The application (empty when not given).
+    #[schema(value_type = String)]
     pub app: ImmutableString,
 }
 
 /// The request as sent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestSignals {
     /// The account.
+    #[schema(value_type = String)]
     pub user_id: ImmutableString,
     /// The client IP (rendered as text only when a policy reads it).
+    #[schema(value_type = String, example = "203.0.113.7")]
     pub ip: IpAddr,
     /// The user agent.
+    #[schema(value_type = Option<String>)]
     pub user_agent: Option<ImmutableString>,
     /// The device id.
+    #[schema(value_type = Option<String>)]
     pub device_id: Option<ImmutableString>,
     /// Whether the password was right; `None` for a pre-auth check.
     pub password_ok: Option<bool>,
     /// True for a pre-auth check.
     pub preauth: bool,
     /// Free-form attributes.
+    #[schema(value_type = Object)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -85,9 +103,10 @@ impl Default for RequestSignals {
 }
 
 /// Device facts.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct DeviceSignals {
     /// The device id, or empty when the device is identified by its user agent.
+    #[schema(value_type = Option<String>)]
     pub id: Option<ImmutableString>,
     /// Parsed user agent.
     #[serde(flatten)]
@@ -101,7 +120,7 @@ pub struct DeviceSignals {
 }
 
 /// The user's history and counters.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct UserSignals {
     /// Failed logins in the last 15 minutes (this one included).
     pub failures_15m: i64,
@@ -128,6 +147,7 @@ pub struct UserSignals {
     /// Time of the last successful login.
     pub last_login_at: Option<EventTime>,
     /// Country of the last successful login.
+    #[schema(value_type = Option<String>)]
     pub last_country: Option<ImmutableString>,
     /// Distance from the last successful login, km (minus both accuracy radii).
     pub distance_km: Option<f64>,
@@ -146,7 +166,7 @@ pub struct UserSignals {
 }
 
 /// The IP's counters.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct IpSignals {
     /// Failed logins from it in the last 10 minutes.
     pub failures_10m: i64,
@@ -161,11 +181,12 @@ pub struct IpSignals {
     /// Distinct users tried from it in the last 24 hours (saturates at 64).
     pub distinct_users_24h: i64,
     /// Names of the `policies/lists/` it (or its ASN) is on.
+    #[schema(value_type = Vec<String>)]
     pub lists: Vec<ImmutableString>,
 }
 
 /// The statistical score.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RbaSignals {
     /// 0..1, higher is riskier.
     pub score: f64,
@@ -174,7 +195,7 @@ pub struct RbaSignals {
 }
 
 /// Event time.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct TimeSignals {
     /// Event time (RFC 3339 in JSON and scripts).
     pub timestamp: EventTime,

@@ -54,11 +54,12 @@ impl Feature {
 }
 
 /// One observed value of a feature: a stable hash plus a readable label for exports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeatureValue {
     /// Stable hash of the value.
     pub id: u64,
     /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...); cloning it shares the text.
+    #[schema(value_type = String)]
     pub label: ImmutableString,
 }
 
@@ -72,7 +73,7 @@ impl FeatureValue {
 }
 
 /// A value the user has logged in with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Known {
     /// The value.
     #[serde(flatten)]
@@ -80,8 +81,10 @@ pub struct Known {
     /// Successful logins with it.
     pub count: u32,
     /// First successful login with it.
+    #[schema(value_type = i64)]
     pub first_seen: Millis,
     /// Latest successful login with it.
+    #[schema(value_type = i64)]
     pub last_seen: Millis,
     /// The user explicitly trusted it (devices only).
     #[serde(default)]
@@ -89,16 +92,19 @@ pub struct Known {
 }
 
 /// Where and when a successful login happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginPlace {
     /// Event time.
+    #[schema(value_type = i64)]
     pub at: Millis,
     /// Client IP.
+    #[schema(value_type = String, example = "203.0.113.7")]
     pub ip: std::net::IpAddr,
     /// Country, city and coordinates, where known.
     #[serde(flatten)]
     pub location: Location,
     /// Device label.
+    #[schema(value_type = Option<String>)]
     pub device: Option<ImmutableString>,
 }
 
@@ -130,18 +136,21 @@ impl LoginFacts {
 }
 
 /// The profile of one user, learned only from fully successful logins.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserProfile {
     /// The user.
     pub user_id: String,
     /// First successful login.
+    #[schema(value_type = i64)]
     pub first_seen: Millis,
     /// Number of successful logins.
     pub successes: u64,
     /// Known values per [`Feature`].
     #[serde(with = "by_feature_name")]
+    #[schema(value_type = std::collections::BTreeMap<String, Vec<Known>>)]
     pub known: [Vec<Known>; Feature::COUNT],
     /// The latest successful logins in event-time order, newest last.
+    #[schema(value_type = Vec<LoginPlace>)]
     pub recent_logins: VecDeque<LoginPlace>,
 }
 
