@@ -72,11 +72,11 @@ impl IpActivity {
             || self.users.is_live(now, DAY)
     }
 
-    /// Writes this IP's counts into `counts`.
-    pub(crate) fn fill(&self, now: Millis, counts: &mut NetworkCounts) {
+    /// Writes this IP's counts at an attempt by `user` (its key) into `counts`.
+    pub(crate) fn fill(&self, user: u64, now: Millis, counts: &mut NetworkCounts) {
         counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
         counts.ip_attempts_1m = self.attempts.count(now, MINUTE);
-        counts.ip_users = IP_USER_WINDOWS.map(|w| self.users.count(now, w));
+        counts.ip_users = IP_USER_WINDOWS.map(|w| self.users.count_including(user, now, w));
     }
 }
 
@@ -142,12 +142,12 @@ impl NetworkActivity {
             let (horizon, cap) = IP_ATTEMPTS;
             ip.attempts.push(now, horizon, cap);
             ip.users.push(user, now, DISTINCT_USERS);
-            ip.fill(now, &mut counts);
+            ip.fill(user, now, &mut counts);
         })?;
         if let Some(id) = keys.device_id {
             counts.device_users_24h = self.devices.update(super::key(id), |d| {
                 d.users.push(user, now, DISTINCT_USERS);
-                d.users.count(now, DEVICE_USERS_WINDOW)
+                d.users.count_including(user, now, DEVICE_USERS_WINDOW)
             })?;
         }
         Ok(counts)

@@ -77,15 +77,16 @@ pub(crate) struct DistinctWindow {
 }
 
 impl DistinctWindow {
-    /// Records `id` at `at`; beyond `cap` ids, the one seen longest ago is forgotten.
+    /// Records `id` at `at`; beyond `cap` ids, the one seen longest ago is forgotten (of
+    /// those seen at the same time, the smallest id, as Redis's `ZPOPMIN` does).
     pub(crate) fn push(&mut self, id: u64, at: Millis, cap: usize) {
         match self.seen.iter_mut().find(|(seen, _)| *seen == id) {
             Some(entry) => entry.1 = entry.1.max(at),
             None => {
                 self.seen.push((id, at));
                 if self.seen.len() > cap.max(1)
-                    && let Some(oldest) =
-                        (0..self.seen.len()).min_by_key(|&i| self.seen.get(i).map(|seen| seen.1))
+                    && let Some(oldest) = (0..self.seen.len())
+                        .min_by_key(|&i| self.seen.get(i).map(|&(id, t)| (t, id)))
                 {
                     self.seen.swap_remove(oldest);
                 }
@@ -111,6 +112,14 @@ impl DistinctWindow {
             .iter()
             .filter(|&&(_, t)| t > now - window && t <= now)
             .count() as i64
+    }
+
+    /// [`DistinctWindow::count`] for an attempt by `own` at `now`, which counts itself even
+    /// when it arrived late: each id keeps only its newest time, and `own`'s may be after
+    /// `now`. (Another id seen both before the window and after `now` is not counted.)
+    pub(crate) fn count_including(&self, own: u64, now: Millis, window: Millis) -> i64 {
+        let seen_later = self.seen.iter().any(|&(id, t)| id == own && t > now);
+        self.count(now, window) + i64::from(seen_later)
     }
 }
 
@@ -300,5 +309,17 @@ mod tests {
         );
         d.push(3, 4 * MIN, 2);
         assert_eq!(d.count(4 * MIN, 60 * MIN), 2, "id 1 evicted");
+    }
+
+    #[test]
+    fn a_late_attempt_counts_itself() {
+        let mut w = DistinctWindow::default();
+        w.push(1, 10 * MIN, 8);
+        w.push(2, 10 * MIN, 8);
+        // User 1 again, but reported late: five minutes before its newest sighting.
+        w.push(1, 5 * MIN, 8);
+        assert_eq!(w.count(5 * MIN, 60 * MIN), 0, "only newest times are kept");
+        assert_eq!(w.count_including(1, 5 * MIN, 60 * MIN), 1, "itself");
+        assert_eq!(w.count_including(2, 10 * MIN, 60 * MIN), 2);
     }
 }

@@ -45,6 +45,9 @@ fn lua_windows_count_exactly_as_the_rust_windows() {
     let see =
         script("see(KEYS[1], {ARGV[1]}, tonumber(ARGV[2]), tonumber(ARGV[3]), 864000000) return 1");
     let distinct = script("return count_distinct(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))");
+    let distinct_with = script(
+        "return count_distinct_with(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])",
+    );
     let counts = script(
         "return counts({}, KEYS[1], dropped_of(KEYS[2]), tonumber(ARGV[1]), \
          {tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])})",
@@ -90,6 +93,20 @@ fn lua_windows_count_exactly_as_the_rust_windows() {
                 .arg(cap)
                 .invoke(&mut connection)
                 .unwrap();
+            let span = (1 + events.below(40)) * unit;
+            let lua: i64 = distinct_with
+                .key(&users)
+                .arg(at)
+                .arg(span)
+                .arg(id)
+                .invoke(&mut connection)
+                .unwrap();
+            let own = u64::try_from(id).unwrap();
+            assert_eq!(
+                lua,
+                distinct_window.count_including(own, at, span),
+                "round {round}, a late attempt by {id} at {at}: {distinct_window:?}"
+            );
             for _ in 0..4 {
                 let now = newest + events.below(50) * unit - 25 * unit + events.below(3) - 1;
                 let span = (1 + events.below(40)) * unit;

@@ -73,6 +73,17 @@ local function count_distinct(key, now, span)
   return redis.call('ZCOUNT', key, '(' .. int(now - span), int(now))
 end
 
+-- count_distinct for an attempt by `own` at `now`, which counts itself even when it arrived
+-- late (ids keep only their newest time, and own's may be after now).
+local function count_distinct_with(key, now, span, own)
+  local n = count_distinct(key, now, span)
+  local last = redis.call('ZSCORE', key, own)
+  if last and tonumber(last) > now then
+    n = n + 1
+  end
+  return n
+end
+
 -- Records each distinct id of `ids` as seen at `at` (never earlier than it was). When one is
 -- new, ids not seen within `ttl` before it are forgotten, and beyond `cap` ids the one seen
 -- longest ago; an id seen again (the common case) costs one call, and the key's expiry one
