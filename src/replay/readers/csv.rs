@@ -165,4 +165,299 @@ mod tests {
             rows.iter().find(|r| r.is_err())
         );
     }
+
+    mod props {
+        use std::io::Cursor;
+        use std::net::IpAddr;
+
+        use chrono::{DateTime, Utc};
+        use proptest::prelude::*;
+
+        use super::super::{Path, events, parse_bool, parse_time};
+        use crate::enrich::GeoInfo;
+        use crate::replay::readers::tests::props::{label, mutated, place};
+        use crate::replay::readers::time::tests::props::timestamp_text;
+        use crate::replay::readers::{ColumnMap, Field, ReadError};
+        use crate::replay::{EventKind, Label, ReplayItem};
+
+        /// Every row of `csv`, read with `map` (the header decides when `None`).
+        fn read(csv: Vec<u8>, map: Option<ColumnMap>) -> Result<Vec<ReplayItem>, ReadError> {
+            let rows = events(Box::new(Cursor::new(csv)), map, Path::new("props.csv"))?;
+            Ok(rows.collect())
+        }
+
+        /// A value as a cell holds it: trimmed, neither empty nor `-`.
+        fn text() -> impl Strategy<Value = String> {
+            "\\PC{1,24}".prop_filter_map("blank", |t| {
+                let t = t.trim();
+                (!t.is_empty() && t != "-").then(|| t.to_owned())
+            })
+        }
+
+        /// A missing value: an empty cell, blanks, or `-`.
+        fn blank() -> impl Strategy<Value = String> {
+            prop::sample::select(vec!["", "  ", "-"]).prop_map(str::to_owned)
+        }
+
+        /// An optional text and its cell.
+        fn optional() -> impl Strategy<Value = (Option<String>, String)> {
+            prop_oneof![
+                text().prop_map(|t| (Some(t.clone()), t)),
+                blank().prop_map(|cell| (None, cell)),
+            ]
+        }
+
+        /// An optional flag and its cell: any accepted word, in any case.
+        fn flag() -> impl Strategy<Value = (Option<bool>, String)> {
+            let word = (any::<bool>(), 0..5usize, any::<u8>()).prop_map(|(value, word, case)| {
+                let words = if value {
+                    ["true", "1", "yes", "y", "t"]
+                } else {
+                    ["false", "0", "no", "n", "f"]
+                };
+                let cell = words[word]
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if case >> i & 1 == 1 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                (Some(value), cell)
+            });
+            prop_oneof![word, blank().prop_map(|cell| (None, cell))]
+        }
+
+        /// An optional ASN and its cell, with or without `AS`.
+        fn asn() -> impl Strategy<Value = (Option<u32>, String)> {
+            prop_oneof![
+                (any::<u32>(), any::<bool>()).prop_map(|(asn, prefixed)| {
+                    let cell = if prefixed {
+                        format!("AS{asn}")
+                    } else {
+                        asn.to_string()
+                    };
+                    (Some(asn), cell)
+                }),
+                blank().prop_map(|cell| (None, cell)),
+            ]
+        }
+
+        /// The fields of one generated login, each with the cell it is written as.
+        #[derive(Debug, Clone)]
+        struct Row {
+            user_id: String,
+            ip: IpAddr,
+            at: (DateTime<Utc>, String),
+            user_agent: (Option<String>, String),
+            device_id: (Option<String>, String),
+            app: (Option<String>, String),
+            success: (Option<bool>, String),
+            attack: (Option<bool>, String),
+            takeover: (Option<bool>, String),
+            country: (Option<String>, String),
+            city: (Option<String>, String),
+            asn: (Option<u32>, String),
+        }
+
+        fn row() -> impl Strategy<Value = Row> {
+            (
+                (text(), any::<IpAddr>(), timestamp_text()),
+                (optional(), optional(), optional()),
+                (flag(), flag(), flag()),
+                (optional(), optional(), asn()),
+            )
+                .prop_map(
+                    |(
+                        (user_id, ip, at),
+                        (user_agent, device_id, app),
+                        (success, attack, takeover),
+                        (country, city, asn),
+                    )| Row {
+                        user_id,
+                        ip,
+                        at,
+                        user_agent,
+                        device_id,
+                        app,
+                        success,
+                        attack,
+                        takeover,
+                        country,
+                        city,
+                        asn,
+                    },
+                )
+        }
+
+        impl Row {
+            /// The row's cells, in the order of `header`.
+            fn cells(&self, header: &[(Field, String)]) -> Vec<String> {
+                header.iter().map(|(field, _)| self.cell(*field)).collect()
+            }
+
+            fn cell(&self, field: Field) -> String {
+                match field {
+                    Field::UserId => self.user_id.clone(),
+                    Field::Ip => self.ip.to_string(),
+                    Field::Timestamp => self.at.1.clone(),
+                    Field::UserAgent => self.user_agent.1.clone(),
+                    Field::DeviceId => self.device_id.1.clone(),
+                    Field::App => self.app.1.clone(),
+                    Field::Success => self.success.1.clone(),
+                    Field::Attack => self.attack.1.clone(),
+                    Field::Takeover => self.takeover.1.clone(),
+                    Field::Country => self.country.1.clone(),
+                    Field::City => self.city.1.clone(),
+                    Field::Asn => self.asn.1.clone(),
+                }
+            }
+
+            fn label(&self) -> Option<Label> {
+                label(self.attack.0, self.takeover.0)
+            }
+
+            fn place(&self) -> Option<GeoInfo> {
+                place(
+                    self.country.0.as_deref(),
+                    self.city.0.as_deref(),
+                    self.asn.0,
+                )
+            }
+        }
+
+        /// A header of every column, in any order, named as the identity mapping or the RBA
+        /// dataset names them.
+        fn header() -> impl Strategy<Value = Vec<(Field, String)>> {
+            (Just(Field::ALL.to_vec()).prop_shuffle(), any::<bool>()).prop_map(|(fields, rba)| {
+                let map = if rba {
+                    ColumnMap::rba()
+                } else {
+                    ColumnMap::default()
+                };
+                fields
+                    .into_iter()
+                    .map(|f| (f, map.column(f).to_owned()))
+                    .collect()
+            })
+        }
+
+        /// A CSV file of `header` and rows of `cells`.
+        fn write(header: &[(Field, String)], cells: Vec<Vec<String>>) -> Vec<u8> {
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            csv.write_record(header.iter().map(|(_, name)| name))
+                .unwrap();
+            for row in cells {
+                csv.write_record(row).unwrap();
+            }
+            csv.into_inner().unwrap()
+        }
+
+        /// Noise, a header the reader accepts followed by noise, or nearly right rows.
+        fn file() -> impl Strategy<Value = Vec<u8>> {
+            let rows = prop::collection::vec(row(), 1..4);
+            let valid = (header(), rows).prop_map(|(header, rows)| {
+                let cells = rows.iter().map(|row| row.cells(&header)).collect();
+                String::from_utf8(write(&header, cells)).unwrap()
+            });
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..256),
+                (header(), prop::collection::vec(any::<u8>(), 0..256)).prop_map(
+                    |(header, noise)| {
+                        let mut csv = write(&header, Vec::new());
+                        csv.extend(noise);
+                        csv
+                    }
+                ),
+                mutated(valid).prop_map(String::into_bytes),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_input_is_read_or_refused_row_by_row_without_panicking(
+                csv in file(),
+                rba in any::<bool>(),
+            ) {
+                let map = rba.then(ColumnMap::rba);
+                if let Ok(rows) = read(csv, map) {
+                    for (i, row) in (1..).zip(rows) {
+                        match row {
+                            Ok(event) => prop_assert_eq!(event.row, i),
+                            Err(ReadError::Row { row, .. }) => prop_assert_eq!(row, i),
+                            Err(e) => prop_assert!(false, "a row failed with {e}"),
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn generated_rows_read_back_with_every_field(
+                header in header(),
+                rows in prop::collection::vec(row(), 1..8),
+            ) {
+                let cells = rows.iter().map(|row| row.cells(&header)).collect();
+                let read = read(write(&header, cells), None).unwrap();
+                prop_assert_eq!(read.len(), rows.len());
+                for ((i, row), event) in (1..).zip(&rows).zip(read) {
+                    let event = event.unwrap();
+                    prop_assert_eq!(event.row, i);
+                    prop_assert_eq!(event.at, row.at.0.timestamp_millis());
+                    let EventKind::Login(login) = event.kind else {
+                        return Err(TestCaseError::fail(format!("row {i} is not a login")));
+                    };
+                    let attempt = &login.attempt;
+                    prop_assert_eq!(&attempt.user_id, &row.user_id);
+                    prop_assert_eq!(attempt.ip, row.ip);
+                    prop_assert_eq!(attempt.timestamp, Some(row.at.0));
+                    prop_assert_eq!(&attempt.user_agent, &row.user_agent.0);
+                    prop_assert_eq!(&attempt.device_id, &row.device_id.0);
+                    prop_assert_eq!(&attempt.app, &row.app.0);
+                    prop_assert_eq!(attempt.password_ok, row.success.0);
+                    prop_assert_eq!(login.label, row.label());
+                    prop_assert_eq!(&login.geo, &row.place());
+                }
+            }
+
+            /// A row with a bad user id, IP, timestamp or flag is refused with its number, and
+            /// the rows around it are still read.
+            #[test]
+            fn a_bad_cell_refuses_only_its_row(
+                header in header(),
+                rows in prop::collection::vec(row(), 1..6),
+                bad in any::<prop::sample::Index>(),
+                (field, cell) in prop_oneof![
+                    "[ \t]{0,3}".prop_map(|cell| (Field::UserId, cell)),
+                    any::<String>()
+                        .prop_filter("an IP", |ip| ip.trim().parse::<IpAddr>().is_err())
+                        .prop_map(|cell| (Field::Ip, cell)),
+                    any::<String>()
+                        .prop_filter("a time", |t| parse_time(t).is_none())
+                        .prop_map(|cell| (Field::Timestamp, cell)),
+                    text()
+                        .prop_filter("a flag", |f| parse_bool(f).is_none())
+                        .prop_map(|cell| (Field::Attack, cell)),
+                ],
+            ) {
+                let bad = bad.index(rows.len());
+                let mut cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells(&header)).collect();
+                let column = header.iter().position(|(f, _)| *f == field).unwrap();
+                cells[bad][column] = cell;
+                let read = read(write(&header, cells), None).unwrap();
+                prop_assert_eq!(read.len(), rows.len());
+                for (i, row) in read.into_iter().enumerate() {
+                    match row {
+                        Err(ReadError::Row { row, .. }) if i == bad => {
+                            prop_assert_eq!(row, i as u64 + 1);
+                        }
+                        Ok(_) if i != bad => {}
+                        other => prop_assert!(false, "row {}: {:?}", i + 1, other),
+                    }
+                }
+            }
+        }
+    }
 }

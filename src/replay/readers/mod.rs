@@ -300,4 +300,160 @@ mod tests {
         }
         assert_eq!(Field::parse("password"), None);
     }
+
+    /// Property tests of the column mapping, and what the readers' property tests share.
+    pub(super) mod props {
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        use super::*;
+        use crate::replay::Label;
+
+        /// One edit of a text, at a position taken modulo its length.
+        #[derive(Debug, Clone)]
+        enum Edit {
+            Replace(Index, char),
+            Insert(Index, char),
+            Delete(Index),
+        }
+
+        /// A character that matters to the formats read, or any character at all.
+        fn odd_char() -> impl Strategy<Value = char> {
+            let syntax = ",\"\n\r{}[]:=-. #/09é€\u{10348}";
+            prop_oneof![
+                prop::sample::select(syntax.chars().collect::<Vec<_>>()),
+                any::<char>()
+            ]
+        }
+
+        /// `text` with one to four characters replaced, inserted or deleted: nearly right
+        /// input, which reaches deeper into a parser than noise does.
+        pub(in crate::replay::readers) fn mutated(
+            text: impl Strategy<Value = String>,
+        ) -> impl Strategy<Value = String> {
+            let edit = prop_oneof![
+                (any::<Index>(), odd_char()).prop_map(|(at, c)| Edit::Replace(at, c)),
+                (any::<Index>(), odd_char()).prop_map(|(at, c)| Edit::Insert(at, c)),
+                any::<Index>().prop_map(Edit::Delete),
+            ];
+            (text, prop::collection::vec(edit, 1..=4)).prop_map(|(text, edits)| {
+                let mut chars: Vec<char> = text.chars().collect();
+                for edit in edits {
+                    match edit {
+                        Edit::Insert(at, c) => chars.insert(at.index(chars.len() + 1), c),
+                        Edit::Replace(at, c) if !chars.is_empty() => {
+                            let i = at.index(chars.len());
+                            chars[i] = c;
+                        }
+                        Edit::Delete(at) if !chars.is_empty() => {
+                            chars.remove(at.index(chars.len()));
+                        }
+                        Edit::Replace(..) | Edit::Delete(_) => {}
+                    }
+                }
+                chars.into_iter().collect()
+            })
+        }
+
+        /// The label of a row with these flags: a takeover is an attack too.
+        pub(in crate::replay::readers) fn label(
+            attack: Option<bool>,
+            takeover: Option<bool>,
+        ) -> Option<Label> {
+            (attack.is_some() || takeover.is_some()).then(|| Label {
+                attack: attack == Some(true) || takeover == Some(true),
+                takeover: takeover == Some(true),
+            })
+        }
+
+        /// The place a row giving these stands for, when it gives any.
+        pub(in crate::replay::readers) fn place(
+            country: Option<&str>,
+            city: Option<&str>,
+            asn: Option<u32>,
+        ) -> Option<GeoInfo> {
+            (country.is_some() || city.is_some() || asn.is_some()).then(|| GeoInfo {
+                location: Location {
+                    country: country.map(Into::into),
+                    city: city.map(Into::into),
+                    ..Location::default()
+                },
+                asn,
+                ..GeoInfo::default()
+            })
+        }
+
+        fn field() -> impl Strategy<Value = Field> {
+            prop::sample::select(Field::ALL.to_vec())
+        }
+
+        /// A column name as a mapping spec can write it: no `,` or `=`, nothing to trim.
+        fn column() -> impl Strategy<Value = String> {
+            "[^,=\\pC]{1,16}".prop_filter_map("blank", |c| {
+                let c = c.trim();
+                (!c.is_empty()).then(|| c.to_owned())
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_mapping_spec_is_read_or_refused_without_panicking(
+                spec in prop_oneof![
+                    any::<String>(),
+                    mutated(Just("user_id=User, ip = IP,app".to_owned())),
+                ],
+            ) {
+                match ColumnMap::parse(&spec) {
+                    Ok(_) | Err(ReadError::UnknownField(_)) => {}
+                    Err(e) => prop_assert!(false, "unexpected error {e}"),
+                }
+            }
+
+            /// The last mapping of a field wins; a bare field name maps it to its own name, as
+            /// does leaving it out.
+            #[test]
+            fn a_mapping_spec_reads_back_the_columns_it_names(
+                pairs in prop::collection::vec((field(), prop::option::of(column())), 0..16),
+            ) {
+                let spec = pairs
+                    .iter()
+                    .map(|(field, column)| match column {
+                        Some(column) => format!(" {} = {column} ", field.name()),
+                        None => field.name().to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let map = ColumnMap::parse(&spec).unwrap();
+                for field in Field::ALL {
+                    let expected = pairs
+                        .iter()
+                        .rev()
+                        .find(|(f, _)| *f == field)
+                        .and_then(|(_, column)| column.as_deref())
+                        .unwrap_or(field.name());
+                    prop_assert_eq!(map.column(field), expected);
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Columns are kept as written, whatever characters they hold.
+            #[test]
+            fn a_mapping_file_reads_back_the_columns_it_names(
+                table in prop::collection::hash_map(field(), any::<String>(), 0..12),
+            ) {
+                let named: HashMap<&str, &str> =
+                    table.iter().map(|(f, c)| (f.name(), c.as_str())).collect();
+                let file = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(file.path(), toml::to_string(&named).unwrap()).unwrap();
+                let map = ColumnMap::from_file(file.path()).unwrap();
+                for field in Field::ALL {
+                    let expected = table.get(&field).map_or(field.name(), String::as_str);
+                    prop_assert_eq!(map.column(field), expected);
+                }
+            }
+        }
+    }
 }
