@@ -208,6 +208,9 @@ settings! {
     /// How user ids are matched: `exact` (byte for byte) or `insensitive` (ignoring case,
     /// for IdPs that pass usernames as typed) [default: exact].
     user_id_case: String = "RISKGATE_USER_ID_CASE";
+    /// Major versions a browser may move up between two logins and still be the same device
+    /// (browsers update themselves every four weeks or so) [default: 6].
+    device_version_jump: u32 = "RISKGATE_DEVICE_VERSION_JUMP";
     /// Travel faster than this (km/h) is impossible [default: 900].
     travel_max_speed_kmh: f64 = "RISKGATE_TRAVEL_MAX_SPEED_KMH";
     /// Travel shorter than this (km) is never flagged [default: 500].
@@ -526,6 +529,9 @@ impl Settings {
                     .unwrap_or(defaults.travel.min_distance_km),
             },
             user_ids,
+            device_version_jump: self
+                .device_version_jump
+                .unwrap_or(defaults.device_version_jump),
         })
     }
 
@@ -746,5 +752,337 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 15, "only {checked} defaults checked");
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A number setting: the largest value its type holds, and how to read it back from
+        /// [`Settings`] and from the [`Config`] it resolves to.
+        #[derive(Debug, Clone, Copy)]
+        struct Number<T> {
+            key: &'static str,
+            max: T,
+            given: fn(&Settings) -> Option<T>,
+            applied: fn(&Config) -> T,
+        }
+
+        /// Every integer setting.
+        const INTEGERS: [Number<u64>; 14] = [
+            Number {
+                key: "redis_timeout_ms",
+                max: u64::MAX,
+                given: |s| s.redis_timeout_ms,
+                applied: |c| u64::try_from(c.redis.timeout.as_millis()).unwrap(),
+            },
+            Number {
+                key: "header_timeout_seconds",
+                max: u64::MAX,
+                given: |s| s.header_timeout_seconds,
+                applied: |c| c.connections.header_timeout.as_secs(),
+            },
+            Number {
+                key: "body_timeout_seconds",
+                max: u64::MAX,
+                given: |s| s.body_timeout_seconds,
+                applied: |c| c.connections.body_timeout.as_secs(),
+            },
+            Number {
+                key: "max_connections",
+                max: usize::MAX as u64,
+                given: |s| s.max_connections.map(|n| n as u64),
+                applied: |c| c.connections.max_connections as u64,
+            },
+            Number {
+                key: "shutdown_seconds",
+                max: u64::MAX,
+                given: |s| s.shutdown_seconds,
+                applied: |c| c.connections.shutdown_deadline.as_secs(),
+            },
+            Number {
+                key: "decision_log_max_bytes",
+                max: u64::MAX,
+                given: |s| s.decision_log_max_bytes,
+                applied: |c| c.decision_log.as_ref().unwrap().max_bytes,
+            },
+            Number {
+                key: "lock_seconds",
+                max: u64::MAX,
+                given: |s| s.lock_seconds,
+                applied: |c| c.engine.default_lock_seconds,
+            },
+            Number {
+                key: "policy_max_operations",
+                max: u64::MAX,
+                given: |s| s.policy_max_operations,
+                applied: |c| c.limits.max_operations,
+            },
+            Number {
+                key: "max_event_age_seconds",
+                max: u64::MAX,
+                given: |s| s.max_event_age_seconds,
+                applied: |c| u64::try_from(c.max_event_age.num_seconds()).unwrap(),
+            },
+            Number {
+                key: "device_version_jump",
+                max: u32::MAX as u64,
+                given: |s| s.device_version_jump.map(u64::from),
+                applied: |c| u64::from(c.engine.device_version_jump),
+            },
+            Number {
+                key: "profile_retention_days",
+                max: u64::MAX,
+                given: |s| s.profile_retention_days,
+                applied: |c| c.profile_retention_days,
+            },
+            Number {
+                key: "max_users",
+                max: usize::MAX as u64,
+                given: |s| s.max_users.map(|n| n as u64),
+                applied: |c| c.capacity.users as u64,
+            },
+            Number {
+                key: "max_profiles",
+                max: usize::MAX as u64,
+                given: |s| s.max_profiles.map(|n| n as u64),
+                applied: |c| c.capacity.profiles as u64,
+            },
+            Number {
+                key: "max_ips",
+                max: usize::MAX as u64,
+                given: |s| s.max_ips.map(|n| n as u64),
+                applied: |c| c.capacity.ips as u64,
+            },
+        ];
+
+        /// Every floating-point setting.
+        const FLOATS: [Number<f64>; 2] = [
+            Number {
+                key: "travel_max_speed_kmh",
+                max: f64::INFINITY,
+                given: |s| s.travel_max_speed_kmh,
+                applied: |c| c.engine.travel.max_speed_kmh,
+            },
+            Number {
+                key: "travel_min_distance_km",
+                max: f64::INFINITY,
+                given: |s| s.travel_min_distance_km,
+                applied: |c| c.engine.travel.min_distance_km,
+            },
+        ];
+
+        /// Any integer, often one at the edge of a setting's range.
+        fn integer() -> impl Strategy<Value = u64> {
+            let max_age = i64::MAX as u64 / 1000;
+            let edges = vec![
+                0,
+                1,
+                60_000,
+                60_001,
+                u32::MAX as u64,
+                u32::MAX as u64 + 1,
+                MAX_LOCK_SECONDS,
+                MAX_LOCK_SECONDS + 1,
+                max_age,
+                max_age + 1,
+                i64::MAX as u64,
+                i64::MAX as u64 + 1,
+                u64::MAX,
+            ];
+            prop_oneof![prop::sample::select(edges), 0..100_000u64, any::<u64>()]
+        }
+
+        /// The same float, NaN being NaN.
+        fn same(a: f64, b: f64) -> bool {
+            a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan()
+        }
+
+        /// Settings with `key` set from `value`, as a flag or the environment sets it, and a
+        /// decision log (so its size is applied).
+        fn with(key: &str, value: &str) -> Settings {
+            let mut settings = Settings {
+                decision_log: Some("props.log".into()),
+                ..Settings::default()
+            };
+            settings.set(key, value).unwrap();
+            settings
+        }
+
+        /// The environment variable of the setting `key`.
+        fn env(key: &str) -> &'static str {
+            SETTINGS.iter().find(|info| info.key == key).unwrap().env
+        }
+
+        /// Resolves settings with `setting` set from `text`: the value must be applied as
+        /// `expected` says, or refused with the name of the setting's variable.
+        fn applied_or_refused<T>(
+            setting: Number<T>,
+            text: &str,
+            expected: impl Fn(T) -> bool,
+        ) -> Result<(), TestCaseError> {
+            match with(setting.key, text).resolve() {
+                Ok(config) => {
+                    let applied = expected((setting.applied)(&config));
+                    prop_assert!(applied, "`{}` = {} not applied", setting.key, text);
+                }
+                Err(ConfigError::Invalid { key, .. }) => prop_assert_eq!(key, env(setting.key)),
+                Err(e) => prop_assert!(false, "`{}`: {}", setting.key, e),
+            }
+            Ok(())
+        }
+
+        #[test]
+        fn the_number_tables_hold_every_number_setting() {
+            let takes = |key: &str, value: &str| Settings::default().set(key, value).is_ok();
+            let integers: Vec<&str> = SETTINGS
+                .iter()
+                .map(|info| info.key)
+                .filter(|key| takes(key, "1") && !takes(key, "-1"))
+                .collect();
+            let floats: Vec<&str> = SETTINGS
+                .iter()
+                .map(|info| info.key)
+                .filter(|key| takes(key, "-1.5") && !takes(key, "x"))
+                .collect();
+            assert_eq!(integers, INTEGERS.map(|n| n.key));
+            assert_eq!(floats, FLOATS.map(|n| n.key));
+        }
+
+        proptest! {
+            /// From the environment and from the file (TOML integers stop at `i64::MAX`); a
+            /// number too large for the setting is refused with the name of its variable.
+            #[test]
+            fn an_integer_setting_reads_back_the_number_it_was_given(n in integer()) {
+                for setting in INTEGERS {
+                    let mut settings = Settings::default();
+                    match settings.set(setting.key, &n.to_string()) {
+                        Ok(()) => prop_assert_eq!((setting.given)(&settings), Some(n)),
+                        Err(ConfigError::Invalid { key, .. }) => {
+                            prop_assert!(n > setting.max, "`{}` refused {}", setting.key, n);
+                            prop_assert_eq!(key, env(setting.key));
+                        }
+                        Err(e) => prop_assert!(false, "{}", e),
+                    }
+                    match toml::from_str::<Settings>(&format!("{} = {n}", setting.key)) {
+                        Ok(file) => prop_assert_eq!((setting.given)(&file), Some(n)),
+                        Err(_) => prop_assert!(n > setting.max.min(i64::MAX as u64)),
+                    }
+                }
+            }
+
+            #[test]
+            fn a_float_setting_reads_back_the_number_it_was_given(x in any::<f64>()) {
+                let toml = if x.is_nan() { "nan".to_owned() } else { format!("{x:?}") };
+                for setting in FLOATS {
+                    let given = (setting.given)(&with(setting.key, &x.to_string())).unwrap();
+                    prop_assert!(same(given, x), "{} read as {}", x, given);
+                    let file: Settings =
+                        toml::from_str(&format!("{} = {toml}", setting.key)).unwrap();
+                    let given = (setting.given)(&file).unwrap();
+                    prop_assert!(same(given, x), "{} read from the file as {}", toml, given);
+                }
+            }
+
+            /// A number is applied as given, or refused with the name of its variable.
+            #[test]
+            fn a_resolved_number_is_applied_or_refused_by_name(n in integer(), x in any::<f64>()) {
+                for setting in INTEGERS.iter().filter(|setting| n <= setting.max) {
+                    applied_or_refused(*setting, &n.to_string(), |applied| applied == n)?;
+                }
+                for setting in FLOATS {
+                    applied_or_refused(setting, &x.to_string(), |applied| same(applied, x))?;
+                }
+            }
+
+            #[test]
+            fn any_text_for_any_setting_is_taken_or_refused_by_name(
+                key in prop_oneof![
+                    prop::sample::select(SETTINGS).prop_map(|info| info.key.to_owned()),
+                    any::<String>(),
+                ],
+                value in prop_oneof![any::<String>(), "[0-9a-z.:+-]{0,24}"],
+            ) {
+                match Settings::default().set(&key, &value) {
+                    Ok(()) => {}
+                    Err(ConfigError::Invalid { key: refused, .. }) => {
+                        prop_assert_eq!(refused, env(&key));
+                    }
+                    Err(ConfigError::Unknown(unknown)) => {
+                        prop_assert!(SETTINGS.iter().all(|info| info.key != unknown));
+                    }
+                    Err(e) => prop_assert!(false, "{}", e),
+                }
+            }
+
+            /// Files of any text, or of settings with values of any type, are read or refused,
+            /// and what is read resolves or is refused.
+            #[test]
+            fn any_config_file_is_read_and_resolved_or_refused_without_panicking(
+                text in prop_oneof![
+                    any::<String>(),
+                    prop::collection::vec(
+                        (
+                            prop::sample::select(SETTINGS).prop_map(|info| info.key),
+                            prop_oneof![
+                                any::<i64>().prop_map(|n| n.to_string()),
+                                any::<f64>()
+                                    .prop_filter("nan", |x| !x.is_nan())
+                                    .prop_map(|x| format!("{x:?}")),
+                                any::<bool>().prop_map(|b| b.to_string()),
+                                "\"[^\"\\\\\\pC]{0,24}\"",
+                                Just("[1, 2]".to_owned()),
+                            ],
+                        ),
+                        0..8,
+                    )
+                    .prop_map(|lines| {
+                        lines
+                            .into_iter()
+                            .map(|(key, value)| format!("{key} = {value}\n"))
+                            .collect::<String>()
+                    }),
+                ],
+            ) {
+                if let Ok(settings) = toml::from_str::<Settings>(&text) {
+                    match settings.resolve() {
+                        Ok(_) | Err(ConfigError::Invalid { .. }) => {}
+                        Err(e) => prop_assert!(false, "{}", e),
+                    }
+                }
+            }
+
+            /// Keys come back with their roles (`client` when none is given); one short key
+            /// refuses the list.
+            #[test]
+            fn api_keys_read_back_with_their_roles(
+                keys in prop::collection::hash_map(
+                    "[^,:\\s\\pC]{22,32}",
+                    prop::option::of(prop::sample::select(vec![Role::Client, Role::Admin])),
+                    0..6,
+                ),
+                short in "[A-Za-z0-9]{1,21}",
+                padding in " {0,2}",
+            ) {
+                let entries: Vec<String> = keys
+                    .iter()
+                    .map(|(key, role)| match role {
+                        Some(Role::Client) => format!("{key}:client"),
+                        Some(Role::Admin) => format!("{key}:admin"),
+                        None => key.clone(),
+                    })
+                    .collect();
+                let list = entries.join(&format!("{padding},{padding}"));
+                let parsed = parse_api_keys(&list).unwrap();
+                prop_assert_eq!(parsed.is_empty(), keys.is_empty());
+                for (key, role) in &keys {
+                    prop_assert_eq!(parsed.role(key), Some(role.unwrap_or(Role::Client)));
+                }
+                prop_assert_eq!(parsed.role(&short), None);
+                let refused = parse_api_keys(&format!("{list},{short}")).is_err();
+                prop_assert!(refused, "a key of {} characters is taken", short.len());
+            }
+        }
     }
 }

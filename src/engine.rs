@@ -39,6 +39,8 @@ pub(crate) struct EngineSettings {
     pub travel: TravelLimits,
     /// Whether user ids differing only in case are one user.
     pub user_ids: UserIdCase,
+    /// Major versions a browser may move up between logins and still be the same device.
+    pub device_version_jump: u32,
 }
 
 /// How user ids are matched.
@@ -60,6 +62,7 @@ impl Default for EngineSettings {
             default_lock_seconds: 900,
             travel: TravelLimits::default(),
             user_ids: UserIdCase::Exact,
+            device_version_jump: 6,
         }
     }
 }
@@ -298,6 +301,7 @@ impl Engine {
             observation: &observation,
             lists,
             travel: self.settings.travel,
+            version_jump: self.settings.device_version_jump,
         }));
         // Release the profile before learning, so the store updates it in place.
         drop(observation);
@@ -621,6 +625,10 @@ fn login_facts(
         None => network_prefix(ip),
     };
     set(Feature::Asn, Some(FeatureValue::new(Feature::Asn, network)));
+    set(
+        Feature::IpPrefix,
+        Some(FeatureValue::new(Feature::IpPrefix, network_prefix(ip))),
+    );
     set(Feature::Browser, agent.and_then(|a| a.browser.clone()));
     set(Feature::Os, agent.and_then(|a| a.os.clone()));
     set(Feature::Device, device_value(device_id, agent));
@@ -633,8 +641,8 @@ fn login_facts(
     facts
 }
 
-/// The network of an address without a known autonomous system: its /24 (IPv4) or /48
-/// (IPv6), about one site or subscriber.
+/// An address's /24 (IPv4) or /48 (IPv6), about one site or subscriber: its network when no
+/// autonomous system is known, and the prefix a profile learns.
 fn network_prefix(ip: IpAddr) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => {

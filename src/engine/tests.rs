@@ -430,6 +430,60 @@ fn without_a_device_id_the_user_agent_is_the_device_to_trust() {
     assert!(next.device.trusted);
 }
 
+#[test]
+fn a_browser_update_is_the_same_device_and_a_downgrade_another_os_or_browser_is_not() {
+    let e = engine(POLICY);
+    let chrome = |version: u32, platform: &str| {
+        format!(
+            "Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/{version}.0.0.0 Safari/537.36"
+        )
+    };
+    let windows = "Windows NT 10.0; Win64; x64";
+    let on = |agent: String| {
+        let mut a = attempt("alice", "allow", Some(true));
+        a.device_id = None;
+        a.user_agent = Some(agent);
+        a
+    };
+    eval(&e, &on(chrome(120, windows)), 0);
+    let device = |agent: String, offset| probe_attempt(&e, on(agent), offset).device.clone();
+
+    let updated = device(chrome(124, windows), MINUTE);
+    assert!(updated.known && updated.updated, "{updated:?}");
+    let same = device(chrome(120, windows), 2 * MINUTE);
+    assert!(same.known && !same.updated, "{same:?}");
+    let firefox =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
+    for (agent, what) in [
+        (chrome(119, windows), "a downgrade"),
+        (chrome(140, windows), "a leap of 20 versions"),
+        (chrome(121, "X11; Linux x86_64"), "another OS"),
+        (firefox.to_owned(), "another browser"),
+    ] {
+        let other = device(agent, 3 * MINUTE);
+        assert!(!other.known, "{what} is another device: {other:?}");
+    }
+
+    // Once the update logs in fully, the newer version is the one remembered.
+    eval(&e, &on(chrome(124, windows)), 4 * MINUTE);
+    let older = device(chrome(122, windows), 5 * MINUTE);
+    assert!(
+        !older.known,
+        "back below the newest version seen: {older:?}"
+    );
+}
+
+#[test]
+fn a_new_ip_prefix_is_one_no_successful_login_came_from() {
+    let e = engine(POLICY);
+    eval(&e, &attempt("alice", "allow", Some(true)), 0);
+    let nearby = probe(&e, "alice", "192.0.2.77", MINUTE);
+    assert!(!nearby.user.new_ip_prefix, "the same /24");
+    let elsewhere = probe(&e, "alice", "198.51.100.7", 2 * MINUTE);
+    assert!(elsewhere.user.new_ip_prefix);
+}
+
 // --- Locks ---------------------------------------------------------------------------------
 
 #[test]

@@ -44,7 +44,9 @@ pub struct AgentFeatures {
     pub browser: Option<FeatureValue>,
     /// `os os_version`, when the agent names a browser.
     pub os: Option<FeatureValue>,
-    /// The agent itself as a device (for logs without device ids), labelled readably.
+    /// The device it runs on, for logins without a device id: a named browser on one OS and
+    /// kind of device, with the browser's major version (so an update is the same device);
+    /// an agent woothee cannot read is a device of its own.
     pub device: Option<FeatureValue>,
 }
 
@@ -52,12 +54,22 @@ impl AgentFeatures {
     fn of(ua: &str, info: &DeviceInfo) -> Self {
         let named = !info.browser.is_empty();
         let major = info.version.split('.').next().unwrap_or("");
-        let mut device = FeatureValue::new(Feature::Device, ua);
-        device.label = format!(
+        let label = format!(
             "{} {} on {} {}",
             info.browser, info.version, info.os, info.os_version
-        )
-        .into();
+        );
+        // A named browser is one device across its updates: the same browser on the same OS
+        // and kind of device, whatever its version. An agent woothee cannot read is itself.
+        let device = match major.parse::<u32>() {
+            Ok(version) if named => {
+                let identity = format!("{}|{}|{}", info.browser, info.os, info.category);
+                FeatureValue::versioned(Feature::Device, &identity, label, version)
+            }
+            _ => FeatureValue {
+                label: label.into(),
+                ..FeatureValue::new(Feature::Device, ua)
+            },
+        };
         Self {
             browser: named
                 .then(|| FeatureValue::new(Feature::Browser, format!("{} {major}", info.browser))),

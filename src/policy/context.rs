@@ -181,7 +181,7 @@ pub(super) fn register(engine: &mut Engine) -> Vec<(&'static str, &'static str)>
         paths,
         DeviceSignals,
         "Device",
-        [id, known, trusted, users_24h],
+        [id, known, updated, trusted, users_24h],
         info: [browser, version, os, os_version, category, vendor]
     );
     register!(
@@ -198,6 +198,7 @@ pub(super) fn register(engine: &mut Engine) -> Vec<(&'static str, &'static str)>
             new_device,
             new_country,
             new_asn,
+            new_ip_prefix,
             known_network,
             known_countries,
             known_devices,

@@ -111,8 +111,11 @@ pub struct DeviceSignals {
     /// Parsed user agent.
     #[serde(flatten)]
     pub info: Arc<DeviceInfo>,
-    /// The user has fully logged in with this device before.
+    /// The user has fully logged in with this device before (a browser that updated itself
+    /// since is still the same device).
     pub known: bool,
+    /// Known, with a newer browser version than before: it updated itself.
+    pub updated: bool,
     /// The user marked this device trusted.
     pub trusted: bool,
     /// Distinct users on this device id in the last 24 h (shared or attacker device).
@@ -138,6 +141,9 @@ pub struct UserSignals {
     pub new_country: bool,
     /// The network (ASN) was never part of a successful login.
     pub new_asn: bool,
+    /// The address's /24 (IPv4) or /48 (IPv6) was never part of a successful login. Users on
+    /// dynamic lines change addresses, and often this prefix, inside their network.
+    pub new_ip_prefix: bool,
     /// The network is known: its ASN, or its country when the ASN is unknown.
     pub known_network: bool,
     /// Countries known.
@@ -223,6 +229,8 @@ pub(crate) struct Inputs<'a> {
     pub lists: Vec<ImmutableString>,
     /// Impossible-travel limits.
     pub travel: TravelLimits,
+    /// Major versions a browser may move up and still be the same device.
+    pub version_jump: u32,
 }
 
 /// RFC 3339 rendering of an event time.
@@ -247,8 +255,9 @@ pub(crate) fn compute(input: Inputs<'_>) -> Signals {
         observation,
         lists,
         travel,
+        version_jump,
     } = input;
-    let history = History::new(observation, facts);
+    let history = History::new(observation, facts, version_jump);
     let network = &observation.counts.network;
     Signals {
         request: request_signals(attempt),
@@ -256,6 +265,7 @@ pub(crate) fn compute(input: Inputs<'_>) -> Signals {
             id: string(attempt.device_id.as_deref()),
             info: device,
             known: history.device.is_some(),
+            updated: history.device_updated(),
             trusted: history.device.is_some_and(|k| k.trusted),
             users_24h: network.device_users_24h,
         },
@@ -306,15 +316,28 @@ struct History<'a> {
 }
 
 impl<'a> History<'a> {
-    fn new(observation: &'a Observation, facts: &'a LoginFacts) -> Self {
+    fn new(observation: &'a Observation, facts: &'a LoginFacts, version_jump: u32) -> Self {
         let profile = observation.profile.as_deref().filter(|p| p.successes > 0);
         let mut history = Self {
             profile,
             facts,
             device: None,
         };
-        history.device = history.known(Feature::Device).flatten();
+        history.device = history.known(Feature::Device).flatten().filter(|known| {
+            let now = facts.get(Feature::Device).and_then(|d| d.version);
+            match (known.value.version, now) {
+                // An update, not a downgrade nor a leap no browser makes between two logins.
+                (Some(before), Some(now)) => now >= before && now - before <= version_jump,
+                _ => true,
+            }
+        });
         history
+    }
+
+    /// The known device's browser is newer than when it last logged in.
+    fn device_updated(&self) -> bool {
+        let now = self.facts.get(Feature::Device).and_then(|d| d.version);
+        self.device.is_some_and(|known| now > known.value.version)
     }
 
     /// `None` when the login has no value for `feature`; otherwise the user's entry for
@@ -382,6 +405,7 @@ fn user_signals(
         new_device: profile.is_some() && history.device.is_none(),
         new_country: history.is_new(Feature::Country),
         new_asn: history.is_new(Feature::Asn),
+        new_ip_prefix: history.is_new(Feature::IpPrefix),
         known_network: history.knows_network(),
         known_countries: history.count(Feature::Country),
         known_devices: history.count(Feature::Device),

@@ -10,7 +10,7 @@
 use crate::state::{Feature, LoginFacts, UserProfile};
 
 /// Weight of each feature, by [`Feature`] index.
-const WEIGHTS: [f64; Feature::COUNT] = [1.0, 1.0, 1.0, 0.5, 0.5];
+const WEIGHTS: [f64; Feature::COUNT] = [1.0, 1.0, 1.0, 0.5, 0.5, 0.0];
 /// Surprisal (nats) at which the score reaches 1 - 1/e ≈ 0.63.
 const SCALE: f64 = 5.0;
 

@@ -26,6 +26,9 @@ pub enum Feature {
     Browser = 3,
     /// Operating system.
     Os = 4,
+    /// The address's /24 (IPv4) or /48 (IPv6): finer than the network, coarser than the
+    /// address, which changes inside it on dynamic lines.
+    IpPrefix = 5,
 }
 
 impl Feature {
@@ -37,11 +40,12 @@ impl Feature {
             Feature::Asn => "asns",
             Feature::Browser => "browsers",
             Feature::Os => "os",
+            Feature::IpPrefix => "ip_prefixes",
         }
     }
 
     /// How many features there are: the length of every per-feature array.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// All features, in index order (`Feature::ALL[f as usize] == f`).
     pub const ALL: [Feature; Feature::COUNT] = [
@@ -50,6 +54,7 @@ impl Feature {
         Feature::Asn,
         Feature::Browser,
         Feature::Os,
+        Feature::IpPrefix,
     ];
 }
 
@@ -61,14 +66,40 @@ pub struct FeatureValue {
     /// Human-readable value (`DE`, `AS3320`, `Chrome 120`...); cloning it shares the text.
     #[schema(value_type = String)]
     pub label: ImmutableString,
+    /// For a device known by its user agent: the browser's major version, which may rise
+    /// (the browser updated itself) without making it another device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 impl FeatureValue {
     /// Hashes `label` (with the feature, so equal labels of different features differ).
     pub fn new(feature: Feature, label: impl Into<ImmutableString>) -> Self {
         let label = label.into();
-        let id = xxhash_rust::xxh3::xxh3_64_with_seed(label.as_bytes(), feature as u64);
-        Self { id, label }
+        Self {
+            id: Self::hash(feature, &label),
+            label,
+            version: None,
+        }
+    }
+
+    /// A value whose identity is `identity` whatever its `version` (a browser on one OS and
+    /// kind of device, across its updates), shown as `label`.
+    pub fn versioned(
+        feature: Feature,
+        identity: &str,
+        label: impl Into<ImmutableString>,
+        version: u32,
+    ) -> Self {
+        Self {
+            id: Self::hash(feature, identity),
+            label: label.into(),
+            version: Some(version),
+        }
+    }
+
+    fn hash(feature: Feature, text: &str) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(text.as_bytes(), feature as u64)
     }
 }
 
@@ -122,7 +153,9 @@ impl Default for LoginPlace {
 /// Everything a successful login teaches the profile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LoginFacts {
-    /// The value of each feature, by [`Feature`] index; `None` when unknown.
+    /// The value of each feature, by [`Feature`] index; `None` when unknown (or, in facts
+    /// stored before the feature existed, absent).
+    #[serde(with = "padded_features")]
     pub features: [Option<FeatureValue>; Feature::COUNT],
     /// Where it happened.
     pub place: LoginPlace,
@@ -253,6 +286,10 @@ impl UserProfile {
         if let Some(known) = list.iter_mut().find(|k| k.value.id == value.id) {
             known.count += 1;
             known.last_seen = known.last_seen.max(at);
+            // An updated browser: remember its newest version.
+            if value.version > known.value.version {
+                known.value = value;
+            }
             return;
         }
         if list.len() >= MAX_KNOWN_PER_FEATURE
@@ -267,6 +304,24 @@ impl UserProfile {
             last_seen: at,
             trusted: false,
         });
+    }
+}
+
+/// Reads facts stored with fewer features than there are now as having none of the new ones.
+mod padded_features {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Feature, FeatureValue};
+
+    type Features = [Option<FeatureValue>; Feature::COUNT];
+
+    pub(super) fn serialize<S: Serializer>(features: &Features, s: S) -> Result<S::Ok, S::Error> {
+        features.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Features, D::Error> {
+        let mut stored = Vec::<Option<FeatureValue>>::deserialize(d)?.into_iter();
+        Ok(std::array::from_fn(|_| stored.next().flatten()))
     }
 }
 
@@ -374,5 +429,15 @@ mod tests {
             FeatureValue::new(Feature::Device, "x").id,
             FeatureValue::new(Feature::Os, "x").id
         );
+    }
+
+    #[test]
+    fn facts_stored_with_fewer_features_read_as_lacking_the_new_ones() {
+        let facts = login(1, "laptop", "DE");
+        let mut stored = serde_json::to_value(&facts).unwrap();
+        stored["features"].as_array_mut().unwrap().truncate(5);
+        let read: LoginFacts = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.get(Feature::Device), facts.get(Feature::Device));
+        assert_eq!(read.get(Feature::IpPrefix), None);
     }
 }
