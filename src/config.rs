@@ -517,17 +517,40 @@ impl Settings {
                 message: format!("at most {MAX_LOCK_SECONDS} (a year)"),
             });
         }
+        let travel = TravelLimits {
+            max_speed_kmh: self
+                .travel_max_speed_kmh
+                .unwrap_or(defaults.travel.max_speed_kmh),
+            min_distance_km: self
+                .travel_min_distance_km
+                .unwrap_or(defaults.travel.min_distance_km),
+        };
+        let checks = [
+            (
+                "RISKGATE_TRAVEL_MAX_SPEED_KMH",
+                travel.max_speed_kmh,
+                travel.max_speed_kmh > 0.0,
+                "above zero",
+            ),
+            (
+                "RISKGATE_TRAVEL_MIN_DISTANCE_KM",
+                travel.min_distance_km,
+                travel.min_distance_km >= 0.0,
+                "not negative",
+            ),
+        ];
+        for (key, value, in_range, range) in checks {
+            if !(value.is_finite() && in_range) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("`{value}` must be a finite number, {range}"),
+                });
+            }
+        }
         Ok(EngineSettings {
             fail_safe,
             default_lock_seconds: self.lock_seconds.unwrap_or(defaults.default_lock_seconds),
-            travel: TravelLimits {
-                max_speed_kmh: self
-                    .travel_max_speed_kmh
-                    .unwrap_or(defaults.travel.max_speed_kmh),
-                min_distance_km: self
-                    .travel_min_distance_km
-                    .unwrap_or(defaults.travel.min_distance_km),
-            },
+            travel,
             user_ids,
             device_version_jump: self
                 .device_version_jump

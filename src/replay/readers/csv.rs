@@ -93,7 +93,7 @@ fn event(record: &csv::StringRecord, columns: &Columns, row: u64) -> ReplayItem 
             .filter(|v| !v.is_empty() && *v != "-")
     };
     let user_id = record.get(columns.user_id).unwrap_or("").trim();
-    if user_id.is_empty() {
+    if user_id.is_empty() || user_id == "-" {
         return Err(bad("empty user id".into()));
     }
     let ip_text = record.get(columns.ip).unwrap_or("").trim();
