@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::policy::{Policy, PolicyError, PolicySet, Runtime};
 use crate::signals::{self, EventTime, Inputs, Signals, TravelLimits};
+use crate::state::global::Prior;
 use crate::state::{
     AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
     Pending, PendingStage, Store, UserActivity,
@@ -85,6 +86,9 @@ pub struct Engine {
     runtime: Arc<Runtime>,
     policies: Arc<ArcSwap<PolicySet>>,
     settings: EngineSettings,
+    /// Successful logins teach the store's global frequencies (false where the caller
+    /// keeps them: replay's shards).
+    learns_globally: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -123,13 +127,19 @@ impl Engine {
             runtime: Arc::new(runtime),
             policies: Arc::new(ArcSwap::from_pointee(policies)),
             settings,
+            learns_globally: true,
         }
     }
 
     /// An engine for another thread (replay runs one per shard of users): it shares this
     /// one's enrichment, and has its own state store, policy runtime and compiled copy of
-    /// the policies, so threads never contend on the script engine's shared values.
-    pub(crate) fn replica(&self, store: Arc<dyn Store>) -> Result<Self, PolicyError> {
+    /// the policies, so threads never contend on the script engine's shared values. With
+    /// `learns_globally` false, the caller keeps the global frequencies and passes them in.
+    pub(crate) fn replica(
+        &self,
+        store: Arc<dyn Store>,
+        learns_globally: bool,
+    ) -> Result<Self, PolicyError> {
         let runtime = Runtime::new(self.runtime.limits());
         let policies = self.policies.load().compiled_by(&runtime)?;
         Ok(Self {
@@ -139,6 +149,7 @@ impl Engine {
             runtime: Arc::new(runtime),
             policies: Arc::new(ArcSwap::from_pointee(policies)),
             settings: self.settings,
+            learns_globally,
         })
     }
 
@@ -220,7 +231,8 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Assessment, EngineError> {
         let enrichment = self.enrichment(attempt.ip, attempt.user_agent.as_deref(), None);
-        self.evaluate_enriched(attempt, now, enrichment, None).await
+        self.evaluate_enriched(attempt, now, enrichment, None, None)
+            .await
     }
 
     /// Looks up an attempt's IP and parses its user agent; location facts a log already
@@ -241,15 +253,17 @@ impl Engine {
         }
     }
 
-    /// [`Engine::evaluate`] with the enrichment already done and, when `network` is given,
-    /// the IP and device counters already counted by the caller (replay counts them centrally
-    /// and splits users across engines); the store then only counts the user.
+    /// [`Engine::evaluate`] with the enrichment already done and, when `network` and
+    /// `prior` are given, the IP and device counters and the global frequencies already
+    /// counted by the caller (replay keeps them centrally and splits users across engines);
+    /// the store then only counts the user.
     pub(crate) async fn evaluate_enriched(
         &self,
         attempt: &Attempt,
         now: DateTime<Utc>,
         enrichment: Enrichment,
         network: Option<NetworkCounts>,
+        prior: Option<Prior>,
     ) -> Result<Assessment, EngineError> {
         let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
@@ -302,6 +316,7 @@ impl Engine {
             lists,
             travel: self.settings.travel,
             version_jump: self.settings.device_version_jump,
+            prior: prior.unwrap_or_else(|| self.store.global().prior(&facts)),
         }));
         // Release the profile before learning, so the store updates it in place.
         drop(observation);
@@ -346,7 +361,7 @@ impl Engine {
             }
             // A wrong password was counted by `observe`.
             (_, Some(false)) => {}
-            (Decision::Allow, Some(true)) => self.store.learn(&attempt.user_id, facts).await?,
+            (Decision::Allow, Some(true)) => self.learn(&attempt.user_id, facts).await?,
             (decision, password_ok) => {
                 let stage = match password_ok {
                     Some(_) => PendingStage::Mfa,
@@ -412,12 +427,22 @@ impl Engine {
             }
             (LoginSucceeded | MfaPassed, _) => {
                 pending.facts.place.at = at;
-                self.store.learn(&pending.user_id, pending.facts).await?;
+                self.learn(&pending.user_id, pending.facts).await?;
                 Recorded::Learned
             }
             (DeviceTrusted, _) => unreachable!("handled above"),
         };
         Ok(recorded)
+    }
+
+    /// Teaches the user's profile, and the global frequencies unless the caller keeps those.
+    async fn learn(&self, user_id: &str, facts: LoginFacts) -> Result<(), StoreError> {
+        if self.learns_globally {
+            self.store
+                .global()
+                .learn(crate::state::key(user_id), &facts);
+        }
+        self.store.learn(user_id, facts).await
     }
 
     /// Everything kept about a user (`GET /v1/users/{id}`); `None` when nothing is kept.
@@ -596,7 +621,7 @@ fn strictness(decision: Decision) -> u8 {
 
 /// What a successful login with these properties teaches a profile. `device` is what
 /// `user_agent` parsed to.
-fn login_facts(
+pub(crate) fn login_facts(
     ip: IpAddr,
     geo: &GeoInfo,
     device: &DeviceInfo,
@@ -632,6 +657,12 @@ fn login_facts(
     set(Feature::Browser, agent.and_then(|a| a.browser.clone()));
     set(Feature::Os, agent.and_then(|a| a.os.clone()));
     set(Feature::Device, device_value(device_id, agent));
+    set(
+        Feature::Ip,
+        Some(FeatureValue::new(Feature::Ip, ip.to_string())),
+    );
+    set(Feature::UserAgent, agent.and_then(|a| a.agent.clone()));
+    set(Feature::DeviceType, agent.and_then(|a| a.kind.clone()));
     facts.place = LoginPlace {
         at,
         ip,

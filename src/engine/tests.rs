@@ -725,6 +725,10 @@ impl Store for TroubledStore {
     fn healthy(&self) -> bool {
         false
     }
+
+    fn global(&self) -> &crate::state::global::GlobalStats {
+        self.reads.global()
+    }
 }
 
 fn troubled(reads_fail: bool, fail_safe: Decision) -> Engine {

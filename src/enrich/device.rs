@@ -48,6 +48,10 @@ pub struct AgentFeatures {
     /// kind of device, with the browser's major version (so an update is the same device);
     /// an agent woothee cannot read is a device of its own.
     pub device: Option<FeatureValue>,
+    /// The agent string itself (labelled readably, not with the whole string).
+    pub agent: Option<FeatureValue>,
+    /// The kind of device, when the agent names a browser.
+    pub kind: Option<FeatureValue>,
 }
 
 impl AgentFeatures {
@@ -76,6 +80,11 @@ impl AgentFeatures {
             os: named.then(|| {
                 FeatureValue::new(Feature::Os, format!("{} {}", info.os, info.os_version))
             }),
+            agent: Some(FeatureValue {
+                label: device.label.clone(),
+                ..FeatureValue::new(Feature::UserAgent, ua)
+            }),
+            kind: named.then(|| FeatureValue::new(Feature::DeviceType, info.category.clone())),
             device: Some(device),
         }
     }

@@ -12,7 +12,7 @@ use rhai::{Array, Dynamic, Engine, ImmutableString};
 
 use crate::enrich::GeoInfo;
 use crate::signals::{
-    DeviceSignals, EventTime, IpSignals, RbaSignals, RequestSignals, Signals, TimeSignals,
+    DeviceSignals, EventTime, Factors, IpSignals, RbaSignals, RequestSignals, Signals, TimeSignals,
     UserSignals, rfc3339,
 };
 
@@ -60,6 +60,16 @@ impl<T: ToRhai> ToRhai for Option<T> {
 impl ToRhai for Vec<ImmutableString> {
     fn to_rhai(&self) -> Dynamic {
         Dynamic::from_array(self.iter().cloned().map(Dynamic::from).collect::<Array>())
+    }
+}
+
+impl ToRhai for Factors {
+    fn to_rhai(&self) -> Dynamic {
+        let mut map = rhai::Map::new();
+        for (name, value) in [("ip", self.ip), ("ua", self.ua), ("user", self.user)] {
+            map.insert(name.into(), value.into());
+        }
+        Dynamic::from_map(map)
     }
 }
 
@@ -228,7 +238,13 @@ pub(super) fn register(engine: &mut Engine) -> Vec<(&'static str, &'static str)>
             lists
         ]
     );
-    register!(engine, paths, RbaSignals, "Rba", [score, surprisal]);
+    register!(
+        engine,
+        paths,
+        RbaSignals,
+        "Rba",
+        [score, surprisal, factors, history]
+    );
     register!(
         engine,
         paths,

@@ -28,7 +28,7 @@ use collector::Collector;
 pub use event::Label;
 pub(crate) use event::{EventKind, Login, ReplayEvent, ReplayItem, ScoredLogin};
 pub use readers::{ColumnMap, Format, ReadError};
-use router::Router;
+use router::{Router, Shared};
 use shard::Shard;
 pub use summary::Summary;
 
@@ -37,6 +37,7 @@ use crate::engine::{Engine, EngineError};
 use crate::policy::{PolicyError, PolicySet, Runtime, Selection};
 use crate::service::{self, ServiceError};
 use crate::state::bounded::{Placement, SHARDED_FROM, SHARDS};
+use crate::state::global::GlobalStats;
 use crate::state::memory::Capacity;
 use crate::state::{MemoryStore, NetworkActivity};
 
@@ -288,13 +289,18 @@ fn replay(
 ) -> Result<Summary, ReplayError> {
     let started = std::time::Instant::now();
     let shards = layout.shards(options.threads);
-    let network = layout
-        .split_users
-        .then(|| NetworkActivity::new(layout.capacity.ips, layout.capacity.devices, PLACEMENT));
-    let router = Router::new(options.reorder_window, network, shards);
+    let shared = layout.split_users.then(|| Shared {
+        network: NetworkActivity::new(layout.capacity.ips, layout.capacity.devices, PLACEMENT),
+        global: GlobalStats::new(),
+    });
+    let router = Router::new(options.reorder_window, shared, shards);
     let new_shard = || -> Result<Shard, PolicyError> {
         let store = Arc::new(MemoryStore::new(layout.capacity, PLACEMENT));
-        Ok(Shard::new(engine.replica(store)?, options.unlabelled_mfa))
+        let learns_globally = !layout.split_users;
+        Ok(Shard::new(
+            engine.replica(store, learns_globally)?,
+            options.unlabelled_mfa,
+        ))
     };
     let mut collector = Collector::new(options.samples, out, progress);
     let out_of_order = if options.threads <= 1 {

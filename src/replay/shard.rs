@@ -42,7 +42,11 @@ impl Shard {
 
     /// Scores or records one event.
     pub(super) fn process(&mut self, routed: Routed) -> Result<Scored, ReplayError> {
-        let Routed { event, network } = routed;
+        let Routed {
+            event,
+            network,
+            prior,
+        } = routed;
         let now = DateTime::from_timestamp_millis(event.at).unwrap_or_default();
         match event.kind {
             EventKind::Outcome(mut outcome) => {
@@ -66,7 +70,7 @@ impl Shard {
                 });
                 let answer = finish(
                     self.engine
-                        .evaluate_enriched(attempt, now, enrichment, network),
+                        .evaluate_enriched(attempt, now, enrichment, network, prior),
                 )?;
                 self.resolve(&login, &answer, now)?;
                 // Only what the summary needs leaves the shard: the rest is freed here.

@@ -6,6 +6,8 @@
 pub(crate) mod rba;
 pub(crate) mod travel;
 
+use crate::state::global::Prior;
+pub use rba::Factors;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -191,13 +193,18 @@ pub struct IpSignals {
     pub lists: Vec<ImmutableString>,
 }
 
-/// The statistical score.
+/// The statistical score (Freeman et al.; see `signals/rba.rs`).
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RbaSignals {
-    /// 0..1, higher is riskier.
+    /// 0..1, higher is riskier: `1 - exp(-max(surprisal, 0) / 5)`.
     pub score: f64,
-    /// The underlying surprisal in nats.
+    /// The sum of the factors, in nats: the log of how much likelier an attacker than the
+    /// user is to log in this way (negative when familiar).
     pub surprisal: f64,
+    /// What the address, the user agent and the account each contribute, in nats.
+    pub factors: Factors,
+    /// The user's learned logins: a score on three means less than one on three hundred.
+    pub history: i64,
 }
 
 /// Event time.
@@ -231,6 +238,8 @@ pub(crate) struct Inputs<'a> {
     pub travel: TravelLimits,
     /// Major versions a browser may move up and still be the same device.
     pub version_jump: u32,
+    /// How common the login's values are across users.
+    pub prior: Prior,
 }
 
 /// RFC 3339 rendering of an event time.
@@ -256,6 +265,7 @@ pub(crate) fn compute(input: Inputs<'_>) -> Signals {
         lists,
         travel,
         version_jump,
+        prior,
     } = input;
     let history = History::new(observation, facts, version_jump);
     let network = &observation.counts.network;
@@ -272,10 +282,12 @@ pub(crate) fn compute(input: Inputs<'_>) -> Signals {
         user: user_signals(&history, observation, &geo, at, travel),
         ip: ip_signals(network, lists),
         rba: {
-            let rba = rba::score(history.profile, facts);
+            let rba = rba::score(history.profile, facts, &prior);
             RbaSignals {
                 score: rba.score,
                 surprisal: rba.surprisal,
+                factors: rba.factors,
+                history: i64::try_from(rba.history).unwrap_or(i64::MAX),
             }
         },
         time: time_signals(at),

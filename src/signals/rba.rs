@@ -1,52 +1,120 @@
-//! A statistical risk score: how surprising is this login given the user's own history?
+//! The statistical risk score of Freeman et al., "Who Are You? A Statistical Approach to
+//! Measuring User Authenticity" (NDSS 2016), with the feature hierarchies and weights
+//! Wiefling et al. found best on real logins (ACM TOPS 2022):
 //!
-//! After Freeman et al., "Who Are You? A Statistical Approach to Measuring User Authenticity"
-//! (NDSS 2016), reduced to the per-user term: for each feature (device, country, network,
-//! browser, OS) the surprisal of its value under the user's Laplace-smoothed history,
-//! `ln((n + 1) / (c + 1))` for a value seen `c` times in `n` logins. A value the user always
-//! uses adds nothing; a never-seen value adds `ln(n + 1)`, more the longer the history. The
-//! weighted sum (in nats) is mapped to a 0..1 score.
+//! `risk(u, x) = Π_k p(x_k) / p(x_k | u) · p(u | attack) / p(u | legit)`
+//!
+//! - Two features, each a weighted mix over its levels: the address (IP 0.6, network 0.3,
+//!   country 0.1) and the user agent (the string 0.5387, browser and version 0.2680, OS and
+//!   version 0.1882, kind of device 0.0051). A level the login lacks is left out of both
+//!   mixes.
+//! - `p(x_k)`: how common the value is among all learned logins ([`Prior`]), smoothed.
+//! - `p(x_k | u)`: the user's own frequency of it; for a value they never had, `p(x_k)`
+//!   divided by their logins plus one, so an unseen value stays risky, the more the longer
+//!   their history.
+//! - `p(u | attack) / p(u | legit)`: attackers pick accounts evenly (`1 / users`), while
+//!   legitimate logins come in proportion to each user's activity (their share of logins).
+//!
+//! Each term's natural logarithm is its *factor*; their sum is the surprisal (nats), and the
+//! score `1 - exp(-max(surprisal, 0) / SCALE)` maps it to 0..1.
 
+use serde::Serialize;
+
+use crate::state::global::Prior;
 use crate::state::{Feature, LoginFacts, UserProfile};
 
-/// Weight of each feature, by [`Feature`] index.
-const WEIGHTS: [f64; Feature::COUNT] = [1.0, 1.0, 1.0, 0.5, 0.5, 0.0];
+/// The address hierarchy and its weights.
+const ADDRESS: [(Feature, f64); 3] = [
+    (Feature::Ip, 0.6),
+    (Feature::Asn, 0.3),
+    (Feature::Country, 0.1),
+];
+/// The user-agent hierarchy and its weights.
+const AGENT: [(Feature, f64); 4] = [
+    (Feature::UserAgent, 0.5387),
+    (Feature::Browser, 0.2680),
+    (Feature::Os, 0.1882),
+    (Feature::DeviceType, 0.0051),
+];
 /// Surprisal (nats) at which the score reaches 1 - 1/e ≈ 0.63.
-const SCALE: f64 = 5.0;
+pub(crate) const SCALE: f64 = 5.0;
+
+/// Each term's contribution to the surprisal, in nats (`ln` of its ratio): positive when it
+/// makes the login riskier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Factors {
+    /// The address: IP, network, country.
+    pub ip: f64,
+    /// The user agent: string, browser, OS, kind of device.
+    pub ua: f64,
+    /// The account: how rarely its owner logs in compared with others.
+    pub user: f64,
+}
 
 /// The statistical score of one login.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct RbaScore {
-    /// Weighted surprisal in nats (0 for a first login).
+    /// Sum of the factors, in nats (0 for a first login; negative for a familiar one).
     pub surprisal: f64,
-    /// `1 - exp(-surprisal / SCALE)`, in 0..1.
+    /// `1 - exp(-max(surprisal, 0) / SCALE)`, in 0..1.
     pub score: f64,
+    /// What each term contributes.
+    pub factors: Factors,
+    /// The user's learned logins: a score on three means less than one on three hundred.
+    pub history: u64,
 }
 
-/// Scores a login's features against the user's profile.
-pub(crate) fn score(profile: Option<&UserProfile>, login: &LoginFacts) -> RbaScore {
-    let Some(profile) = profile else {
+/// Scores a login's features against the user's profile and the global frequencies.
+pub(crate) fn score(profile: Option<&UserProfile>, login: &LoginFacts, prior: &Prior) -> RbaScore {
+    let Some(profile) = profile.filter(|p| p.successes > 0) else {
         return RbaScore::default();
     };
-    let surprisal: f64 = Feature::ALL
-        .iter()
-        .filter_map(|&feature| {
-            let value = login.get(feature)?;
-            let n = profile.observations(feature);
-            if n == 0 {
-                return None;
-            }
-            let c = profile
-                .known(feature, value.id)
-                .map_or(0, |k| u64::from(k.count));
-            let weight = WEIGHTS.get(feature as usize)?;
-            Some(weight * ((n + 1) as f64 / (c + 1) as f64).ln())
-        })
-        .sum();
+    let factors = Factors {
+        ip: factor(&ADDRESS, profile, login, prior),
+        ua: factor(&AGENT, profile, login, prior),
+        user: user_factor(profile.successes, prior),
+    };
+    let surprisal = factors.ip + factors.ua + factors.user;
     RbaScore {
         surprisal,
-        score: 1.0 - (-surprisal / SCALE).exp(),
+        score: 1.0 - (-surprisal.max(0.0) / SCALE).exp(),
+        factors,
+        history: profile.successes,
     }
+}
+
+/// `ln(p(x) / p(x | u))` of one hierarchical feature.
+fn factor(
+    levels: &[(Feature, f64)],
+    profile: &UserProfile,
+    login: &LoginFacts,
+    prior: &Prior,
+) -> f64 {
+    let (mut global, mut own) = (0.0, 0.0);
+    for &(feature, weight) in levels {
+        let p = prior.p.get(feature as usize).copied().flatten();
+        let (Some(value), Some(p)) = (login.get(feature), p) else {
+            continue;
+        };
+        let logins = profile.observations(feature) as f64;
+        let times = profile.known(feature, value.id).map_or(0, |k| k.count);
+        let p_user = if times > 0 {
+            f64::from(times) / logins
+        } else {
+            p / (logins + 1.0)
+        };
+        global += weight * p;
+        own += weight * p_user;
+    }
+    if own > 0.0 { (global / own).ln() } else { 0.0 }
+}
+
+/// `ln(p(u | attack) / p(u | legit))`: `(1 / users) / (successes / logins)`.
+fn user_factor(successes: u64, prior: &Prior) -> f64 {
+    if prior.logins < 1.0 || prior.users < 1.0 || successes == 0 {
+        return 0.0;
+    }
+    (prior.logins / (prior.users * successes as f64)).ln()
 }
 
 #[cfg(test)]
@@ -54,28 +122,123 @@ mod tests {
     use super::*;
     use crate::state::FeatureValue;
 
-    fn login(device: &str, country: &str) -> LoginFacts {
+    /// A login from `ip` in network `asn` and `country`, with user agent `ua`.
+    fn login(ip: &str, asn: &str, country: &str, ua: &str) -> LoginFacts {
         let mut facts = LoginFacts::default();
-        facts.features[Feature::Device as usize] = Some(FeatureValue::new(Feature::Device, device));
-        facts.features[Feature::Country as usize] =
-            Some(FeatureValue::new(Feature::Country, country));
+        for (feature, label) in [
+            (Feature::Ip, ip),
+            (Feature::Asn, asn),
+            (Feature::Country, country),
+            (Feature::UserAgent, ua),
+        ] {
+            facts.features[feature as usize] = Some(FeatureValue::new(feature, label));
+        }
         facts
     }
 
-    #[test]
-    fn familiar_logins_score_zero_and_novelty_grows_with_history() {
-        assert_eq!(score(None, &login("a", "DE")).score, 0.0);
-        let mut profile = UserProfile::new("u");
-        profile.learn(login("a", "DE"));
-        assert_eq!(score(Some(&profile), &login("a", "DE")).surprisal, 0.0);
-        let short = score(Some(&profile), &login("b", "US"));
-        for _ in 0..9 {
-            profile.learn(login("a", "DE"));
+    /// Global frequencies: `p` for every level this test's logins carry.
+    fn prior(p: [(Feature, f64); 4], logins: f64, users: f64) -> Prior {
+        let mut prior = Prior {
+            logins,
+            users,
+            ..Prior::default()
+        };
+        for (feature, value) in p {
+            prior.p[feature as usize] = Some(value);
         }
-        let long = score(Some(&profile), &login("b", "US"));
-        assert!((long.surprisal - 2.0 * 11f64.ln()).abs() < 1e-9);
-        assert!(long.score > short.score && long.score < 1.0);
-        let half = score(Some(&profile), &login("a", "US"));
-        assert!(half.score < long.score && half.score > 0.0);
+        prior
+    }
+
+    #[test]
+    fn the_formula_by_hand_on_a_small_history() {
+        // Four logins: three from one address, one from another, all in AS1, DE, agent A.
+        let mut profile = UserProfile::new("u");
+        for ip in ["1.1.1.1", "1.1.1.1", "1.1.1.1", "1.1.1.2"] {
+            profile.learn(login(ip, "AS1", "DE", "A"));
+        }
+        let p = prior(
+            [
+                (Feature::Ip, 0.001),
+                (Feature::Asn, 0.2),
+                (Feature::Country, 0.5),
+                (Feature::UserAgent, 0.1),
+            ],
+            1_000.0,
+            100.0,
+        );
+        let home = score(Some(&profile), &login("1.1.1.1", "AS1", "DE", "A"), &p);
+        // Address: global 0.6·0.001 + 0.3·0.2 + 0.1·0.5 = 0.1106; own 0.6·3/4 + 0.3 + 0.1 = 0.85.
+        assert!(
+            (home.factors.ip - (0.1106f64 / 0.85).ln()).abs() < 1e-9,
+            "{home:?}"
+        );
+        // Agent: only the string level is present: 0.1 / 1.
+        assert!((home.factors.ua - 0.1f64.ln()).abs() < 1e-9);
+        // User: (1/100) / (4/1000).
+        assert!((home.factors.user - 2.5f64.ln()).abs() < 1e-9);
+        assert_eq!(home.history, 4);
+        assert_eq!(home.score, 0.0, "familiar: negative surprisal");
+
+        // An unseen address in an unseen network: the user's share is p / (4 + 1).
+        let away = score(Some(&profile), &login("9.9.9.9", "AS9", "DE", "A"), &p);
+        let own: f64 = 0.6 * 0.001 / 5.0 + 0.3 * 0.2 / 5.0 + 0.1;
+        assert!(
+            (away.factors.ip - (0.1106 / own).ln()).abs() < 1e-9,
+            "{away:?}"
+        );
+        assert!(away.surprisal > home.surprisal);
+    }
+
+    #[test]
+    fn a_first_login_has_no_score() {
+        let p = Prior::default();
+        let first = score(None, &login("1.1.1.1", "AS1", "DE", "A"), &p);
+        assert_eq!(first, RbaScore::default());
+    }
+
+    #[test]
+    fn a_missing_level_falls_back_on_the_others() {
+        let mut profile = UserProfile::new("u");
+        profile.learn(login("1.1.1.1", "AS1", "DE", "A"));
+        let mut no_country = login("1.1.1.2", "AS1", "DE", "A");
+        no_country.features[Feature::Country as usize] = None;
+        let p = prior(
+            [
+                (Feature::Ip, 0.01),
+                (Feature::Asn, 0.1),
+                (Feature::Country, 0.5),
+                (Feature::UserAgent, 0.1),
+            ],
+            10.0,
+            5.0,
+        );
+        let s = score(Some(&profile), &no_country, &p);
+        let (global, own): (f64, f64) = (0.6 * 0.01 + 0.3 * 0.1, 0.6 * 0.01 / 2.0 + 0.3);
+        assert!((s.factors.ip - (global / own).ln()).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn a_new_address_in_the_home_network_is_less_risky_than_a_new_network() {
+        let mut profile = UserProfile::new("u");
+        for i in 0..10 {
+            profile.learn(login(&format!("10.0.0.{i}"), "AS1", "DE", "A"));
+        }
+        let p = prior(
+            [
+                (Feature::Ip, 1e-6),
+                (Feature::Asn, 0.05),
+                (Feature::Country, 0.3),
+                (Feature::UserAgent, 0.01),
+            ],
+            1e6,
+            1e4,
+        );
+        let dynamic = score(Some(&profile), &login("10.0.0.99", "AS1", "DE", "A"), &p);
+        let elsewhere = score(Some(&profile), &login("10.9.9.9", "AS2", "DE", "A"), &p);
+        assert!(
+            dynamic.factors.ip < elsewhere.factors.ip,
+            "{dynamic:?} {elsewhere:?}"
+        );
+        assert!(dynamic.surprisal < elsewhere.surprisal);
     }
 }

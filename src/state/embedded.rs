@@ -100,6 +100,9 @@ impl std::str::FromStr for SyncMode {
     }
 }
 
+/// The file in the data directory holding the global frequencies of login features.
+const GLOBAL_FILE: &str = "global-stats.msgpack";
+
 /// A store over the database in `dir` (created when absent).
 pub(crate) fn open(
     dir: &Path,
@@ -140,7 +143,12 @@ pub(crate) fn open(
         dir: dir.to_owned(),
         message: format!("cannot start the state sync: {e}"),
     })?;
-    Ok(MemoryStore::on_disk(capacity, disk, handle))
+    Ok(MemoryStore::on_disk(
+        capacity,
+        disk,
+        handle,
+        dir.join(GLOBAL_FILE),
+    ))
 }
 
 /// Writes the format version into a new database; refuses a newer one.

@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
 use super::bounded::Placement;
 use super::disk::{Disk, DiskHandle, Space};
+use super::global::GlobalStats;
 
 use super::table::Table;
 use super::{
@@ -55,6 +58,10 @@ pub(crate) struct MemoryStore {
     profiles: Table<Arc<UserProfile>>,
     network: NetworkActivity,
     pending: Table<Option<Pending>>,
+    /// Global frequencies of login features.
+    global: GlobalStats,
+    /// Where the embedded backend keeps them between runs.
+    global_file: Option<PathBuf>,
     /// The disk behind the tables when durable, and its handle (declared last, so it writes
     /// what the tables staged after they are gone).
     disk: Option<(Arc<Disk>, DiskHandle)>,
@@ -69,22 +76,50 @@ impl MemoryStore {
             profiles: Table::in_memory(capacity.profiles, placement),
             network: NetworkActivity::new(capacity.ips, capacity.devices, placement),
             pending: Table::in_memory(capacity.pending, placement),
+            global: GlobalStats::new(),
+            global_file: None,
             disk: None,
         }
     }
 
     /// A store kept on `disk`, with at most `capacity` entries of each kind in memory, placed
-    /// there by a random [`Placement`] (the disk is keyed by the stable ids' hashes).
-    pub(crate) fn on_disk(capacity: Capacity, disk: Arc<Disk>, handle: DiskHandle) -> Self {
+    /// there by a random [`Placement`] (the disk is keyed by the stable ids' hashes), and the
+    /// global frequencies in `global_file` (written by each sweep and at the end).
+    pub(crate) fn on_disk(
+        capacity: Capacity,
+        disk: Arc<Disk>,
+        handle: DiskHandle,
+        global_file: PathBuf,
+    ) -> Self {
         let placement = Placement::random();
+        let global = match std::fs::read(&global_file) {
+            Ok(bytes) => GlobalStats::restore(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, file = %global_file.display(), "global statistics start afresh");
+                GlobalStats::new()
+            }),
+            Err(_) => GlobalStats::new(),
+        };
         Self {
             failures: Table::on_disk(capacity.users, placement, &disk, Space::Failures),
             locks: Table::on_disk(capacity.users, placement, &disk, Space::Locks),
             profiles: Table::on_disk(capacity.profiles, placement, &disk, Space::Profiles),
             network: NetworkActivity::on_disk(capacity.ips, capacity.devices, placement, &disk),
             pending: Table::on_disk(capacity.pending, placement, &disk, Space::Pending),
+            global,
+            global_file: Some(global_file),
             disk: Some((disk, handle)),
         }
+    }
+
+    /// Writes the global frequencies to their file, if kept (whole or not at all).
+    fn save_global(&self) -> Result<(), StoreError> {
+        let (Some(file), Some(bytes)) = (&self.global_file, self.global.snapshot()?) else {
+            return Ok(());
+        };
+        let partial = file.with_extension("partial");
+        std::fs::write(&partial, bytes)
+            .and_then(|()| std::fs::rename(&partial, file))
+            .map_err(|e| StoreError::Backend(format!("cannot write {}: {e}", file.display())))
     }
 
     /// The disk behind the tables, if durable.
@@ -254,6 +289,7 @@ impl MemoryStore {
                 .is_some_and(|p| p.facts.place.at > now - PENDING_TTL)
         })?;
         let network = self.network.expire(now)?;
+        self.save_global()?;
         let profiles = self.profiles.retain(|p| {
             let last = p.last_login().map_or(p.first_seen, |login| login.at);
             last > now - retention
@@ -335,6 +371,18 @@ impl Store for MemoryStore {
 
     fn healthy(&self) -> bool {
         self.disk.as_ref().is_none_or(|(disk, _)| disk.healthy())
+    }
+
+    fn global(&self) -> &GlobalStats {
+        &self.global
+    }
+}
+
+impl Drop for MemoryStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.save_global() {
+            tracing::warn!(error = %e, "the global statistics were not kept");
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod bounded;
 mod commit_log;
 mod disk;
 pub(crate) mod embedded;
+pub(crate) mod global;
 pub(crate) mod memory;
 pub(crate) mod network;
 pub(crate) mod profile;
@@ -201,6 +202,8 @@ pub(crate) trait Store: Send + Sync {
     fn committed(&self) -> Committed;
     /// False while the backend cannot keep state (a disk refusing writes, a server down).
     fn healthy(&self) -> bool;
+    /// How common each login feature value is across users (the score's `p(x)`).
+    fn global(&self) -> &global::GlobalStats;
 }
 
 /// Runs a call over in-memory state to its end on this thread (replay, tests): every store

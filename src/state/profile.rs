@@ -29,6 +29,12 @@ pub enum Feature {
     /// The address's /24 (IPv4) or /48 (IPv6): finer than the network, coarser than the
     /// address, which changes inside it on dynamic lines.
     IpPrefix = 5,
+    /// The address itself.
+    Ip = 6,
+    /// The user agent string itself.
+    UserAgent = 7,
+    /// The kind of device the user agent says (`pc`, `smartphone`...).
+    DeviceType = 8,
 }
 
 impl Feature {
@@ -41,11 +47,14 @@ impl Feature {
             Feature::Browser => "browsers",
             Feature::Os => "os",
             Feature::IpPrefix => "ip_prefixes",
+            Feature::Ip => "ips",
+            Feature::UserAgent => "user_agents",
+            Feature::DeviceType => "device_types",
         }
     }
 
     /// How many features there are: the length of every per-feature array.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 9;
 
     /// All features, in index order (`Feature::ALL[f as usize] == f`).
     pub const ALL: [Feature; Feature::COUNT] = [
@@ -55,6 +64,9 @@ impl Feature {
         Feature::Browser,
         Feature::Os,
         Feature::IpPrefix,
+        Feature::Ip,
+        Feature::UserAgent,
+        Feature::DeviceType,
     ];
 }
 

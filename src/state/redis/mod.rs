@@ -12,6 +12,7 @@ mod scripts;
 #[cfg(test)]
 mod tests;
 
+use crate::state::global::GlobalStats;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -66,6 +67,10 @@ pub(crate) struct RedisStore {
     profile_turns: Box<[tokio::sync::Mutex<()>]>,
     /// Whether the background probe's last write succeeded.
     health: Arc<AtomicBool>,
+    /// Global frequencies of login features, learned by this replica: behind a load
+    /// balancer each replica sees a fair sample of all logins, so each estimates the same
+    /// frequencies.
+    global: GlobalStats,
 }
 
 /// Stripes of [`RedisStore::profile_turns`]: enough that concurrent logins of different
@@ -96,6 +101,7 @@ pub(crate) async fn open(
             .map(|_| tokio::sync::Mutex::new(()))
             .collect(),
         health,
+        global: GlobalStats::new(),
     })
 }
 
@@ -672,5 +678,9 @@ impl Store for RedisStore {
 
     fn healthy(&self) -> bool {
         self.health.load(Ordering::Acquire)
+    }
+
+    fn global(&self) -> &GlobalStats {
+        &self.global
     }
 }
