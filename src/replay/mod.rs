@@ -247,11 +247,11 @@ fn named_policy(
     Ok(name.into_owned())
 }
 
-/// What the config and the input decide about a replay's state.
 /// Where replay's state keeps entries: the same in every run, so replaying a log twice evicts
 /// the same entries and gives the same answers (a replay is not exposed to chosen names).
 pub(crate) const PLACEMENT: Placement = Placement::fixed();
 
+/// What the config and the input decide about a replay's state.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     /// Bounds of the state, as in the server.
