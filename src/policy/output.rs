@@ -44,6 +44,8 @@ impl PolicyOutput {
         if !score.is_finite() {
             return Err("`score` must be finite".into());
         }
+        // Answers promise a score in 0..1; a policy's arithmetic may stray past either end.
+        let score = score.clamp(0.0, 1.0);
         let reasons = match map.remove("reasons") {
             None => Vec::new(),
             Some(r) => r
@@ -103,8 +105,8 @@ mod tests {
                 Just((None, 0.0)),
                 any::<f64>()
                     .prop_filter("finite", |s| s.is_finite())
-                    .prop_map(|s| (Some(Dynamic::from(s)), s)),
-                any::<i64>().prop_map(|i| (Some(Dynamic::from(i)), i as f64)),
+                    .prop_map(|s| (Some(Dynamic::from(s)), s.clamp(0.0, 1.0))),
+                any::<i64>().prop_map(|i| (Some(Dynamic::from(i)), (i as f64).clamp(0.0, 1.0))),
             ];
             let reasons = prop::option::of(prop::collection::vec(any::<String>(), 0..4));
             let lock = prop_oneof![
@@ -225,7 +227,7 @@ mod tests {
                 ],
             ) {
                 if let Ok(output) = PolicyOutput::from_dynamic(value) {
-                    prop_assert!(output.score.is_finite());
+                    prop_assert!((0.0..=1.0).contains(&output.score));
                     prop_assert!(output.lock_seconds.is_none_or(|s| s <= MAX_LOCK_SECONDS));
                 }
             }
