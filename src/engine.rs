@@ -247,6 +247,7 @@ impl Engine {
         if let Some(known) = known_geo {
             geo.overlay(known);
         }
+        crate::enrich::place_by_country(&mut geo.location);
         Enrichment {
             geo,
             device: self.devices.parse(user_agent),
