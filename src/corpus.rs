@@ -158,6 +158,9 @@ struct Agent {
     device: &'static str,
     /// Index into [`VERSIONS`]; [`BOT`] for the clients of [`BOTS`].
     family: usize,
+    /// The same browser on the same platform in its newest version: agents of one browser
+    /// and platform are consecutive, oldest first, so an update is a step towards it.
+    newest: u16,
 }
 const BOT: usize = 4;
 
@@ -279,23 +282,26 @@ pub fn write_file(spec: &CorpusSpec, path: &Path) -> io::Result<CorpusStats> {
 
 impl Gen {
     fn new(spec: &CorpusSpec) -> Self {
-        let agent = |ua: String, browser: String, os, device, family| Agent {
+        let agent = |ua: String, browser: String, os, device, family, newest| Agent {
             ua,
             browser,
             os,
             device,
             family,
+            newest,
         };
-        let bots = BOTS.iter().map(|&(ua, browser, os, device)| {
-            agent(ua.to_string(), browser.to_string(), os, device, BOT)
-        });
-        let mut agents: Vec<Agent> = bots.collect();
+        let mut agents: Vec<Agent> = Vec::new();
+        for (ua, browser, os, device) in BOTS {
+            let id = agents.len() as u16;
+            agents.push(agent(ua.into(), browser.into(), os, device, BOT, id));
+        }
         for (family, platforms, ua, browser) in BROWSERS {
             for &p in platforms {
                 let (os, device, token) = PLATFORMS[p];
+                let newest = (agents.len() + VERSIONS[family].len() - 1) as u16;
                 for v in VERSIONS[family] {
                     let fill = |t: &str| t.replace("{p}", token).replace("{v}", &v.to_string());
-                    agents.push(agent(fill(ua), fill(browser), os, device, family));
+                    agents.push(agent(fill(ua), fill(browser), os, device, family, newest));
                 }
             }
         }
@@ -339,7 +345,9 @@ impl Gen {
         let country = pick_country(self.rng.next(), usize::MAX);
         let isp = self.rng.below(self.nets_of[country].len() as u64) as usize;
         let devices = [(); 3].map(|_| self.rng.pick(&self.browsers));
-        let (hour, activity) = (8 + self.rng.below(13) as i64, 1 + self.rng.below(4));
+        // Activity is heavy-tailed: most people log in monthly or less, a few every day.
+        let hour = 8 + self.rng.below(13) as i64;
+        let activity = [1, 1, 1, 1, 2, 4, 8, 16][self.rng.below(8) as usize];
         let ndev = [1, 1, 2, 2, 3][self.rng.below(5) as usize];
         User {
             country,
@@ -413,13 +421,29 @@ impl Gen {
         self.place(nets[isp], hash(&[self.seed, u, isp as u64, lease]))
     }
 
+    /// User `u`'s device `k`, running `agent` when the range starts, on `day`: browsers
+    /// update themselves every four to six weeks (each device on its own schedule) until
+    /// they reach the newest version.
+    fn updated(&self, u: u64, k: usize, agent: u16, day: u64) -> u16 {
+        let Agent { family, newest, .. } = self.agents[usize::from(agent)];
+        if family == BOT {
+            return agent;
+        }
+        let schedule = hash(&[self.seed, u, k as u64, 4]);
+        let every = 28 + schedule % 15;
+        let updates = (day + (schedule >> 8) % every) / every;
+        agent
+            .saturating_add(updates.min(u64::from(u16::MAX)) as u16)
+            .min(newest)
+    }
+
     fn legit(&mut self, n: usize) {
         let goal = self.rows.len() + n;
         while self.rows.len() < goal {
             let u = self.rng.below(self.users.len() as u64);
             let user = self.users[u as usize];
-            // Rejection sampling: busier users log in up to four times as often.
-            if self.rng.below(4) >= user.activity {
+            // Rejection sampling: the busiest log in sixteen times as often as most.
+            if self.rng.below(16) >= user.activity {
                 continue;
             }
             let day = self.rng.below(self.days);
@@ -430,10 +454,13 @@ impl Gen {
             let place = self.whereabouts(u, &user, day);
             let agent = if self.rng.chance(0.03) {
                 self.rng.pick(&self.browsers)
-            } else if self.rng.chance(0.6) {
-                user.devices[0]
             } else {
-                user.devices[self.rng.below(user.ndev) as usize]
+                let k = if self.rng.chance(0.6) {
+                    0
+                } else {
+                    self.rng.below(user.ndev) as usize
+                };
+                self.updated(u, k, user.devices[k], day)
             };
             if self.rng.chance(0.05) && self.rows.len() + 1 < goal {
                 self.push(ts, u, place, agent, LEGIT, 0);
@@ -513,9 +540,14 @@ impl Gen {
         while left > 0 {
             let u = self.rng.below(self.users.len() as u64);
             let user = self.users[u as usize];
-            // The victim's country, but another ISP than the victim's home one.
+            // The victim's country: half the time the victim's own ISP (a neighbour, a
+            // customer of the same provider), otherwise another one.
             let nets = &self.nets_of[user.country];
-            let other = 1 + self.rng.below(nets.len() as u64 - 1) as usize;
+            let other = if self.rng.chance(0.5) {
+                0
+            } else {
+                1 + self.rng.below(nets.len() as u64 - 1) as usize
+            };
             let net = nets[(user.isp + other) % nets.len()];
             let place = self.place_any(net);
             // The victim's browser family, another version or OS.
