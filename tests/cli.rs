@@ -222,3 +222,40 @@ fn serve_refuses_a_reachable_address_without_api_keys() {
         "{stderr}"
     );
 }
+
+#[test]
+fn replay_scores_with_the_policy_file_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("logins.csv");
+    let out = riskgate()
+        .args(["gen", "--rows", "2000", "--users", "100", "--out"])
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let strict = dir.path().join("strict.rhai");
+    std::fs::write(
+        &strict,
+        "fn evaluate(ctx) { #{ decision: \"mfa\", score: 1.0, reasons: [\"strict\"] } }",
+    )
+    .unwrap();
+    let out = riskgate()
+        .args(["replay", "--input"])
+        .arg(&corpus)
+        .arg("--policy")
+        .arg(&strict)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("policy `strict`"), "{stdout}");
+    assert!(stdout.contains("allow           0"), "{stdout}");
+}

@@ -43,7 +43,9 @@ impl Args for SettingsArgs {
                 .value_name(info.key.to_uppercase())
                 .env(info.env)
                 .hide_env_values(info.secret)
-                .global(true)
+                // `replay --policy` names the policy to replay with; the setting is given
+                // before the subcommand (`riskgate --policy strict serve`) or by its variable.
+                .global(info.key != "policy")
                 .help(help.trim_end_matches('.').to_owned())
         }))
     }
