@@ -69,7 +69,8 @@ impl Redaction {
         let mut objects = vec![attributes];
         while let Some(object) = objects.pop() {
             for (key, value) in object.iter_mut() {
-                if self.keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+                let key = key.to_lowercase();
+                if self.keys.contains(&key) {
                     *value = serde_json::Value::from(REDACTED);
                 } else {
                     collect_objects(value, &mut objects);

@@ -317,7 +317,10 @@ impl Engine {
             lists,
             travel: self.settings.travel,
             version_jump: self.settings.device_version_jump,
-            prior: prior.unwrap_or_else(|| self.store.global().prior(&facts)),
+            prior: prior.unwrap_or_else(|| {
+                let user = crate::state::key(&attempt.user_id);
+                self.store.global().prior(user, &facts)
+            }),
         }));
         // Release the profile before learning, so the store updates it in place.
         drop(observation);

@@ -101,7 +101,7 @@ impl Router {
                         attempt.user_agent.as_deref(),
                         at,
                     );
-                    let prior = shared.global.prior(&facts);
+                    let prior = shared.global.prior(user, &facts);
                     if attempt.password_ok == Some(true) {
                         shared.global.learn(user, &facts);
                     }

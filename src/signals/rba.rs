@@ -72,7 +72,7 @@ pub(crate) fn score(profile: Option<&UserProfile>, login: &LoginFacts, prior: &P
     let factors = Factors {
         ip: factor(&ADDRESS, profile, login, prior),
         ua: factor(&AGENT, profile, login, prior),
-        user: user_factor(profile.successes, prior),
+        user: user_factor(prior),
     };
     let surprisal = factors.ip + factors.ua + factors.user;
     RbaScore {
@@ -109,12 +109,15 @@ fn factor(
     if own > 0.0 { (global / own).ln() } else { 0.0 }
 }
 
-/// `ln(p(u | attack) / p(u | legit))`: `(1 / users) / (successes / logins)`.
-fn user_factor(successes: u64, prior: &Prior) -> f64 {
-    if prior.logins < 1.0 || prior.users < 1.0 || successes == 0 {
+/// `ln(p(u | attack) / p(u | legit))`: `(1 / users) / (user's logins / logins)`, all from the
+/// same global counts (halved alike, and per replica with Redis), so a long-standing user's
+/// lifetime successes never weigh against counts that forgot most of them. A user the counts
+/// do not know yet (after a restart) counts one login.
+fn user_factor(prior: &Prior) -> f64 {
+    if prior.logins < 1.0 || prior.users < 1.0 {
         return 0.0;
     }
-    (prior.logins / (prior.users * successes as f64)).ln()
+    (prior.logins / (prior.users * prior.user_logins.max(1.0))).ln()
 }
 
 #[cfg(test)]
@@ -136,11 +139,13 @@ mod tests {
         facts
     }
 
-    /// Global frequencies: `p` for every level this test's logins carry.
+    /// Global frequencies: `p` for every level this test's logins carry, and four logins of
+    /// the user among `logins`.
     fn prior(p: [(Feature, f64); 4], logins: f64, users: f64) -> Prior {
         let mut prior = Prior {
             logins,
             users,
+            user_logins: 4.0,
             ..Prior::default()
         };
         for (feature, value) in p {

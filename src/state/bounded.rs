@@ -265,13 +265,37 @@ impl<V> BoundedMap<V> {
         Ok(shard.value(held, hash, key).map(f))
     }
 
-    /// Runs `f` with `key`'s shard locked and its entry, if held; nothing is promoted or
-    /// inserted, so sweeps can visit every key without churning the cache.
-    pub(crate) fn with_locked<R>(&self, key: u64, f: impl FnOnce(Option<&mut V>) -> R) -> R {
+    /// Runs `f` with `key`'s shard locked on its entry, if held; `f` may change it or, by
+    /// leaving `None`, remove it. Nothing is promoted or inserted, so sweeps can visit every
+    /// key without churning the cache.
+    pub(crate) fn with_entry<R>(&self, key: u64, f: impl FnOnce(&mut Option<V>) -> R) -> R {
         let hash = self.placement.hash(key);
         let mut shard = self.shard(hash).lock();
         let held = shard.holds(hash, key);
-        f(held.and_then(|held| shard.value(held, hash, key)))
+        let mut entry = held.and_then(|held| shard.take(held, hash, key));
+        let result = f(&mut entry);
+        if let (Some(value), Some(held)) = (entry, held) {
+            // Back where it was: one entry fewer there now, so no generation rotates.
+            shard.insert(held, hash, key, value, self.half, &self.placement);
+        }
+        result
+    }
+
+    /// Removes `key`'s entry, or what `load` finds when it is not held, and runs `f` on it
+    /// with the shard still locked (to stage the removal where no other call can interleave).
+    pub(crate) fn remove_loading<R, E>(
+        &self,
+        key: u64,
+        load: impl FnOnce() -> Result<Option<V>, E>,
+        f: impl FnOnce(Option<V>) -> R,
+    ) -> Result<R, E> {
+        let hash = self.placement.hash(key);
+        let mut shard = self.shard(hash).lock();
+        let value = match shard.holds(hash, key) {
+            Some(held) => shard.take(held, hash, key),
+            None => load()?,
+        };
+        Ok(f(value))
     }
 
     /// Removes and returns the entry for `key`.

@@ -537,4 +537,30 @@ mod tests {
             assert!(error.to_string().contains(says), "{error}");
         }
     }
+
+    #[test]
+    fn pinned_entries_leave_memory_when_swept_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), capacity(), SyncMode::No).unwrap();
+        store.learn("known", LoginFacts::default()).unwrap();
+        let failing = AttemptKeys {
+            user_id: "known",
+            network: None,
+            failed: true,
+        };
+        store.observe(&failing, 1_000).unwrap();
+        store.lock("known", 5_000).unwrap();
+        let [failures, locks, ..] = store.sizes();
+        assert_eq!((failures, locks), (1, 1), "pinned, as a known user's");
+        assert!(store.unlock("known").unwrap());
+        store
+            .sweep(1_000 + 2 * crate::DAY, 400 * crate::DAY)
+            .unwrap();
+        let [failures, locks, ..] = store.sizes();
+        assert_eq!((failures, locks), (0, 0), "nothing pinned is left behind");
+        assert_eq!(
+            store.activity("known").unwrap(),
+            crate::state::UserActivity::default()
+        );
+    }
 }

@@ -39,6 +39,8 @@ pub(crate) struct Prior {
     pub logins: f64,
     /// Distinct users who logged in (estimated).
     pub users: f64,
+    /// This user's learned logins in the same (halved) counts: their share of `logins`.
+    pub user_logins: f64,
 }
 
 /// A count-min sketch of one feature.
@@ -76,7 +78,11 @@ impl Sketch {
                 && cell.fetch_add(1, Ordering::Relaxed) == 0
                 && row == 0
             {
-                self.empty.fetch_sub(1, Ordering::Relaxed);
+                // Saturating: a halving recounting at the same moment may have counted the
+                // cell as filled already.
+                let _ = self
+                    .empty
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| e.checked_sub(1));
             }
         }
         self.total.fetch_add(1, Ordering::Relaxed);
@@ -178,8 +184,12 @@ impl GlobalStats {
             }
         }
         sketches.users.add(user);
-        if sketches.since_halving.fetch_add(1, Ordering::Relaxed) + 1 >= HALVE_EVERY {
-            sketches.since_halving.store(0, Ordering::Relaxed);
+        // Exactly one learner halves: the one that counts the threshold.
+        let counted = sketches.since_halving.fetch_add(1, Ordering::Relaxed) + 1;
+        if counted == HALVE_EVERY {
+            sketches
+                .since_halving
+                .fetch_sub(HALVE_EVERY, Ordering::Relaxed);
             for sketch in sketches.features.iter().flatten() {
                 sketch.halve();
             }
@@ -187,8 +197,8 @@ impl GlobalStats {
         }
     }
 
-    /// The global frequencies of `facts`' values.
-    pub(crate) fn prior(&self, facts: &LoginFacts) -> Prior {
+    /// The global frequencies of `facts`' values, for a login by `user` (their key).
+    pub(crate) fn prior(&self, user: u64, facts: &LoginFacts) -> Prior {
         let Some(sketches) = self.sketches.get() else {
             return Prior {
                 p: std::array::from_fn(|f| WIDTH_BITS.get(f).filter(|&&b| b > 0).map(|_| 1.0)),
@@ -206,6 +216,7 @@ impl GlobalStats {
             p,
             logins: sketches.users.total.load(Ordering::Relaxed) as f64,
             users: sketches.users.distinct(),
+            user_logins: f64::from(sketches.users.count(user)),
         }
     }
 
@@ -252,7 +263,7 @@ impl GlobalStats {
         }
         sketches
             .since_halving
-            .store(snapshot.since_halving, Ordering::Relaxed);
+            .store(snapshot.since_halving % HALVE_EVERY, Ordering::Relaxed);
         Ok(Self {
             sketches: OnceLock::from(sketches),
         })
@@ -280,12 +291,12 @@ mod tests {
         for user in 30..40 {
             stats.learn(user, &from("FR"));
         }
-        let p = |c| stats.prior(&from(c)).p[Feature::Country as usize].unwrap();
+        let p = |c| stats.prior(0, &from(c)).p[Feature::Country as usize].unwrap();
         // N = 40 logins, 2 distinct countries: M = 3.
         assert!((p("DE") - 31.0 / 43.0).abs() < 1e-3, "{}", p("DE"));
         assert!((p("FR") - 11.0 / 43.0).abs() < 1e-3, "{}", p("FR"));
         assert!((p("US") - 1.0 / 43.0).abs() < 1e-3, "{}", p("US"));
-        let prior = stats.prior(&from("DE"));
+        let prior = stats.prior(0, &from("DE"));
         assert_eq!(prior.logins, 40.0);
         assert!((prior.users - 40.0).abs() < 0.5, "{}", prior.users);
         assert_eq!(
@@ -302,11 +313,11 @@ mod tests {
             stats.learn(user, &from("DE"));
         }
         let restored = GlobalStats::restore(&stats.snapshot().unwrap().unwrap()).unwrap();
-        assert_eq!(restored.prior(&from("DE")), stats.prior(&from("DE")));
+        assert_eq!(restored.prior(0, &from("DE")), stats.prior(0, &from("DE")));
         let sketches = stats.sketches.get().unwrap();
         sketches.features.iter().flatten().for_each(Sketch::halve);
         sketches.users.halve();
-        assert_eq!(stats.prior(&from("DE")).logins, 5.0);
+        assert_eq!(stats.prior(0, &from("DE")).logins, 5.0);
         assert!(GlobalStats::restore(b"junk").is_err());
     }
 

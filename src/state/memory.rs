@@ -289,11 +289,14 @@ impl MemoryStore {
                 .is_some_and(|p| p.facts.place.at > now - PENDING_TTL)
         })?;
         let network = self.network.expire(now)?;
-        self.save_global()?;
         let profiles = self.profiles.retain(|p| {
             let last = p.last_login().map_or(p.first_seen, |login| login.at);
             last > now - retention
         })?;
+        // Statistics kept or not, the sweep has done its work.
+        if let Err(e) = self.save_global() {
+            tracing::warn!(error = %e, "the global statistics were not kept");
+        }
         Ok(Swept {
             profiles,
             expired: failures + locks + pending + network,

@@ -119,19 +119,18 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     }
 
     /// Removes the entry for `key`; returns it, if there was one. With a disk, the removal is
-    /// staged under the shard's lock and the key cached as absent, so no concurrent call can
-    /// read the old value back.
+    /// staged under the shard's lock, where later reads find it, and the entry leaves memory
+    /// (a pinned one too).
     pub(crate) fn remove(&self, key: u64) -> Result<Option<V>, StoreError> {
         let Some((disk, space)) = &self.disk else {
             return Ok(self.map.remove(key).flatten());
         };
-        self.map.update_loading(
+        self.map.remove_loading(
             key,
-            false,
             || self.load(key),
-            |slot| {
+            |value| {
                 disk.stage(*space, key, None);
-                slot.take()
+                value.flatten()
             },
         )
     }
@@ -146,7 +145,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         };
         let mut removed = 0;
         for (key, stored) in disk.entries(*space)? {
-            let gone = self.map.with_locked(key, |cached| {
+            let gone = self.map.with_entry(key, |cached| {
                 // A kept value is written back only if `keep` changed it.
                 let restage = |value: &V, before: &[u8]| -> Result<(), StoreError> {
                     let kept = encode(value)?;
@@ -165,7 +164,8 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                             restage(value, &stored)?;
                             return Ok(false);
                         }
-                        *slot = None;
+                        // Out of memory too (a pinned entry would stay there otherwise).
+                        *cached = None;
                     }
                     None => {
                         let Some(newest) = disk.load(*space, key)? else {
