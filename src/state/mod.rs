@@ -80,12 +80,13 @@ pub(crate) fn pending_key(user_id: &str, request_id: &str) -> u64 {
     hasher.digest()
 }
 
-/// Encodes a stored value as MessagePack with field names: compact and quick to write (a
-/// quarter of JSON's cost), and self-describing, so fields can be added without a migration
-/// (the format version covers the rest).
+/// Encodes a stored value as MessagePack, structs as arrays without field names: a quarter
+/// of JSON's cost to write, and what the durable backends write on every attempt is half the
+/// size it is with names. A field may be added at the end of a struct (with a default, for
+/// entries written before it); reading takes structs written with names by earlier builds
+/// too. Anything else is a format change (the format version covers it).
 pub(crate) fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(value)
-        .map_err(|e| StoreError::Backend(format!("cannot encode state: {e}")))
+    rmp_serde::to_vec(value).map_err(|e| StoreError::Backend(format!("cannot encode state: {e}")))
 }
 
 /// Decodes what [`encode`] wrote.

@@ -191,10 +191,11 @@ pub struct UserProfile {
     /// Number of successful logins.
     pub successes: u64,
     /// Known values per [`Feature`].
-    #[serde(with = "by_feature_name")]
+    #[serde(with = "stored::known")]
     #[schema(value_type = std::collections::BTreeMap<String, Vec<Known>>)]
     pub known: [Vec<Known>; Feature::COUNT],
     /// The latest successful logins in event-time order, newest last.
+    #[serde(with = "stored::places")]
     #[schema(value_type = Vec<LoginPlace>)]
     pub recent_logins: VecDeque<LoginPlace>,
 }
@@ -337,37 +338,233 @@ mod padded_features {
     }
 }
 
-/// Serialises the known lists as a map keyed by feature name, readable in exports.
-mod by_feature_name {
-    use std::collections::BTreeMap;
+/// How a profile's lists are written. A profile is rewritten on every successful login, so
+/// its size is most of what the durable backends write: stored (MessagePack, not human
+/// readable) each known value and login is a row without field names; exports (JSON) keep
+/// the readable shape, known lists keyed by feature name. Reading takes either shape, so
+/// entries written with names by earlier builds still read.
+mod stored {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::fmt;
+    use std::net::IpAddr;
 
+    use rhai::ImmutableString;
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::{Feature, Known};
+    use super::{Feature, FeatureValue, Known, LoginPlace};
+    use crate::Millis;
+    use crate::model::Location;
 
-    pub(super) fn serialize<S: Serializer>(
-        known: &[Vec<Known>; Feature::COUNT],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let map: BTreeMap<&str, &Vec<Known>> = Feature::ALL
-            .iter()
-            .zip(known)
-            .map(|(f, values)| (f.plural(), values))
-            .collect();
-        map.serialize(s)
+    type KnownRow = (u64, ImmutableString, Option<u32>, u32, Millis, Millis, bool);
+    type PlaceRow = (
+        Millis,
+        IpAddr,
+        Option<ImmutableString>,
+        Option<ImmutableString>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<ImmutableString>,
+    );
+
+    /// The known lists: rows per feature in index order, or (readable) a map by feature name.
+    pub(super) mod known {
+        use super::*;
+
+        type Lists = [Vec<Known>; Feature::COUNT];
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            lists: &Lists,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                let map: BTreeMap<&str, &Vec<Known>> = Feature::ALL
+                    .iter()
+                    .zip(lists)
+                    .map(|(f, values)| (f.plural(), values))
+                    .collect();
+                map.serialize(s)
+            } else {
+                s.collect_seq(lists.iter().map(|list| Rows(list)))
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Lists, D::Error> {
+            d.deserialize_any(ListsVisitor)
+        }
+
+        struct Rows<'a>(&'a [Known]);
+
+        impl Serialize for Rows<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|k| {
+                    let v = &k.value;
+                    (
+                        v.id,
+                        &v.label,
+                        v.version,
+                        k.count,
+                        k.first_seen,
+                        k.last_seen,
+                        k.trusted,
+                    )
+                }))
+            }
+        }
+
+        struct ListsVisitor;
+
+        impl<'de> Visitor<'de> for ListsVisitor {
+            type Value = Lists;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the known values per feature")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lists, A::Error> {
+                let mut lists = Lists::default();
+                for list in &mut lists {
+                    match seq.next_element::<Vec<Entry>>()? {
+                        Some(entries) => *list = entries.into_iter().map(|e| e.0).collect(),
+                        None => break, // written before the later features existed
+                    }
+                }
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(lists)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lists, A::Error> {
+                let mut by_name =
+                    BTreeMap::<String, Vec<Entry>>::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Feature::ALL.map(|f| {
+                    let entries = by_name.remove(f.plural()).unwrap_or_default();
+                    entries.into_iter().map(|e| e.0).collect()
+                }))
+            }
+        }
+
+        /// One known value, from a row or from a map with field names.
+        struct Entry(Known);
+
+        impl<'de> Deserialize<'de> for Entry {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(EntryVisitor)
+            }
+        }
+
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = Entry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a known value")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Entry, A::Error> {
+                let (id, label, version, count, first_seen, last_seen, trusted) =
+                    KnownRow::deserialize(SeqAccessDeserializer::new(seq))?;
+                let value = FeatureValue { id, label, version };
+                Ok(Entry(Known {
+                    value,
+                    count,
+                    first_seen,
+                    last_seen,
+                    trusted,
+                }))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
+                Known::deserialize(MapAccessDeserializer::new(map)).map(Entry)
+            }
+        }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<[Vec<Known>; Feature::COUNT], D::Error> {
-        let mut map = BTreeMap::<String, Vec<Known>>::deserialize(d)?;
-        Ok(Feature::ALL.map(|f| map.remove(f.plural()).unwrap_or_default()))
+    /// The latest logins: rows, or (readable) maps with field names.
+    pub(super) mod places {
+        use super::*;
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            places: &VecDeque<LoginPlace>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                places.serialize(s)
+            } else {
+                s.collect_seq(places.iter().map(|p| {
+                    let l = &p.location;
+                    (
+                        p.at,
+                        p.ip,
+                        &l.country,
+                        &l.city,
+                        l.lat,
+                        l.lon,
+                        l.accuracy_km,
+                        &p.device,
+                    )
+                }))
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<VecDeque<LoginPlace>, D::Error> {
+            let entries = Vec::<Entry>::deserialize(d)?;
+            Ok(entries.into_iter().map(|e| e.0).collect())
+        }
+
+        /// One login, from a row or from a map with field names.
+        struct Entry(LoginPlace);
+
+        impl<'de> Deserialize<'de> for Entry {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(EntryVisitor)
+            }
+        }
+
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = Entry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a login's time and place")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Entry, A::Error> {
+                let (at, ip, country, city, lat, lon, accuracy_km, device) =
+                    PlaceRow::deserialize(SeqAccessDeserializer::new(seq))?;
+                let location = Location {
+                    country,
+                    city,
+                    lat,
+                    lon,
+                    accuracy_km,
+                };
+                Ok(Entry(LoginPlace {
+                    at,
+                    ip,
+                    location,
+                    device,
+                }))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
+                LoginPlace::deserialize(MapAccessDeserializer::new(map)).map(Entry)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Location;
 
     fn login(at: Millis, device: &str, country: &str) -> LoginFacts {
         let mut facts = LoginFacts::default();
@@ -441,6 +638,71 @@ mod tests {
             FeatureValue::new(Feature::Device, "x").id,
             FeatureValue::new(Feature::Os, "x").id
         );
+    }
+
+    /// A profile with every feature and a located login, as a busy user's would be.
+    fn busy_profile() -> UserProfile {
+        let mut p = UserProfile::new("alice");
+        for i in 0..12 {
+            let mut facts = login(1_767_571_200_000 + i * 3_600_000, "laptop", "DE");
+            for feature in Feature::ALL {
+                let label = format!("{} {}", feature.plural(), i % 3);
+                facts.features[feature as usize] = Some(FeatureValue::new(feature, label));
+            }
+            facts.place.ip = std::net::Ipv4Addr::new(81, 2, 69, 142 + i as u8).into();
+            facts.place.location = Location {
+                country: Some("DE".into()),
+                city: Some("Berlin".into()),
+                lat: Some(52.52),
+                lon: Some(13.4),
+                accuracy_km: Some(20.0),
+            };
+            facts.place.device = Some("Chrome 120 on Windows".into());
+            p.learn(facts);
+        }
+        p.trust_device(FeatureValue::new(Feature::Device, "devices 1").id);
+        p
+    }
+
+    #[test]
+    fn a_stored_profile_reads_back() {
+        let p = busy_profile();
+        let stored = crate::state::encode(&p).unwrap();
+        assert_eq!(crate::state::decode::<UserProfile>(&stored).unwrap(), p);
+    }
+
+    #[test]
+    fn a_profile_stored_with_field_names_by_an_earlier_build_reads_and_shrinks_by_a_third() {
+        // A load test's user, as the build before rows wrote it.
+        let named = include_bytes!("testdata/profile-with-field-names.msgpack");
+        let p: UserProfile = crate::state::decode(named).unwrap();
+        assert_eq!(p.user_id, "user-3622");
+        assert_eq!(p.successes, 17);
+        assert_eq!(p.values(Feature::Asn).len(), 3);
+        assert_eq!(p.recent_logins.len(), MAX_RECENT_LOGINS);
+        let stored = crate::state::encode(&p).unwrap();
+        assert_eq!(crate::state::decode::<UserProfile>(&stored).unwrap(), p);
+        assert!(
+            stored.len() * 3 < named.len() * 2,
+            "{} bytes as rows, {} with names",
+            stored.len(),
+            named.len()
+        );
+    }
+
+    #[test]
+    fn an_exported_profile_keeps_its_readable_shape() {
+        let p = busy_profile();
+        let json = serde_json::to_value(&p).unwrap();
+        let device = &json["known"]["devices"][0];
+        assert_eq!(device["label"], "devices 0");
+        assert_eq!(device["count"], 4);
+        assert!(device["trusted"].is_boolean() && device["first_seen"].is_i64());
+        let login = &json["recent_logins"][9];
+        assert_eq!(login["ip"], "81.2.69.153");
+        assert_eq!(login["country"], "DE");
+        assert_eq!(login["device"], "Chrome 120 on Windows");
+        assert_eq!(serde_json::from_value::<UserProfile>(json).unwrap(), p);
     }
 
     #[test]
