@@ -160,6 +160,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parts/policy", |b| {
         b.iter(|| black_box(engine.runtime().run(policy, &sample.signals).unwrap()))
     });
+    // What the server adds to each evaluation for `/metrics` (a shadow verdict doubles it).
+    let metrics = riskgate::metrics::Metrics::new();
+    let took = std::time::Duration::from_micros(30);
+    c.bench_function("parts/metrics", |b| {
+        b.iter(|| metrics.evaluated(black_box(&sample), took))
+    });
     c.bench_function("parts/geoip", |b| {
         b.iter(|| black_box(engine.geo_lookup(black_box(attempts[1].ip))))
     });

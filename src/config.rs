@@ -143,6 +143,9 @@ macro_rules! settings {
 settings! {
     /// Address and port to serve on [default: 127.0.0.1:8080].
     listen: SocketAddr = "RISKGATE_LISTEN";
+    /// A second address serving only `GET /metrics`, without API keys, for a Prometheus
+    /// scraper (unset: `/metrics` is served on the main address to admin keys).
+    metrics_listen: SocketAddr = "RISKGATE_METRICS_LISTEN";
     /// Directory of the embedded durable store [default: ./data].
     data_dir: PathBuf = "RISKGATE_DATA_DIR";
     /// Directory with the policies and `lists/` [default: ./policies].
@@ -287,6 +290,8 @@ fn digest(key: &str) -> [u8; 32] {
 pub struct Config {
     /// Address and port to serve on.
     pub(crate) listen: SocketAddr,
+    /// Where `/metrics` is served on its own, if anywhere.
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// Embedded store directory.
     pub(crate) data_dir: PathBuf,
     /// Policies directory.
@@ -359,6 +364,7 @@ impl Settings {
         let geoip_dir = Path::new(DEFAULT_GEOIP_DIR);
         Ok(Config {
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
+            metrics_listen: self.metrics_listen,
             data_dir: self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             policies_dir: self
                 .policies_dir

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -139,11 +139,31 @@ impl LogLine {
     }
 }
 
+/// Lines written and lines lost, as the metrics report them.
+#[derive(Clone)]
+pub(crate) struct LogCounters {
+    /// Lines written to the file.
+    pub written: prometheus::IntCounter,
+    /// Lines dropped because the writer was behind, or lost in a failed write.
+    pub dropped: prometheus::IntCounter,
+}
+
+#[cfg(test)]
+impl Default for LogCounters {
+    fn default() -> Self {
+        let counter = |name| prometheus::IntCounter::new(name, name).unwrap();
+        Self {
+            written: counter("written"),
+            dropped: counter("dropped"),
+        }
+    }
+}
+
 /// The sending side, shared by handlers.
 #[derive(Clone)]
 pub(crate) struct DecisionLog {
     tx: mpsc::Sender<(Pending, usize)>,
-    dropped: Arc<AtomicU64>,
+    counters: LogCounters,
     /// Estimated bytes queued, added by handlers and taken off by the writer.
     queued: Arc<AtomicUsize>,
 }
@@ -185,13 +205,21 @@ impl Pending {
 impl DecisionLog {
     /// Starts the writer task appending to the log `settings` name; returns the handle and
     /// the task, which ends (after flushing) once every handle is dropped.
-    pub(crate) fn spawn(settings: LogSettings) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        settings: LogSettings,
+        counters: LogCounters,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let queued = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(write_lines(settings, rx, Arc::clone(&queued)));
+        let task = tokio::spawn(write_lines(
+            settings,
+            rx,
+            Arc::clone(&queued),
+            counters.clone(),
+        ));
         let log = Self {
             tx,
-            dropped: Arc::default(),
+            counters,
             queued,
         };
         (log, task)
@@ -237,7 +265,7 @@ impl DecisionLog {
 
     /// Lines dropped because the writer could not keep up.
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counters.dropped.get()
     }
 
     /// Queues what `pending` makes (built only if it fits), `bytes` its estimated size.
@@ -246,7 +274,8 @@ impl DecisionLog {
         let sent = queued <= QUEUE_MAX_BYTES && self.tx.try_send((pending(), bytes)).is_ok();
         if !sent {
             self.queued.fetch_sub(bytes, Ordering::AcqRel);
-            let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.counters.dropped.inc();
+            let total = self.counters.dropped.get();
             if total.is_power_of_two() {
                 tracing::warn!(dropped = total, "decision log is behind; lines dropped");
             }
@@ -273,6 +302,7 @@ async fn write_lines(
     settings: LogSettings,
     mut rx: mpsc::Receiver<(Pending, usize)>,
     queued: Arc<AtomicUsize>,
+    counters: LogCounters,
 ) {
     let LogSettings {
         path,
@@ -295,14 +325,20 @@ async fn write_lines(
             }
         }
         let mut buf = Vec::with_capacity(batch.len() * 1024);
+        let mut lines = 0;
         for (pending, bytes) in batch {
             queued.fetch_sub(bytes, Ordering::AcqRel);
             if serde_json::to_writer(&mut buf, &pending.into_line(&redact)).is_ok() {
                 buf.push(b'\n');
+                lines += 1;
             }
         }
-        if let Err(e) = file.append(&buf, max_bytes).await {
-            tracing::error!(error = %e, "decision log write failed");
+        match file.append(&buf, max_bytes).await {
+            Ok(()) => counters.written.inc_by(lines),
+            Err(e) => {
+                tracing::error!(error = %e, "decision log write failed");
+                counters.dropped.inc_by(lines);
+            }
         }
     }
     if let Err(e) = file.file.flush().await {
@@ -386,7 +422,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
         let log = DecisionLog {
             tx,
-            dropped: Arc::default(),
+            counters: LogCounters::default(),
             queued: Arc::default(),
         };
         let line = || {
@@ -425,11 +461,13 @@ mod tests {
     async fn lines_are_appended_and_rotated_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.jsonl");
-        let (log, task) = DecisionLog::spawn(LogSettings {
+        let settings = LogSettings {
             path: path.clone(),
             max_bytes: 2000,
             redact: Redaction::default(),
-        });
+        };
+        let counters = LogCounters::default();
+        let (log, task) = DecisionLog::spawn(settings, counters.clone());
         let event = failure();
         for _ in 0..20 {
             log.event(Utc::now(), &event, Recorded::FailureCounted);
@@ -453,6 +491,7 @@ mod tests {
             .map(|t| t.lines().count())
             .sum();
         assert_eq!(total, 20, "every line kept across the rotated files");
+        assert_eq!((counters.written.get(), counters.dropped.get()), (20, 0));
         #[cfg(unix)]
         for file in [path.clone(), rotated(&path, 1)] {
             use std::os::unix::fs::PermissionsExt;

@@ -168,6 +168,11 @@ impl Engine {
         self.policies.store(Arc::new(policies));
     }
 
+    /// The GeoIP files loaded.
+    pub(crate) fn geoip_databases(&self) -> Vec<crate::enrich::GeoDatabase> {
+        self.geo.load().databases().to_vec()
+    }
+
     /// The GeoIP databases missing (see [`GeoIp::missing`]).
     pub(crate) fn geoip_missing(&self) -> Vec<&'static str> {
         self.geo.load().missing()

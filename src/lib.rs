@@ -30,6 +30,7 @@
 //! - `decision_log`: the JSONL record of every evaluation and event, written off the
 //!   request path.
 //! - `files`: gzip-aware reading and writing of logs and corpora.
+//! - [`metrics`]: the Prometheus metrics `GET /metrics` serves, one registry per service.
 
 pub mod alloc;
 pub mod config;
@@ -39,6 +40,7 @@ pub mod engine;
 pub mod enrich;
 mod files;
 mod http;
+pub mod metrics;
 pub use http::openapi::document_json as openapi_json;
 pub mod model;
 pub mod policy;

@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::enrich::DEFAULT_UA_CACHE_CAPACITY;
 use crate::enrich::{DeviceParser, GeoError, GeoIp};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::policy::{PolicyError, PolicySet, Runtime};
 use crate::state::Swept;
 use crate::state::bounded::Placement;
@@ -166,6 +167,25 @@ pub async fn run(
     serve_engine(listener, engine, config, shutdown).await
 }
 
+/// Serves `GET /metrics` alone on `addr`, without API keys, until aborted.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: AppState,
+    limits: http::server::ConnectionLimits,
+) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Bind { addr, source })?;
+    tracing::info!(%addr, "metrics served for scrapers");
+    let app = http::metrics_router(state);
+    Ok(tokio::spawn(http::server::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    )))
+}
+
 /// How often state is swept of what expired.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -216,10 +236,11 @@ async fn serve_engine(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    let metrics = Arc::new(Metrics::new());
     let (decision_log, writer) = match &config.decision_log {
         Some(settings) => {
             tracing::info!(path = %settings.path.display(), "decision log on");
-            let (log, writer) = DecisionLog::spawn(settings.clone());
+            let (log, writer) = DecisionLog::spawn(settings.clone(), metrics.log_counters());
             (Some(log), Some(writer))
         }
         None => (None, None),
@@ -241,9 +262,17 @@ async fn serve_engine(
         decision_log,
         reloading: Arc::default(),
         max_event_age: config.max_event_age,
+        metrics,
+    };
+    let scraper = match config.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, state.clone(), config.connections).await?),
+        None => None,
     };
     http::serve(listener, state, config.connections, shutdown).await;
     sweeper.abort();
+    if let Some(scraper) = scraper {
+        scraper.abort();
+    }
     // The server has dropped every handler's copy of the log's sender (connections still
     // open at the deadline are closed), so the writer drains what is queued and ends: wait
     // for it, or the last lines could be lost on exit.

@@ -78,6 +78,29 @@ pub enum GeoError {
 pub struct GeoIp {
     city: Vec<Reader<Vec<u8>>>,
     asn: Vec<AsnSource>,
+    databases: Vec<GeoDatabase>,
+}
+
+/// A loaded GeoIP file, as metrics report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GeoDatabase {
+    /// `city` or `asn`.
+    pub kind: &'static str,
+    /// The file's name.
+    pub file: String,
+    /// When the database was built (Unix seconds); `None` for ASN ranges from a CSV file.
+    pub built: Option<u64>,
+}
+
+impl GeoDatabase {
+    fn new(kind: &'static str, path: &Path, built: Option<u64>) -> Self {
+        let file = path.file_name().unwrap_or(path.as_os_str());
+        Self {
+            kind,
+            file: file.to_string_lossy().into_owned(),
+            built,
+        }
+    }
 }
 
 impl fmt::Debug for GeoIp {
@@ -98,11 +121,11 @@ impl GeoIp {
     /// Opens the given City/Country files and ASN files (`.mmdb` or `.csv`); each may be
     /// split into IPv4 and IPv6 files, which are tried in order.
     pub fn open(city: &[PathBuf], asn: &[PathBuf]) -> Result<Self, GeoError> {
-        let city = city
+        let city_readers: Vec<_> = city
             .iter()
             .map(|p| open_mmdb(p))
             .collect::<Result<_, _>>()?;
-        let asn = asn
+        let asn_sources: Vec<_> = asn
             .iter()
             .map(|p| {
                 if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
@@ -112,7 +135,27 @@ impl GeoIp {
                 }
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { city, asn })
+        let built = |reader: &Reader<Vec<u8>>| Some(reader.metadata().build_epoch);
+        let databases = (city.iter().zip(&city_readers))
+            .map(|(path, reader)| GeoDatabase::new("city", path, built(reader)))
+            .chain(asn.iter().zip(&asn_sources).map(|(path, source)| {
+                let when = match source {
+                    AsnSource::Mmdb(reader) => built(reader),
+                    AsnSource::Ranges(_) => None,
+                };
+                GeoDatabase::new("asn", path, when)
+            }))
+            .collect();
+        Ok(Self {
+            city: city_readers,
+            asn: asn_sources,
+            databases,
+        })
+    }
+
+    /// The files loaded, in the order they are tried.
+    pub(crate) fn databases(&self) -> &[GeoDatabase] {
+        &self.databases
     }
 
     /// True when no database is loaded (every lookup comes back empty).

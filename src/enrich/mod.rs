@@ -7,4 +7,5 @@ mod geo;
 pub(crate) use country::place_by_country;
 pub use device::DeviceInfo;
 pub(crate) use device::{AgentFeatures, DEFAULT_UA_CACHE_CAPACITY, DeviceParser};
+pub(crate) use geo::GeoDatabase;
 pub use geo::{GeoError, GeoInfo, GeoIp};

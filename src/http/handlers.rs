@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, UserId, ValidJson};
+use crate::metrics::ReloadResult;
 use crate::model::{Assessment, Attempt, FieldError, Outcome, PolicyRef, Recorded, UserExport};
 use crate::policy::PolicySet;
 
@@ -119,9 +120,10 @@ pub(super) async fn evaluate(
     check_timestamp(attempt.timestamp, now, state.max_event_age)?;
     let started = std::time::Instant::now();
     let answer = state.engine.evaluate_committed(&attempt, now).await?;
+    let took = started.elapsed();
+    state.metrics.evaluated(&answer, took);
     if let Some(log) = &state.decision_log {
-        let latency_us = started.elapsed().as_micros() as u64;
-        log.evaluation(now, &attempt, &answer, latency_us);
+        log.evaluation(now, &attempt, &answer, took.as_micros() as u64);
     }
     Ok(Json(answer))
 }
@@ -264,6 +266,7 @@ pub(super) async fn reload_policies(
         policies_dir,
         selection,
         reloading,
+        metrics,
         ..
     } = state;
     let _one_at_a_time = reloading.lock().await;
@@ -273,7 +276,11 @@ pub(super) async fn reload_policies(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("the policy reload task failed: {e}")))?
-    .map_err(|e| ApiError::PolicyRejected(e.to_string()))?;
+    .map_err(|e| {
+        metrics.reload(ReloadResult::Rejected);
+        ApiError::PolicyRejected(e.to_string())
+    })?;
+    metrics.reload(ReloadResult::Accepted);
     let description = describe(&loaded);
     engine.set_policies(loaded);
     tracing::info!("policies reloaded");

@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod error;
 mod handlers;
+mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod server;
 
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use crate::config::ApiKeys;
 use crate::decision_log::DecisionLog;
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 use crate::policy::Selection;
 
 /// What every handler shares.
@@ -38,6 +40,8 @@ pub(crate) struct AppState {
     pub decision_log: Option<DecisionLog>,
     /// How far back an evaluation's or event's timestamp may be.
     pub max_event_age: chrono::Duration,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
 }
 
 /// All routes.
@@ -54,6 +58,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/users/{id}/unlock", post(handlers::unlock_user))
         .route("/v1/policies", get(handlers::list_policies))
         .route("/v1/policies/reload", post(handlers::reload_policies))
+        .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     Router::new()
         .merge(client)
@@ -61,9 +66,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/openapi.json", get(openapi::served))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::timed,
+        ))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// `GET /metrics` alone and open, for a scraper on an address of its own.
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .fallback(handlers::not_found)
         .with_state(state)
 }
 

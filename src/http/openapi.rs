@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::handlers;
+use super::{handlers, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use super::handlers;
         handlers::reload_policies,
         handlers::healthz,
         handlers::readyz,
+        metrics::scrape,
         served,
     ),
     modifiers(&ApiKeyScheme)
