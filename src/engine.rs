@@ -15,7 +15,7 @@ use crate::enrich::{DeviceInfo, DeviceParser, GeoInfo, GeoIp};
 use crate::model::{
     Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, UserExport, Verdict,
 };
-use crate::policy::{Policy, PolicyError, PolicySet, Runtime};
+use crate::policy::{Policy, PolicyError, PolicyOutput, PolicySet, Runtime};
 use crate::signals::{self, EventTime, Inputs, Signals, TravelLimits};
 use crate::state::global::Prior;
 use crate::state::{
@@ -64,6 +64,40 @@ impl Default for EngineSettings {
             travel: TravelLimits::default(),
             user_ids: UserIdCase::Exact,
             device_version_jump: 6,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// What a policy's run answers: its output, or the fail-safe verdict when it failed.
+    pub(crate) fn verdict(
+        &self,
+        policy: &Policy,
+        result: Result<PolicyOutput, PolicyError>,
+    ) -> Verdict {
+        match result {
+            Ok(out) => Verdict {
+                decision: out.decision,
+                score: out.score,
+                reasons: out.reasons,
+                lock_seconds: (out.decision == Decision::Lock)
+                    .then(|| out.lock_seconds.unwrap_or(self.default_lock_seconds)),
+                policy: policy.reference(),
+                fallback: false,
+            },
+            Err(_) => self.fallback(policy, self.fail_safe, POLICY_ERROR_REASON),
+        }
+    }
+
+    /// The fail-safe verdict, marked as such, with the reason it replaces the policy's.
+    fn fallback(&self, policy: &Policy, decision: Decision, reason: &str) -> Verdict {
+        Verdict {
+            decision,
+            score: 1.0,
+            reasons: vec![reason.to_owned()],
+            lock_seconds: (decision == Decision::Lock).then_some(self.default_lock_seconds),
+            policy: policy.reference(),
+            fallback: true,
         }
     }
 }
@@ -197,7 +231,21 @@ impl Engine {
         attempt: &Attempt,
         now: DateTime<Utc>,
     ) -> Result<Assessment, EngineError> {
-        let answer = self.evaluate(attempt, now).await?;
+        self.evaluate_committed_placed(attempt, now, None).await
+    }
+
+    /// [`Engine::evaluate_committed`] with location facts known beforehand (`known_geo`:
+    /// country, city, ASN) taking precedence over the GeoIP lookup, as a history states them.
+    pub(crate) async fn evaluate_committed_placed(
+        &self,
+        attempt: &Attempt,
+        now: DateTime<Utc>,
+        known_geo: Option<GeoInfo>,
+    ) -> Result<Assessment, EngineError> {
+        let enrichment = self.enrichment(attempt.ip, attempt.user_agent.as_deref(), known_geo);
+        let answer = self
+            .evaluate_enriched(attempt, now, enrichment, None, None)
+            .await?;
         let Err(error) = self.store.committed().await else {
             return Ok(answer);
         };
@@ -550,36 +598,11 @@ impl Engine {
     }
 
     fn judge(&self, policy: &Policy, signals: &Arc<Signals>) -> Verdict {
-        match self.runtime.run(policy, signals) {
-            Ok(out) => Verdict {
-                decision: out.decision,
-                score: out.score,
-                reasons: out.reasons,
-                lock_seconds: (out.decision == Decision::Lock).then(|| {
-                    out.lock_seconds
-                        .unwrap_or(self.settings.default_lock_seconds)
-                }),
-                policy: policy.reference(),
-                fallback: false,
-            },
-            Err(error) => {
-                tracing::warn!(%error, "policy failed; returning the fail-safe decision");
-                self.fail_safe(policy, self.settings.fail_safe, POLICY_ERROR_REASON)
-            }
+        let result = self.runtime.run(policy, signals);
+        if let Err(error) = &result {
+            tracing::warn!(%error, "policy failed; returning the fail-safe decision");
         }
-    }
-
-    /// The fail-safe verdict, marked as such, with the reason it replaces the policy's.
-    fn fail_safe(&self, policy: &Policy, decision: Decision, reason: &str) -> Verdict {
-        Verdict {
-            decision,
-            score: 1.0,
-            reasons: vec![reason.to_owned()],
-            lock_seconds: (decision == Decision::Lock)
-                .then_some(self.settings.default_lock_seconds),
-            policy: policy.reference(),
-            fallback: true,
-        }
+        self.settings.verdict(policy, result)
     }
 
     /// The answer when state cannot be read or written: the fail-safe decision, but never
@@ -605,7 +628,9 @@ impl Engine {
         let policy = policies.active(attempt.app.as_deref());
         Assessment {
             request_id,
-            verdict: self.fail_safe(policy, decision, STATE_UNAVAILABLE_REASON),
+            verdict: self
+                .settings
+                .fallback(policy, decision, STATE_UNAVAILABLE_REASON),
             signals: Arc::new(signals::without_state(attempt, *at, geo, device)),
             shadow: None,
         }

@@ -17,8 +17,10 @@
 //! - [`config`]: settings from file, environment and flags, resolved into a [`config::Config`].
 //! - [`service`]: builds an engine from a config and serves it over HTTP.
 //! - [`replay`]: scores a historical log through a fresh engine, in event time, with metrics.
+//! - [`history`]: attempts, events and account operations with timestamps played through an
+//!   engine: the format of policy test cases and behaviour stories.
 //! - [`corpus`]: a labelled synthetic login corpus to replay.
-//! - [`policy`]: the Rhai sandbox, compiled policies and the set in force.
+//! - [`policy`]: the Rhai sandbox, compiled policies, the set in force and policy tests.
 //! - [`enrich`]: GeoIP (MaxMind DB, ASN CSV) and user-agent readers.
 //! - [`alloc`]: allocator tuning for long replays.
 //!
@@ -39,6 +41,7 @@ mod decision_log;
 pub mod engine;
 pub mod enrich;
 mod files;
+pub mod history;
 mod http;
 pub mod metrics;
 pub use http::openapi::document_json as openapi_json;

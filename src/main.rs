@@ -63,6 +63,13 @@ enum PolicyCommand {
         /// The `.rhai` file.
         file: PathBuf,
     },
+    /// Run the test cases of a policies directory (`DIR/tests/*.toml`): exit 0 when all
+    /// pass, 1 when one fails, 2 when they could not run.
+    Test {
+        /// The policies directory, whose `tests/` holds the cases [default: the configured
+        /// policies directory, RISKGATE_POLICIES_DIR].
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +115,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Policy {
             command: PolicyCommand::Check { file },
         } => return cli::policy::check(&file),
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => return Ok(cli::policy::test(config(), dir.as_deref())),
         Command::Serve => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(service::run(config()?, shutdown_signal()))?;

@@ -259,3 +259,114 @@ fn replay_scores_with_the_policy_file_it_is_given() {
     assert!(stdout.contains("policy `strict`"), "{stdout}");
     assert!(stdout.contains("allow           0"), "{stdout}");
 }
+
+/// Copies a directory tree (files and subdirectories).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Runs `riskgate policy test` with `args`; returns the exit code and stdout + stderr.
+fn policy_test(env: &[(&str, &std::path::Path)], args: &[&std::path::Path]) -> (i32, String) {
+    let out = riskgate()
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+        .args(["policy", "test"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn policy_test_passes_on_the_shipped_cases_and_a_changed_expectation_fails_naming_the_case() {
+    let shipped = shipped_policies();
+    let (code, out) = policy_test(&[], &[&shipped]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("default.toml: ") && out.contains(" passed"),
+        "{out}"
+    );
+    // Without DIR, the configured policies directory.
+    let (code, out) = policy_test(&[("RISKGATE_POLICIES_DIR", &shipped)], &[]);
+    assert_eq!(code, 0, "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&shipped, &policies);
+    let cases = policies.join("tests/default.toml");
+    let text = std::fs::read_to_string(&cases).unwrap();
+    let case = "thirty attempts from one IP in a minute step up";
+    let expect = "expect = { decision = \"mfa\", reasons = [\"high_velocity\"]";
+    let at = text.find(case).unwrap();
+    let changed = format!(
+        "{}{}",
+        &text[..at],
+        text[at..].replacen(
+            expect,
+            "expect = { decision = \"allow\", reasons = [\"high_velocity\"]",
+            1
+        )
+    );
+    assert_ne!(changed, text);
+    std::fs::write(&cases, changed).unwrap();
+    let (code, out) = policy_test(&[], &[&policies]);
+    assert_eq!(code, 1, "{out}");
+    for shown in [
+        &format!("FAIL {}:", cases.display()),
+        &format!("case `{case}` (policy `default`)"),
+        "expected: decision allow",
+        "got:      decision mfa",
+        "differs:  decision",
+        "ip.attempts_1m = 30",
+        "1 failed",
+    ] {
+        assert!(out.contains(shown), "`{shown}` missing from:\n{out}");
+    }
+}
+
+#[test]
+fn policy_test_exits_2_when_the_cases_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_dir(&shipped_policies(), &policies);
+    let broken = policies.join("tests/broken.toml");
+    std::fs::write(
+        &broken,
+        "[[case]]\nname = \"typo\"\nctx.user.failures_15m = 1\nexpct = { decision = \"allow\" }\n",
+    )
+    .unwrap();
+    let (code, out) = policy_test(&[], &[&policies]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "ERROR {}:4: unknown field `expct`",
+            broken.display()
+        )),
+        "{out}"
+    );
+
+    std::fs::write(policies.join("default.rhai"), "fn evaluate(ctx) {").unwrap();
+    let (code, out) = policy_test(&[], &[&policies]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("default.rhai:"),
+        "the script's position: {out}"
+    );
+
+    let (code, out) = policy_test(&[], &[&dir.path().join("nowhere")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("nowhere"), "{out}");
+}

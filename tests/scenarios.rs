@@ -13,15 +13,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use common::redis::RedisServer;
 use riskgate::config::Settings;
 use riskgate::engine::Engine;
-use riskgate::{Attempt, Outcome};
-use serde::{Deserialize, Deserializer};
+use riskgate::history::{self, Player};
+use serde::{Deserialize, Deserializer, de};
 use serde_json::{Value, json};
 
 /// One story file.
@@ -40,185 +39,74 @@ struct Story {
     steps: Vec<Step>,
 }
 
-/// One step. Exactly one of `evaluate`, `event`, `unlock`, `forget`, `export` is set; serde
-/// cannot deny unknown fields through a flattened enum, so the shape is checked by hand.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One step: a history step (`riskgate::history`, which plays it) and what its answers
+/// must match. `expect` is required, and `null` is a value here (an export of an unknown
+/// user): a missing key is `None`, `"expect": null` is `Some(Null)`.
+#[derive(Debug)]
 struct Step {
-    name: Option<String>,
-    /// Why the step is there; for the reader only.
-    #[allow(dead_code, reason = "read by people, not by the runner")]
-    note: Option<String>,
-    evaluate: Option<Value>,
-    event: Option<Value>,
-    unlock: Option<String>,
-    forget: Option<String>,
-    export: Option<String>,
-    /// The clock of an `export` step.
-    at: Option<DateTime<Utc>>,
-    repeat: Option<u32>,
-    every_seconds: Option<i64>,
-    /// Required; `null` is a value here (an export of an unknown user), hence `present`.
-    #[serde(default, deserialize_with = "present")]
+    step: history::Step,
     expect: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     expect_each: Option<Value>,
 }
 
-/// Tells `"expect": null` (Some(Null)) from a missing `expect` (None, via `default`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
-enum Action<'a> {
-    Evaluate(&'a Value),
-    Event(&'a Value),
-    Unlock(&'a str),
-    Forget(&'a str),
-    Export(&'a str, DateTime<Utc>),
+impl<'de> Deserialize<'de> for Step {
+    /// The history step's keys are checked by its own deserializer (unknown keys refused);
+    /// the expectations are taken out first.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut fields = serde_json::Map::deserialize(d)?;
+        let expect = fields.remove("expect");
+        let expect_each = fields.remove("expect_each");
+        let step = serde_json::from_value(Value::Object(fields)).map_err(de::Error::custom)?;
+        Ok(Self {
+            step,
+            expect,
+            expect_each,
+        })
+    }
 }
 
 impl Step {
-    /// What the step does, after checking that exactly one action and only its options are set.
-    fn action(&self) -> Result<Action<'_>, String> {
-        let mut actions = Vec::new();
-        if let Some(body) = &self.evaluate {
-            actions.push(Action::Evaluate(body));
-        }
-        if let Some(body) = &self.event {
-            actions.push(Action::Event(body));
-        }
-        if let Some(user) = &self.unlock {
-            actions.push(Action::Unlock(user));
-        }
-        if let Some(user) = &self.forget {
-            actions.push(Action::Forget(user));
-        }
-        if let Some(user) = &self.export {
-            let at = self
-                .at
-                .ok_or("`export` needs `at` (the clock to read the lock by)")?;
-            actions.push(Action::Export(user, at));
-        }
-        if actions.len() != 1 {
-            return Err(
-                "a step needs exactly one of evaluate, event, unlock, forget, export".into(),
-            );
-        }
-        let action = actions.pop().unwrap();
-        let timed = matches!(action, Action::Evaluate(_) | Action::Event(_));
-        if !timed && (self.repeat.is_some() || self.expect_each.is_some()) {
-            return Err("`repeat` and `expect_each` are for evaluate and event steps".into());
-        }
-        if self.at.is_some() && !matches!(action, Action::Export(..)) {
-            return Err("`at` is for export steps (others carry a `timestamp`)".into());
-        }
-        if self.repeat.is_some() != self.every_seconds.is_some() {
-            return Err("`repeat` and `every_seconds` go together".into());
-        }
-        if self.repeat == Some(0) {
-            return Err("`repeat` must be at least 1".into());
-        }
-        if self.expect_each.is_some() && self.repeat.unwrap_or(1) < 2 {
+    /// Checks the history step, and that the expectations fit it.
+    fn check(&self) -> Result<(), String> {
+        self.step.check()?;
+        if self.expect_each.is_some() && self.step.repeat.unwrap_or(1) < 2 {
             return Err("`expect_each` needs `repeat` of at least 2".into());
         }
         if self.expect.is_none() {
             return Err("every step needs an `expect`".into());
         }
-        Ok(action)
-    }
-
-    fn label(&self, index: usize) -> String {
-        match &self.name {
-            Some(name) => format!("step {index} ({name})"),
-            None => format!("step {index}"),
-        }
+        Ok(())
     }
 }
 
-/// Replaces `{i}` in every string of `value`.
-fn substitute(value: &mut Value, i: u32) {
-    match value {
-        Value::String(s) if s.contains("{i}") => *s = s.replace("{i}", &i.to_string()),
-        Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, i)),
-        Value::Object(map) => map.values_mut().for_each(|v| substitute(v, i)),
-        _ => {}
-    }
-}
-
-/// The runner's view of one story: its engine and the request ids of named steps.
+/// The runner's view of one story: the player of its steps on the story's engine.
 struct Run<'a> {
     file: &'a str,
-    engine: Engine,
+    player: Player<'a>,
     /// Runs the engine's calls, as the server's runtime would.
     runtime: tokio::runtime::Runtime,
-    request_ids: HashMap<String, String>,
     failures: &'a mut Vec<String>,
 }
 
 impl Run<'_> {
-    /// Waits for an engine call and its state to be committed.
-    fn wait<T, E>(&self, call: impl Future<Output = Result<T, E>>) -> Result<T, String>
-    where
-        E: std::fmt::Display,
-    {
-        self.runtime.block_on(async {
-            let result = call.await.map_err(|e| e.to_string())?;
-            self.engine.committed().await.map_err(|e| e.to_string())?;
-            Ok(result)
-        })
-    }
-
     fn step(&mut self, index: usize, step: &Step) -> Result<(), String> {
-        let action = step.action()?;
-        let expect = step.expect.as_ref().expect("checked by action()");
-        let label = step.label(index);
-        let body = match action {
-            Action::Evaluate(body) | Action::Event(body) => body,
-            Action::Unlock(user) => {
-                let got = json!(self.wait(self.engine.unlock(user))?);
-                self.compare(&label, expect, &got);
-                return Ok(());
-            }
-            Action::Forget(user) => {
-                let got = json!(self.wait(self.engine.forget(user))?);
-                self.compare(&label, expect, &got);
-                return Ok(());
-            }
-            Action::Export(user, at) => {
-                let export = self.wait(self.engine.export_user(user, at))?;
-                let got = serde_json::to_value(export).map_err(|e| e.to_string())?;
-                self.compare(&label, expect, &got);
-                return Ok(());
-            }
-        };
-        let start: DateTime<Utc> = body
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .ok_or("the body needs a `timestamp`: stories run on event time")?
-            .parse()
-            .map_err(|e| format!("`timestamp`: {e}"))?;
-        let repeat = step.repeat.unwrap_or(1);
-        let every = step.every_seconds.unwrap_or(0);
-        for i in 0..repeat {
-            let now = start + Duration::seconds(every * i64::from(i));
-            let mut body = body.clone();
-            substitute(&mut body, i);
-            body["timestamp"] = json!(now.to_rfc3339_opts(SecondsFormat::AutoSi, true));
-            let got = match action {
-                Action::Evaluate(_) => self.evaluate(body, now, step)?,
-                _ => self.event(body, now)?,
-            };
+        step.check()?;
+        let label = step.step.label(index);
+        let answers = self.runtime.block_on(self.player.play(&step.step))?;
+        let repeat = answers.len();
+        for (i, answer) in answers.iter().enumerate() {
             let (label, expected) = match repeat {
-                1 => (label.clone(), Some(expect)),
-                _ if i + 1 == repeat => {
-                    (format!("{label} [i={i}, last of {repeat}]"), Some(expect))
-                }
+                1 => (label.clone(), step.expect.as_ref()),
+                _ if i + 1 == repeat => (
+                    format!("{label} [i={i}, last of {repeat}]"),
+                    step.expect.as_ref(),
+                ),
                 _ => (
                     format!("{label} [i={i} of {repeat}]"),
                     step.expect_each.as_ref(),
                 ),
             };
+            let got = answer.to_json();
             match expected {
                 Some(expected) => self.compare(&label, expected, &got),
                 None => self.trace(&label, &got),
@@ -232,35 +120,6 @@ impl Run<'_> {
         if std::env::var_os("SCENARIO_TRACE").is_some() {
             eprintln!("{} {label}: {got}", self.file);
         }
-    }
-
-    fn evaluate(&mut self, body: Value, now: DateTime<Utc>, step: &Step) -> Result<Value, String> {
-        let attempt: Attempt =
-            serde_json::from_value(body).map_err(|e| format!("evaluate: {e}"))?;
-        attempt.validate().map_err(|e| format!("evaluate: {e}"))?;
-        let answer = self.wait(self.engine.evaluate_committed(&attempt, now))?;
-        if let Some(name) = &step.name {
-            // A repeated step's name refers to its last repetition.
-            self.request_ids
-                .insert(name.clone(), answer.request_id.clone());
-        }
-        serde_json::to_value(&answer).map_err(|e| e.to_string())
-    }
-
-    fn event(&mut self, mut body: Value, now: DateTime<Utc>) -> Result<Value, String> {
-        if let Some(reference) = body["request_id"].as_str()
-            && let Some(name) = reference.strip_prefix('@')
-        {
-            let id = self
-                .request_ids
-                .get(name)
-                .ok_or_else(|| format!("`{reference}`: no earlier evaluate step has that name"))?;
-            body["request_id"] = json!(id);
-        }
-        let outcome: Outcome = serde_json::from_value(body).map_err(|e| format!("event: {e}"))?;
-        outcome.validate().map_err(|e| format!("event: {e}"))?;
-        let recorded = self.wait(self.engine.record(&outcome, now))?;
-        Ok(json!({ "recorded": recorded }))
     }
 
     fn compare(&mut self, label: &str, expected: &Value, got: &Value) {
@@ -529,7 +388,7 @@ fn run_file(
     }
     // Each story must decide something, or it could pass without looking at the policy.
     let decides = story.steps.iter().any(|s| {
-        s.evaluate.is_some()
+        s.step.evaluates()
             && [&s.expect, &s.expect_each]
                 .into_iter()
                 .flatten()
@@ -542,7 +401,7 @@ fn run_file(
     if let Some(name) = story
         .steps
         .iter()
-        .filter_map(|s| s.name.as_ref())
+        .filter_map(|s| s.step.name.as_ref())
         .find(|n| !names.insert(*n))
     {
         return error(failures, format!("step name `{name}` is used twice"));
@@ -577,14 +436,13 @@ fn run_story(
     };
     let mut run = Run {
         file,
-        engine,
+        player: Player::new(&engine),
         runtime,
-        request_ids: HashMap::new(),
         failures,
     };
     for (index, step) in story.steps.iter().enumerate() {
         if let Err(e) = run.step(index, step) {
-            let label = step.label(index);
+            let label = step.step.label(index);
             run.failures
                 .push(format!("{file}: {label}: {e} (the story stops here)"));
             return;

@@ -31,6 +31,24 @@ pub struct GeoInfo {
 }
 
 impl GeoInfo {
+    /// The facts a log row or a history step gives about where an attempt comes from, to
+    /// [`GeoInfo::overlay`] on the lookup; `None` when it gives none.
+    pub(crate) fn known(
+        country: Option<&str>,
+        city: Option<&str>,
+        asn: Option<u32>,
+    ) -> Option<GeoInfo> {
+        (country.is_some() || city.is_some() || asn.is_some()).then(|| GeoInfo {
+            location: Location {
+                country: country.map(ImmutableString::from),
+                city: city.map(ImmutableString::from),
+                ..Location::default()
+            },
+            asn,
+            ..GeoInfo::default()
+        })
+    }
+
     /// Takes the fields `known` has (from a log that records them) over the looked-up ones.
     /// When the countries disagree the looked-up city and coordinates are dropped too, as
     /// they describe somewhere else.

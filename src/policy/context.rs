@@ -134,125 +134,83 @@ impl<G: Group> View<G> {
     }
 }
 
-/// Registers a group as `ctx.<field>`: a type named `$name` with one read-only getter per
-/// listed member, and per member of the listed inner struct (`ctx.geo.country` reads
-/// `geo.location.country`); notes each getter as `(group, member)` in `$paths`.
-macro_rules! register {
-    (
-        $engine:expr, $paths:expr, $group:ty, $name:literal, [$($member:ident),* $(,)?]
-        $(, $inner:ident: [$($nested:ident),* $(,)?])?
-    ) => {{
-        $engine.register_type_with_name::<View<$group>>($name);
-        $engine.register_get(<$group as Group>::FIELD, |ctx: &mut Arc<Signals>| {
-            View::<$group>::new(ctx)
-        });
-        $(
-            $engine.register_get(stringify!($member), |v: &mut View<$group>| v.group().$member.to_rhai());
-            $paths.push((<$group as Group>::FIELD, stringify!($member)));
-        )*
-        $($(
-            $engine.register_get(stringify!($nested), |v: &mut View<$group>| v.group().$inner.$nested.to_rhai());
-            $paths.push((<$group as Group>::FIELD, stringify!($nested)));
-        )*)?
-    }};
+/// One `ctx.group.member` field: its names, and how it reads from [`Signals`] (what its
+/// getter returns). Policy tests run policies on a ctx of plain values built from these.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Field {
+    /// The group (`user`).
+    pub group: &'static str,
+    /// The member (`failures_15m`).
+    pub member: &'static str,
+    /// Its value in `signals`, as scripts see it.
+    pub read: fn(&Signals) -> Dynamic,
 }
 
-/// Makes `ctx` and its groups readable from scripts; returns every `ctx.group.member` path
-/// registered (a test checks them against what an answer's `signals` holds).
-pub(super) fn register(engine: &mut Engine) -> Vec<(&'static str, &'static str)> {
-    let mut paths = Vec::new();
-    engine.register_type_with_name::<Arc<Signals>>("Ctx");
-    engine.register_get("app", |ctx: &mut Arc<Signals>| ctx.app.clone());
-    register!(
-        engine,
-        paths,
-        RequestSignals,
-        "Request",
-        [
-            user_id,
-            ip,
-            user_agent,
-            device_id,
-            password_ok,
-            preauth,
-            attributes
-        ]
-    );
-    register!(
-        engine,
-        paths,
-        GeoInfo,
-        "Geo",
-        [asn, as_org, private_ip],
-        location: [country, city, lat, lon, accuracy_km]
-    );
-    register!(
-        engine,
-        paths,
-        DeviceSignals,
-        "Device",
-        [id, known, updated, trusted, users_24h],
-        info: [browser, version, os, os_version, category, vendor]
-    );
-    register!(
-        engine,
-        paths,
-        UserSignals,
-        "User",
-        [
-            failures_15m,
-            failures_1h,
-            failures_24h,
-            successes,
-            first_login,
-            new_device,
-            new_country,
-            new_asn,
-            new_ip_prefix,
-            known_network,
-            known_countries,
-            known_devices,
-            last_login_at,
-            last_country,
-            distance_km,
-            elapsed_h,
-            speed_kmh,
-            impossible_travel,
-            locked,
-            locked_until,
-            lock_remaining_s,
-        ]
-    );
-    register!(
-        engine,
-        paths,
-        IpSignals,
-        "Ip",
-        [
-            failures_10m,
-            failures_1h,
-            failures_24h,
-            attempts_1m,
-            distinct_users_1h,
-            distinct_users_24h,
-            lists
-        ]
-    );
-    register!(
-        engine,
-        paths,
-        RbaSignals,
-        "Rba",
-        [score, surprisal, factors, history]
-    );
-    register!(
-        engine,
-        paths,
-        TimeSignals,
-        "Time",
-        [timestamp, hour, weekday]
-    );
-    paths
+/// The one member of `ctx` outside the groups: the application's name.
+pub(super) const APP: &str = "app";
+
+/// Declares `ctx` once, as groups of members (and members of a group's inner struct:
+/// `ctx.geo.country` reads `geo.location.country`), and derives from that list both
+/// `register` (one read-only getter per member of a type named `$name`) and `FIELDS`.
+macro_rules! ctx {
+    ($(
+        $group:ty => $name:literal [$($member:ident),* $(,)?]
+        $({ $inner:ident: [$($nested:ident),* $(,)?] })?;
+    )*) => {
+        /// Makes `ctx` and its groups readable from scripts.
+        pub(super) fn register(engine: &mut Engine) {
+            engine.register_type_with_name::<Arc<Signals>>("Ctx");
+            engine.register_get(APP, |ctx: &mut Arc<Signals>| ctx.app.clone());
+            $(
+                engine.register_type_with_name::<View<$group>>($name);
+                engine.register_get(<$group as Group>::FIELD, |ctx: &mut Arc<Signals>| {
+                    View::<$group>::new(ctx)
+                });
+                $(engine.register_get(stringify!($member), |v: &mut View<$group>| {
+                    v.group().$member.to_rhai()
+                });)*
+                $($(engine.register_get(stringify!($nested), |v: &mut View<$group>| {
+                    v.group().$inner.$nested.to_rhai()
+                });)*)?
+            )*
+        }
+
+        /// Every `ctx.group.member` scripts can read (`ctx.app` aside).
+        pub(super) const FIELDS: &[Field] = &[$(
+            $(Field {
+                group: <$group as Group>::FIELD,
+                member: stringify!($member),
+                read: |s| <$group as Group>::of(s).$member.to_rhai(),
+            },)*
+            $($(Field {
+                group: <$group as Group>::FIELD,
+                member: stringify!($nested),
+                read: |s| <$group as Group>::of(s).$inner.$nested.to_rhai(),
+            },)*)?
+        )*];
+    };
+}
+
+ctx! {
+    RequestSignals => "Request" [
+        user_id, ip, user_agent, device_id, password_ok, preauth, attributes,
+    ];
+    GeoInfo => "Geo" [asn, as_org, private_ip]
+        { location: [country, city, lat, lon, accuracy_km] };
+    DeviceSignals => "Device" [id, known, updated, trusted, users_24h]
+        { info: [browser, version, os, os_version, category, vendor] };
+    UserSignals => "User" [
+        failures_15m, failures_1h, failures_24h, successes, first_login, new_device,
+        new_country, new_asn, new_ip_prefix, known_network, known_countries, known_devices,
+        last_login_at, last_country, distance_km, elapsed_h, speed_kmh, impossible_travel,
+        locked, locked_until, lock_remaining_s,
+    ];
+    IpSignals => "Ip" [
+        failures_10m, failures_1h, failures_24h, attempts_1m, distinct_users_1h,
+        distinct_users_24h, lists,
+    ];
+    RbaSignals => "Rba" [score, surprisal, factors, history];
+    TimeSignals => "Time" [timestamp, hour, weekday];
 }
 
 #[cfg(test)]
@@ -308,10 +266,9 @@ mod tests {
 
     #[test]
     fn every_signal_in_an_answer_is_readable_from_a_script_and_nothing_else_is_registered() {
-        let mut engine = Engine::new();
-        let registered: BTreeSet<String> = register(&mut engine)
-            .into_iter()
-            .map(|(group, member)| format!("{group}.{member}"))
+        let registered: BTreeSet<String> = FIELDS
+            .iter()
+            .map(|f| format!("{}.{}", f.group, f.member))
             .collect();
         let json = serde_json::to_value(Signals::default()).unwrap();
         let mut serialized = BTreeSet::new();

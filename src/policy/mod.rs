@@ -7,20 +7,27 @@
 //!
 //! - `limits`: the sandbox's bounds; `runtime`: compiling and running scripts;
 //! - `context`: how scripts read `ctx`; `output`: checking what they return;
-//! - `lists`: named IP/ASN lists; `set`: the policies in force; `error`: what can fail.
+//! - `lists`: named IP/ASN lists; `set`: the policies in force; `error`: what can fail;
+//! - `recorder`: a `ctx` of plain values that notes what a policy reads;
+//! - [`testing`]: policy test cases (`policies/tests/`) and the runner behind
+//!   `riskgate policy test`.
 
 mod context;
 mod error;
 mod limits;
 mod lists;
 mod output;
+mod recorder;
 mod runtime;
 mod set;
+pub mod testing;
 
 pub use error::PolicyError;
 pub use limits::Limits;
 pub use lists::ListError;
 pub(crate) use lists::Lists;
 pub use output::{MAX_LOCK_SECONDS, PolicyOutput};
+pub use recorder::Read;
+pub(crate) use recorder::{CtxValues, Recorder};
 pub use runtime::{ENTRY_POINT, Policy, Runtime};
 pub use set::{DEFAULT_POLICY, PolicySet, Selection};

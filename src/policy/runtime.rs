@@ -70,6 +70,11 @@ impl Runtime {
         self.limits
     }
 
+    /// The script engine, to register more types (policy tests' recording `ctx`).
+    pub(super) fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     /// Compiles a policy; `origin` names it in error messages.
     ///
     /// Top-level statements run once, here: the constants they declare are then compiled
@@ -122,16 +127,20 @@ impl Runtime {
 
     /// Runs a policy on `ctx`.
     pub fn run(&self, policy: &Policy, ctx: &Arc<Signals>) -> Result<PolicyOutput, PolicyError> {
+        self.call(policy, (Arc::clone(ctx),))
+    }
+
+    /// Runs a policy on any `ctx` this runtime has registered, given as `(ctx,)` (policy
+    /// tests run one that records what is read).
+    pub(super) fn call(
+        &self,
+        policy: &Policy,
+        ctx: impl rhai::FuncArgs,
+    ) -> Result<PolicyOutput, PolicyError> {
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
         let result: Dynamic = self
             .engine
-            .call_fn_with_options(
-                options,
-                &mut Scope::new(),
-                &policy.ast,
-                ENTRY_POINT,
-                (Arc::clone(ctx),),
-            )
+            .call_fn_with_options(options, &mut Scope::new(), &policy.ast, ENTRY_POINT, ctx)
             .map_err(|e| PolicyError::Runtime {
                 name: policy.name().to_owned(),
                 message: e.to_string(),

@@ -165,6 +165,21 @@ impl PolicySet {
     pub fn policies(&self) -> impl Iterator<Item = &Arc<Policy>> {
         self.policies.values()
     }
+
+    /// The policy named `name`, if the set has it.
+    pub fn get(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get(name)
+    }
+
+    /// The same policies and lists with only `name` in force, for every app and without a
+    /// shadow (a policy test's engine); fails if the set has no such policy.
+    pub(crate) fn only(&self, name: &str) -> Result<Self, PolicyError> {
+        let selection = Selection {
+            default: name.to_owned(),
+            ..Selection::default()
+        };
+        Self::with_lists(self.policies.clone(), selection, Arc::clone(&self.lists))
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::ReplayItem;
-use rhai::ImmutableString;
 
 use crate::enrich::GeoInfo;
-use crate::model::Location;
 
 /// Input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,15 +243,7 @@ impl ColumnMap {
 /// Country, city and ASN given by the log itself.
 fn geo_hint(country: Option<&str>, city: Option<&str>, asn: Option<&str>) -> Option<GeoInfo> {
     let asn = asn.and_then(|a| a.trim_start_matches("AS").parse().ok());
-    (country.is_some() || city.is_some() || asn.is_some()).then(|| GeoInfo {
-        location: Location {
-            country: country.map(ImmutableString::from),
-            city: city.map(ImmutableString::from),
-            ..Location::default()
-        },
-        asn,
-        ..GeoInfo::default()
-    })
+    GeoInfo::known(country, city, asn)
 }
 
 /// Opens `path` in `format` as a stream of replay events.
@@ -372,15 +362,7 @@ mod tests {
             city: Option<&str>,
             asn: Option<u32>,
         ) -> Option<GeoInfo> {
-            (country.is_some() || city.is_some() || asn.is_some()).then(|| GeoInfo {
-                location: Location {
-                    country: country.map(Into::into),
-                    city: city.map(Into::into),
-                    ..Location::default()
-                },
-                asn,
-                ..GeoInfo::default()
-            })
+            GeoInfo::known(country, city, asn)
         }
 
         fn field() -> impl Strategy<Value = Field> {
