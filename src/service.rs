@@ -16,6 +16,7 @@ use crate::enrich::DEFAULT_UA_CACHE_CAPACITY;
 use crate::enrich::{DeviceParser, GeoError, GeoIp};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::policy::reload::{self, Reloader};
 use crate::policy::{PolicyError, PolicySet, Runtime};
 use crate::state::Swept;
 use crate::state::bounded::Placement;
@@ -254,13 +255,24 @@ async fn serve_engine(
         Arc::clone(&engine),
         config.profile_retention_days,
     ));
+    let reloader = Arc::new(Reloader::new(
+        Arc::clone(&engine),
+        config.policies_dir.clone(),
+        config.selection.clone(),
+        config.limits,
+        config.engine,
+        Arc::clone(&metrics),
+    ));
+    // Without a policies directory the embedded defaults answer, and there is nothing to watch.
+    let watcher = config
+        .policies_dir
+        .is_dir()
+        .then(|| tokio::spawn(reload::watch(Arc::clone(&reloader))));
     let state = AppState {
         engine,
         api_keys: Arc::new(config.api_keys),
-        policies_dir: config.policies_dir,
-        selection: config.selection,
+        reloader,
         decision_log,
-        reloading: Arc::default(),
         max_event_age: config.max_event_age,
         metrics,
     };
@@ -270,6 +282,9 @@ async fn serve_engine(
     };
     http::serve(listener, state, config.connections, shutdown).await;
     sweeper.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     if let Some(scraper) = scraper {
         scraper.abort();
     }

@@ -845,7 +845,7 @@ async fn a_broken_policy_never_replaces_the_working_one_and_shadow_reports_besid
     let (status, refused) = server.post("/v1/policies/reload", &json!({})).await;
     assert_eq!(
         (status, refused["error"].as_str()),
-        (400, Some("policy_rejected"))
+        (422, Some("policy_rejected"))
     );
     assert!(
         refused["message"]

@@ -32,7 +32,7 @@ pub(crate) enum ApiError {
         /// What is wrong.
         message: String,
     },
-    /// 400: a policy reload was refused; the active policies stay.
+    /// 422: a policy reload was refused; the active policies stay.
     #[error("reload refused, the active policies stay: {0}")]
     PolicyRejected(String),
     /// 401: no or unknown API key.
@@ -56,9 +56,6 @@ pub(crate) enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
-    /// 500: a bug (a task panicked); logged, never detailed to the client.
-    #[error("internal error")]
-    Internal(String),
     /// 503: the state backend failed; logged, never detailed to the client.
     #[error("the state backend is unavailable")]
     Unavailable(#[source] EngineError),
@@ -81,7 +78,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
-            ApiError::PolicyRejected(_) => (StatusCode::BAD_REQUEST, "policy_rejected"),
+            ApiError::PolicyRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_rejected"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -91,7 +88,6 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -114,10 +110,8 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            ApiError::Unavailable(source) => tracing::error!(error = %source, "request failed"),
-            ApiError::Internal(what) => tracing::error!(error = %what, "request failed"),
-            _ => {}
+        if let ApiError::Unavailable(source) = &self {
+            tracing::error!(error = %source, "request failed");
         }
         let (status, code) = self.status_and_code();
         let field = match &self {

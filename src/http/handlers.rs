@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, UserId, ValidJson};
-use crate::metrics::ReloadResult;
 use crate::model::{Assessment, Attempt, FieldError, Outcome, PolicyRef, Recorded, UserExport};
 use crate::policy::PolicySet;
+use crate::policy::reload::ReloadStatus;
 
 /// The answer to `POST /v1/events`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,6 +43,9 @@ pub(crate) struct PolicyListing {
     policies: Vec<Arc<PolicyRef>>,
     /// The loaded `lists/`, by name.
     lists: Vec<String>,
+    /// When they were loaded, and the last reload refused.
+    #[serde(flatten)]
+    status: ReloadStatus,
 }
 
 /// `GET /healthz`'s answer.
@@ -227,12 +230,13 @@ fn no_state_for(user_id: &str) -> ApiError {
     ApiError::NotFound(format!("no state kept for user `{user_id}`"))
 }
 
-fn describe(set: &PolicySet) -> PolicyListing {
+fn describe(set: &PolicySet, status: ReloadStatus) -> PolicyListing {
     PolicyListing {
         active: set.active(None).reference(),
         shadow: set.shadow().map(|p| p.reference()),
         policies: set.policies().map(|p| p.reference()).collect(),
         lists: set.lists().names().into_iter().map(str::to_owned).collect(),
+        status,
     }
 }
 
@@ -245,46 +249,28 @@ fn describe(set: &PolicySet) -> PolicyListing {
         (status = 403, description = "Not an admin key", body = ErrorBody),
     ))]
 pub(super) async fn list_policies(State(state): State<AppState>) -> Json<PolicyListing> {
-    Json(describe(&state.engine.policies()))
+    Json(describe(&state.engine.policies(), state.reloader.status()))
 }
 
-/// Reloads the policies directory, activating it only if every script and list compiles.
+/// Reloads the policies directory, activating it only if every script and list compiles and
+/// every case in its `tests/` passes.
 #[utoipa::path(post, path = "/v1/policies/reload", tag = "policies",
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The policies now active", body = PolicyListing),
-        (status = 400, description = "A policy or list was rejected; the old set keeps serving", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 422, description = "A script, list or case was rejected; the policies in force keep answering", body = ErrorBody),
     ))]
 pub(super) async fn reload_policies(
     State(state): State<AppState>,
 ) -> Result<Json<PolicyListing>, ApiError> {
-    // Reading files and compiling scripts blocks for milliseconds: off the runtime's workers.
-    let AppState {
-        engine,
-        policies_dir,
-        selection,
-        reloading,
-        metrics,
-        ..
-    } = state;
-    let _one_at_a_time = reloading.lock().await;
-    let compiler = Arc::clone(&engine);
-    let loaded = tokio::task::spawn_blocking(move || {
-        PolicySet::load(compiler.runtime(), &policies_dir, selection)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("the policy reload task failed: {e}")))?
-    .map_err(|e| {
-        metrics.reload(ReloadResult::Rejected);
-        ApiError::PolicyRejected(e.to_string())
-    })?;
-    metrics.reload(ReloadResult::Accepted);
-    let description = describe(&loaded);
-    engine.set_policies(loaded);
-    tracing::info!("policies reloaded");
-    Ok(Json(description))
+    let loaded = state
+        .reloader
+        .reload()
+        .await
+        .map_err(|rejected| ApiError::PolicyRejected(rejected.error))?;
+    Ok(Json(describe(&loaded, state.reloader.status())))
 }
 
 /// The process is up.

@@ -8,7 +8,6 @@ pub(crate) mod openapi;
 pub(crate) mod server;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -21,7 +20,7 @@ use crate::config::ApiKeys;
 use crate::decision_log::DecisionLog;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
-use crate::policy::Selection;
+use crate::policy::reload::Reloader;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -30,12 +29,8 @@ pub(crate) struct AppState {
     pub engine: Arc<Engine>,
     /// API keys and roles; empty means loopback clients only.
     pub api_keys: Arc<ApiKeys>,
-    /// Where policies are reloaded from.
-    pub policies_dir: PathBuf,
-    /// Which policy runs where (kept across reloads).
-    pub selection: Selection,
-    /// Held while a reload compiles and swaps, so two reloads cannot finish out of order.
-    pub reloading: Arc<tokio::sync::Mutex<()>>,
+    /// Reloads the policies directory, and knows how the last reloads went.
+    pub reloader: Arc<Reloader>,
     /// Where evaluations and events are logged, if enabled.
     pub decision_log: Option<DecisionLog>,
     /// How far back an evaluation's or event's timestamp may be.

@@ -1,6 +1,6 @@
 //! What can go wrong compiling, loading or running a policy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::ListError;
 use super::runtime::ENTRY_POINT;
@@ -56,4 +56,20 @@ pub enum PolicyError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+impl PolicyError {
+    /// The file at fault, when there is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            PolicyError::Syntax { path, .. } | PolicyError::NoEntryPoint { path } => {
+                Some(Path::new(path))
+            }
+            PolicyError::Io { path, .. }
+            | PolicyError::List(ListError::Io { path, .. } | ListError::Entry { path, .. }) => {
+                Some(path)
+            }
+            _ => None,
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod limits;
 mod lists;
 mod output;
 mod recorder;
+pub(crate) mod reload;
 mod runtime;
 mod set;
 pub mod testing;

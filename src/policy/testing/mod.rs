@@ -75,6 +75,36 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The first thing that did not pass, in one line: the case file, and the case with what
+    /// it expected and got (or why it could not run).
+    pub fn first_problem(&self) -> Option<(&Path, String)> {
+        self.files.iter().find_map(|file| {
+            let path = &file.path;
+            let cases = match &file.cases {
+                Ok(cases) => cases,
+                Err(error) => {
+                    let line = error.line.map(|l| format!(":{l}")).unwrap_or_default();
+                    let problem = format!("{}{line}: {}", path.display(), error.message);
+                    return Some((path.as_path(), problem));
+                }
+            };
+            cases.iter().find_map(|case| {
+                let at = format!("{}:{}: case `{}`", path.display(), case.line, case.name);
+                let problem = match &case.outcome {
+                    CaseOutcome::Passed => return None,
+                    CaseOutcome::Failed(failure) => format!(
+                        "{at} (policy `{}`) expected {}, got {}",
+                        case.policy, failure.expected, failure.got
+                    ),
+                    CaseOutcome::Broken(message) => format!("{at} could not run: {message}"),
+                };
+                Some((path.as_path(), problem))
+            })
+        })
+    }
+}
+
 /// One case file's cases, or why they could not run.
 #[derive(Debug)]
 pub struct FileReport {
