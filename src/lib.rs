@@ -35,6 +35,8 @@
 //! - [`metrics`]: the Prometheus metrics `GET /metrics` serves, one registry per service.
 
 pub mod alloc;
+#[doc(hidden)]
+pub mod bench_hooks;
 pub mod config;
 pub mod corpus;
 mod decision_log;

@@ -1,0 +1,77 @@
+//! The statistical score (`ctx.rba`): its cost per evaluation, and the memory of what it
+//! learns (a user's profile, the global frequencies).
+//!
+//! Run: `cargo bench --bench rba`. Memory is measured, not estimated: this binary counts the
+//! bytes its allocator holds, and prints the bytes held per profile over 10,000 profiles
+//! (each built by learning 40 logins) and by the global statistics after a million logins.
+//! `baseline/woothee_uncached` measures a fixed piece of work in the same run, to compare
+//! runs on this shared, noisy machine.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test and benchmark code: a panic is a failed run"
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use riskgate::bench_hooks::{RbaCase, typical_profile};
+
+/// The `riskgate` binary's allocator, counting the bytes it holds.
+struct Counting;
+
+static HELD: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed on to mimalloc unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is mimalloc's.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is mimalloc's.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes held while `make`'s result lives.
+fn held_by<T>(make: impl FnOnce() -> T) -> (T, isize) {
+    let before = HELD.load(Ordering::Relaxed);
+    let made = make();
+    (made, HELD.load(Ordering::Relaxed) - before)
+}
+
+fn bench(c: &mut Criterion) {
+    let case = RbaCase::new(10_000, 200_000);
+    c.bench_function("rba/score", |b| b.iter(|| black_box(case.score())));
+    common::bench_host_baseline(c, "after");
+
+    let profiles = 10_000;
+    let (kept, bytes) = held_by(|| (0..profiles).map(typical_profile).collect::<Vec<_>>());
+    println!(
+        "rba/memory: {} bytes per profile (40 logins learned), over {profiles} profiles",
+        bytes / profiles as isize
+    );
+    drop(kept);
+    let logins = if std::env::args().any(|a| a == "--bench") { 1_000_000 } else { 10_000 };
+    let (stats, bytes) = held_by(|| RbaCase::new(100_000, logins));
+    println!(
+        "rba/memory: global statistics {:.1} MB after {logins} logins of 100,000 users",
+        bytes as f64 / 1e6
+    );
+    drop(stats);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
