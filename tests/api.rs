@@ -792,6 +792,23 @@ async fn admins_export_unlock_and_erase_users(backend: &str) {
     assert_eq!((status, unlocked["unlocked"].as_bool()), (200, Some(true)));
     let (_, profile) = server.get("/v1/users/hana").await;
     assert!(profile["locked_until"].is_null(), "{profile}");
+    // The failures that locked her go with the lock, or her next login would lock her again;
+    // the IP they came from keeps counting them.
+    let next = server
+        .evaluate(
+            Login {
+                user: "hana",
+                ip: CHINA,
+                device: "hana-phone",
+                at: "2026-11-03T09:02:00Z",
+                ..Login::default()
+            }
+            .body(),
+        )
+        .await;
+    assert_ne!(next["decision"], "lock", "{next}");
+    assert_eq!(next["signals"]["user"]["failures_15m"], 0, "{next}");
+    assert_eq!(next["signals"]["ip"]["failures_10m"], 10, "{next}");
 
     let deleted = server
         .client

@@ -237,7 +237,10 @@ impl MemoryStore {
     }
 
     pub(crate) fn unlock(&self, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self.locks.remove(key(user_id))?.is_some())
+        let user = key(user_id);
+        // The failures that locked the account would lock it again on the next attempt.
+        self.failures.remove(user)?;
+        Ok(self.locks.remove(user)?.is_some())
     }
 
     pub(crate) fn put_pending(&self, request_id: &str, pending: Pending) -> Result<(), StoreError> {

@@ -586,9 +586,14 @@ impl Store for RedisStore {
 
     fn unlock<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(self.run(async move {
-            let removed: i64 = self
-                .link()
-                .del(self.keys.user(user_id).lock)
+            // The failures that locked the account would lock it again on the next attempt.
+            // A user's keys share a slot, so one transaction removes them together.
+            let user = self.keys.user(user_id);
+            let (removed, _): (i64, i64) = redis::pipe()
+                .atomic()
+                .del(&user.lock)
+                .del(&[&user.failures, &user.failures_dropped])
+                .query_async(&mut self.link())
                 .await
                 .map_err(failed)?;
             Ok(removed > 0)
