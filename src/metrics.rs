@@ -15,8 +15,8 @@ use crate::decision_log::LogCounters;
 use crate::engine::{Engine, POLICY_ERROR_REASON, STATE_UNAVAILABLE_REASON};
 use crate::model::{Assessment, Verdict};
 
-/// Distinct reasons counted per policy; a policy minting reasons from data (a country, an IP)
-/// would otherwise grow the metrics without bound. Later ones are counted as `other`.
+/// Distinct (policy, reason) series counted; a policy minting reasons from data (a country,
+/// an IP) would otherwise grow the metrics without bound. Later ones are counted as `other`.
 const MAX_REASON_SERIES: usize = 256;
 
 /// Latency buckets, in seconds: 25 µs to about 0.8 s, doubling.
@@ -128,7 +128,7 @@ impl Metrics {
             reason_series: RwLock::default(),
             policy_errors: counter_vec(
                 "policy_errors_total",
-                "Policy runs that failed (error, operation limit, timeout), by policy",
+                "Policy runs that failed (an error, a limit, an invalid result), active or shadow, by policy",
                 &["policy"],
             ),
             fallbacks: counter_vec(
@@ -188,18 +188,25 @@ impl Metrics {
         if !verdict.fallback {
             return;
         }
+        let gave = |cause: &str| verdict.reasons.iter().any(|r| r == cause);
+        if gave(POLICY_ERROR_REASON) {
+            self.policy_errors.with_label_values(&[policy]).inc();
+        }
+        // A failing shadow policy is a policy error, but no answer fell back to the fail-safe.
+        if mode == "shadow" {
+            return;
+        }
         for cause in [POLICY_ERROR_REASON, STATE_UNAVAILABLE_REASON] {
-            if verdict.reasons.iter().any(|r| r == cause) {
+            if gave(cause) {
                 self.fallbacks.with_label_values(&[cause]).inc();
-                match cause {
-                    POLICY_ERROR_REASON => self.policy_errors.with_label_values(&[policy]).inc(),
-                    _ => self.state_errors.inc(),
-                }
             }
+        }
+        if gave(STATE_UNAVAILABLE_REASON) {
+            self.state_errors.inc();
         }
     }
 
-    /// `reason`, or `other` once the policy has used its share of distinct reasons.
+    /// `reason`, or `other` once [`MAX_REASON_SERIES`] series are counted.
     fn reason_label<'a>(&self, policy: &str, reason: &'a str) -> &'a str {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         hasher.update(policy.as_bytes());

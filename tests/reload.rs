@@ -176,3 +176,26 @@ async fn an_on_demand_reload_refuses_failing_cases_with_422_and_the_case_named()
         .await;
     assert_eq!(reasons(&answer), ["v1"]);
 }
+
+#[tokio::test]
+async fn an_editors_lock_file_beside_a_policy_does_not_break_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "default.rhai", &allowing("v1"));
+    let server = TestServer::start(Settings {
+        policies_dir: Some(dir.to_owned()),
+        ..Settings::default()
+    })
+    .await;
+    // Emacs marks a file being edited with a dangling symlink named after it.
+    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    std::os::unix::fs::symlink("user@host.1234", dir.join(".#default.rhai")).unwrap();
+    std::os::unix::fs::symlink("user@host.1234", dir.join("lists/.#hosting.txt")).unwrap();
+    write(dir, "default.rhai", &allowing("v2"));
+    let (status, reloaded) = server.post("/v1/policies/reload", &json!({})).await;
+    assert_eq!(status, 200, "{reloaded}");
+    let answer = server
+        .evaluate(json!({"user_id": "tam", "ip": LONDON}))
+        .await;
+    assert_eq!(reasons(&answer), ["v2"]);
+}

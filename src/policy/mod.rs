@@ -32,3 +32,12 @@ pub use recorder::Read;
 pub(crate) use recorder::{CtxValues, Recorder};
 pub use runtime::{ENTRY_POINT, Policy, Runtime};
 pub use set::{DEFAULT_POLICY, PolicySet, Selection};
+
+/// Whether `path` is an editor's scratch file (a hidden file such as Emacs's `.#name` lock or
+/// Vim's `.name.swp`, or a `name~` backup): never a policy, list or case, and no reason to
+/// reload.
+pub(crate) fn editor_scratch(path: &std::path::Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|name| name.starts_with('.') || name.ends_with('~'))
+}

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::testing::{self, CASES_DIR, Status, TestError};
-use super::{Limits, PolicySet, Selection};
+use super::{Limits, PolicySet, Selection, editor_scratch};
 use crate::engine::{Engine, EngineSettings};
 use crate::metrics::{Metrics, ReloadResult};
 
@@ -165,7 +165,7 @@ fn candidate(
 pub(crate) async fn watch(reloader: Arc<Reloader>) {
     let (changed, mut changes) = mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(|p| relevant(p))) {
+        if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(|p| !editor_scratch(p))) {
             // A full channel already holds a change to reload for.
             let _ = changed.try_send(());
         }
@@ -189,14 +189,6 @@ pub(crate) async fn watch(reloader: Arc<Reloader>) {
     }
 }
 
-/// Whether a changed path can change the policy set: not an editor's swap or backup file.
-fn relevant(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return true;
-    };
-    !(name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,10 +196,10 @@ mod tests {
     #[test]
     fn editor_scratch_files_are_not_changes() {
         for scratch in [".default.rhai.swp", "default.rhai~", ".#default.rhai"] {
-            assert!(!relevant(Path::new(scratch)), "{scratch}");
+            assert!(editor_scratch(Path::new(scratch)), "{scratch}");
         }
         for real in ["default.rhai", "lists/blocklist.txt", "tests/default.toml"] {
-            assert!(relevant(Path::new(real)), "{real}");
+            assert!(!editor_scratch(Path::new(real)), "{real}");
         }
     }
 }

@@ -57,7 +57,7 @@ impl PolicySet {
         let mut policies = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
-            if path.extension().is_none_or(|e| e != "rhai") {
+            if path.extension().is_none_or(|e| e != "rhai") || super::editor_scratch(&path) {
                 continue;
             }
             let name = path.file_stem().unwrap_or_default().to_string_lossy();
