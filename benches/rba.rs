@@ -64,7 +64,11 @@ fn bench(c: &mut Criterion) {
         bytes / profiles as isize
     );
     drop(kept);
-    let logins = if std::env::args().any(|a| a == "--bench") { 1_000_000 } else { 10_000 };
+    let logins = if std::env::args().any(|a| a == "--bench") {
+        1_000_000
+    } else {
+        10_000
+    };
     let (stats, bytes) = held_by(|| RbaCase::new(100_000, logins));
     println!(
         "rba/memory: global statistics {:.1} MB after {logins} logins of 100,000 users",

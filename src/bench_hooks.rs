@@ -63,7 +63,12 @@ pub fn typical_profile(user: u64) -> UserProfile {
 /// One successful login of `user`: its `login`-th.
 fn facts(user: u64, login: u64) -> LoginFacts {
     let isp = (user % 50) as u8;
-    let ip = Ipv4Addr::new(81, isp, (login % 7) as u8, (user % 250) as u8 + (login % 3) as u8);
+    let ip = Ipv4Addr::new(
+        81,
+        isp,
+        (login % 7) as u8,
+        (user % 250) as u8 + (login % 3) as u8,
+    );
     let version = 120 + (login / 10) as u32;
     let phone = login % 4 == 3;
     let (os, kind) = if phone {
@@ -80,7 +85,10 @@ fn facts(user: u64, login: u64) -> LoginFacts {
         (Feature::Asn, format!("AS{}", 3000 + u32::from(isp))),
         (Feature::Browser, format!("Chrome {version}")),
         (Feature::Os, os.into()),
-        (Feature::IpPrefix, format!("{}/24", Ipv4Addr::from(u32::from(ip) & !0xff))),
+        (
+            Feature::IpPrefix,
+            format!("{}/24", Ipv4Addr::from(u32::from(ip) & !0xff)),
+        ),
         (Feature::Ip, ip.to_string()),
         (Feature::UserAgent, agent),
         (Feature::DeviceType, kind.into()),
