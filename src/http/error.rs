@@ -162,38 +162,44 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        // A timer only when the body is not there at once: `timeout` polls the read first.
-        let limit = req
-            .extensions()
-            .get::<BodyTimeout>()
-            .map_or(BodyTimeout::default().0, |timeout| timeout.0);
-        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
-            .await
-            .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?;
-        let bytes = read.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                ApiError::MalformedJson(rejection.body_text())
-            }
-        })?;
+        let bytes = json_body(req, state).await?;
         let value: T = parse(&bytes)?;
         value.validate()?;
         Ok(ValidJson(value))
     }
+}
+
+/// A request's JSON body: refused unless `application/json`, within the body timeout and
+/// under [`MAX_BODY_BYTES`].
+pub(super) async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    // A timer only when the body is not there at once: `timeout` polls the read first.
+    let limit = req
+        .extensions()
+        .get::<BodyTimeout>()
+        .map_or(BodyTimeout::default().0, |timeout| timeout.0);
+    let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?;
+    read.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })
 }
 
 /// The `{id}` of a `/v1/users/{id}` route in the form state is kept under, with a malformed
@@ -219,7 +225,7 @@ impl FromRequestParts<AppState> for UserId {
 }
 
 /// Parses JSON, naming the offending field in errors.
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
