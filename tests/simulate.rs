@@ -230,12 +230,17 @@ async fn a_broken_inline_policy_is_refused_with_its_line_and_column_and_a_failin
             .contains("fn evaluate(ctx)")
     );
 
+    // Within the limit, though over 64 KiB as JSON (each control character is six bytes).
+    let escaped = format!("{LOCK_POLICY}\n// {}", "\u{1}".repeat(12 * 1024));
+    let answer = simulate(&server, &body(&escaped)).await;
+    assert_eq!(reasons(&answer), ["what_if"]);
+
     let oversized = format!("{LOCK_POLICY}\n// {}", "x".repeat(33 * 1024));
     let (status, error) = server.post("/v1/simulate", &body(&oversized)).await;
     assert_eq!((status, error["field"].as_str()), (400, Some("policy")));
     assert!(error["message"].as_str().unwrap().contains("32768 bytes"));
     let (status, error) = server
-        .post("/v1/simulate", &body(&"x".repeat(70 * 1024)))
+        .post("/v1/simulate", &body(&"x".repeat(520 * 1024)))
         .await;
     assert_eq!(
         (status, error["error"].as_str()),

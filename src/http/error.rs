@@ -17,6 +17,10 @@ use crate::model::{Attempt, FieldError, Outcome};
 
 /// Largest accepted request body.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted `/v1/simulate` body: room for an inline policy of
+/// [`MAX_POLICY_BYTES`](super::simulate::MAX_POLICY_BYTES) even with every character escaped
+/// in the JSON (up to 12 bytes for one), beside the attempt.
+pub(crate) const MAX_SIMULATION_BODY_BYTES: usize = 512 * 1024;
 
 /// Every error the API answers with.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +55,9 @@ pub(crate) enum ApiError {
     #[error("the request body did not arrive within {0} seconds")]
     BodyTimeout(u64),
     /// 413: the body is over the limit.
-    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    #[error(
+        "request body is larger than {MAX_BODY_BYTES} bytes ({MAX_SIMULATION_BODY_BYTES} on /v1/simulate)"
+    )]
     TooLarge,
     /// 415: the body is not `application/json`.
     #[error("content type must be application/json")]

@@ -40,7 +40,10 @@ pub(crate) struct PolicyChoice {
     /// Rhai source defining `fn evaluate(ctx)` (at most 32 KiB), compiled in the same sandbox
     /// as loaded policies; it answers as `<inline>`.
     #[serde(default)]
-    #[schema(max_length = 32768)]
+    #[schema(
+        max_length = 32768,
+        example = r#"fn evaluate(ctx) { #{decision: "mfa", score: 0.5, reasons: ["what_if"]} }"#
+    )]
     policy: Option<String>,
     /// The name of a loaded policy (as `GET /v1/policies` lists them).
     #[serde(default)]
@@ -136,7 +139,7 @@ pub(crate) struct Simulated {
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 403, description = "Not an admin key", body = ErrorBody),
         (status = 408, description = "The body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 413, description = "Body over 512 KiB", body = ErrorBody),
         (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 503, description = "State unavailable", body = ErrorBody),
     ))]
