@@ -1,7 +1,8 @@
 //! The pipeline: enrich, observe state, compute signals, run the policy, record effects.
 //!
 //! Free of HTTP and files: the server, replay and tests call [`Engine::evaluate`] and
-//! [`Engine::record`] with the time passed in.
+//! [`Engine::record`] with the time passed in; [`Engine::simulate`] runs the same pipeline
+//! as a what-if that writes nothing.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
@@ -13,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::Millis;
 use crate::enrich::{DeviceInfo, DeviceParser, GeoInfo, GeoIp};
 use crate::model::{
-    Assessment, Attempt, Decision, Outcome, OutcomeKind, Recorded, UserExport, Verdict,
+    Assessment, Attempt, Decision, Outcome, OutcomeKind, PolicyRef, Recorded, UserExport, Verdict,
 };
 use crate::policy::{Policy, PolicyError, PolicyOutput, PolicySet, Runtime};
 use crate::signals::{self, EventTime, Inputs, Signals, TravelLimits};
 use crate::state::global::Prior;
 use crate::state::{
     AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
-    Pending, PendingStage, Store, UserActivity,
+    Observation, Pending, PendingStage, Store, UserActivity,
 };
 
 /// Reason given when the fail-safe decision replaces a failed policy.
@@ -85,18 +86,18 @@ impl EngineSettings {
                 policy: policy.reference(),
                 fallback: false,
             },
-            Err(_) => self.fallback(policy, self.fail_safe, POLICY_ERROR_REASON),
+            Err(_) => self.fallback(policy.reference(), self.fail_safe, POLICY_ERROR_REASON),
         }
     }
 
     /// The fail-safe verdict, marked as such, with the reason it replaces the policy's.
-    fn fallback(&self, policy: &Policy, decision: Decision, reason: &str) -> Verdict {
+    fn fallback(&self, policy: Arc<PolicyRef>, decision: Decision, reason: &str) -> Verdict {
         Verdict {
             decision,
             score: 1.0,
             reasons: vec![reason.to_owned()],
             lock_seconds: (decision == Decision::Lock).then_some(self.default_lock_seconds),
-            policy: policy.reference(),
+            policy,
             fallback: true,
         }
     }
@@ -260,8 +261,9 @@ impl Engine {
             at: attempt.timestamp.unwrap_or(now).timestamp_millis(),
             error,
             decided: Some(verdict.decision),
+            policy: verdict.policy,
         };
-        Ok(self.state_unavailable(attempt, request_id, geo, device.info, &unavailable))
+        Ok(self.state_unavailable(attempt, request_id, geo, device.info, unavailable))
     }
 
     /// Puts a user id in the form state is kept under: as is, or lowercased when ids are
@@ -285,6 +287,23 @@ impl Engine {
     ) -> Result<Assessment, EngineError> {
         let enrichment = self.enrichment(attempt.ip, attempt.user_agent.as_deref(), None);
         self.evaluate_enriched(attempt, now, enrichment, None, None)
+            .await
+    }
+
+    /// Scores an attempt as [`Engine::evaluate`] would at this moment, with every signal,
+    /// and changes nothing anywhere: the attempt is counted on copies of its state (its
+    /// failure too, if `password_ok` is false), so the counts include it as evaluate's would,
+    /// but no counter, profile, lock, attempt awaiting its outcome or global frequency is
+    /// written. `policy`, when given, answers instead of the one in force for the app, and no
+    /// shadow runs beside it. The `request_id` is fresh and refers to nothing.
+    pub async fn simulate(
+        &self,
+        attempt: &Attempt,
+        now: DateTime<Utc>,
+        policy: Option<Arc<Policy>>,
+    ) -> Result<Assessment, EngineError> {
+        let enrichment = self.enrichment(attempt.ip, attempt.user_agent.as_deref(), None);
+        self.assess(attempt, now, enrichment, Run::WhatIf { policy })
             .await
     }
 
@@ -319,6 +338,19 @@ impl Engine {
         network: Option<NetworkCounts>,
         prior: Option<Prior>,
     ) -> Result<Assessment, EngineError> {
+        let run = Run::Record { network, prior };
+        self.assess(attempt, now, enrichment, run).await
+    }
+
+    /// The pipeline behind evaluations and what-ifs: observe state, compute the signals,
+    /// judge, and (for real evaluations only) apply the verdict.
+    async fn assess(
+        &self,
+        attempt: &Attempt,
+        now: DateTime<Utc>,
+        enrichment: Enrichment,
+        run: Run,
+    ) -> Result<Assessment, EngineError> {
         let at = attempt.timestamp.unwrap_or(now).timestamp_millis();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let Enrichment { geo, device } = enrichment;
@@ -330,30 +362,19 @@ impl Engine {
             attempt.user_agent.as_deref(),
             at,
         );
-        let failed = attempt.password_ok == Some(false);
-        let origin = NetworkKeys {
-            ip: counting_bucket(attempt.ip),
-            device_id: attempt.device_id.as_deref(),
-        };
-        let keys = AttemptKeys {
-            user_id: &attempt.user_id,
-            network: network.is_none().then_some(origin),
-            failed,
-        };
-        let mut observation = match self.store.observe(&keys, at).await {
+        let mut observation = match self.observe(attempt, at, &run).await {
             Ok(observation) => observation,
             Err(error) => {
+                let policies = self.policies.load();
                 let unavailable = Unavailable {
                     at,
                     error,
                     decided: None,
+                    policy: Self::answering(&policies, attempt, &run).reference(),
                 };
-                return Ok(self.state_unavailable(attempt, request_id, geo, device, &unavailable));
+                return Ok(self.state_unavailable(attempt, request_id, geo, device, unavailable));
             }
         };
-        if let Some(network) = network {
-            observation.counts.network = network;
-        }
         // A profile stored under a colliding hash is another id's, and teaches nothing here.
         observation.profile = observation
             .profile
@@ -370,21 +391,34 @@ impl Engine {
             lists,
             travel: self.settings.travel,
             version_jump: self.settings.device_version_jump,
-            prior: prior.unwrap_or_else(|| {
-                let user = crate::state::key(&attempt.user_id);
-                self.store.global().prior(user, &facts)
-            }),
+            prior: match run {
+                Run::Record {
+                    prior: Some(prior), ..
+                } => prior,
+                _ => {
+                    let user = crate::state::key(&attempt.user_id);
+                    self.store.global().prior(user, &facts)
+                }
+            },
         }));
         // Release the profile before learning, so the store updates it in place.
         drop(observation);
-        let verdict = self.judge(policies.active(attempt.app.as_deref()), &signals);
-        let shadow = policies.shadow().map(|p| self.judge(p, &signals));
-
-        if let Err(error) = self.apply(attempt, at, &request_id, &verdict, facts).await {
+        let verdict = self.judge(Self::answering(&policies, attempt, &run), &signals);
+        let shadow = match run {
+            Run::WhatIf { policy: Some(_) } => None,
+            _ => policies.shadow().map(|p| self.judge(p, &signals)),
+        };
+        if let Run::Record { .. } = run
+            && let Err(error) = self.apply(attempt, at, &request_id, &verdict, facts).await
+        {
             let Signals { geo, device, .. } = Arc::unwrap_or_clone(signals);
-            let decided = Some(verdict.decision);
-            let unavailable = Unavailable { at, error, decided };
-            return Ok(self.state_unavailable(attempt, request_id, geo, device.info, &unavailable));
+            let unavailable = Unavailable {
+                at,
+                error,
+                decided: Some(verdict.decision),
+                policy: verdict.policy,
+            };
+            return Ok(self.state_unavailable(attempt, request_id, geo, device.info, unavailable));
         }
         Ok(Assessment {
             request_id,
@@ -392,6 +426,47 @@ impl Engine {
             signals,
             shadow,
         })
+    }
+
+    /// The state an attempt is judged against: counted into the store for real, or (a
+    /// what-if) counted on copies of what the store holds.
+    async fn observe(
+        &self,
+        attempt: &Attempt,
+        at: Millis,
+        run: &Run,
+    ) -> Result<Observation, StoreError> {
+        let origin = NetworkKeys {
+            ip: counting_bucket(attempt.ip),
+            device_id: attempt.device_id.as_deref(),
+        };
+        let network = match run {
+            Run::Record { network, .. } => *network,
+            Run::WhatIf { .. } => None,
+        };
+        let keys = AttemptKeys {
+            user_id: &attempt.user_id,
+            network: network.is_none().then_some(origin),
+            failed: attempt.password_ok == Some(false),
+        };
+        let mut observation = match run {
+            Run::Record { .. } => self.store.observe(&keys, at).await?,
+            Run::WhatIf { .. } => self.store.peek(&keys).await?.counted(&keys, at),
+        };
+        if let Some(network) = network {
+            observation.counts.network = network;
+        }
+        Ok(observation)
+    }
+
+    /// The policy that answers: the one a what-if brings, or the one in force for the app.
+    fn answering<'a>(policies: &'a PolicySet, attempt: &Attempt, run: &'a Run) -> &'a Policy {
+        match run {
+            Run::WhatIf {
+                policy: Some(policy),
+            } => policy,
+            _ => policies.active(attempt.app.as_deref()),
+        }
     }
 
     /// What a verdict does to state: a lock, a profile learned from an allowed login, or an
@@ -615,33 +690,55 @@ impl Engine {
         request_id: String,
         geo: GeoInfo,
         device: Arc<DeviceInfo>,
-        unavailable: &Unavailable,
+        unavailable: Unavailable,
     ) -> Assessment {
-        let Unavailable { at, error, decided } = unavailable;
+        let Unavailable {
+            at,
+            error,
+            decided,
+            policy,
+        } = unavailable;
         tracing::error!(%error, "state unavailable; returning the fail-safe decision");
         let decision = [self.settings.fail_safe, Decision::Mfa]
             .into_iter()
-            .chain(*decided)
+            .chain(decided)
             .max_by_key(|d| strictness(*d))
             .unwrap_or(Decision::Mfa);
-        let policies = self.policies.load();
-        let policy = policies.active(attempt.app.as_deref());
         Assessment {
             request_id,
             verdict: self
                 .settings
                 .fallback(policy, decision, STATE_UNAVAILABLE_REASON),
-            signals: Arc::new(signals::without_state(attempt, *at, geo, device)),
+            signals: Arc::new(signals::without_state(attempt, at, geo, device)),
             shadow: None,
         }
     }
 }
 
-/// Why state is unavailable for an attempt, and what the policy had decided, if it ran.
+/// Why state is unavailable for an attempt, what the policy had decided if it ran, and
+/// which policy answers.
 struct Unavailable {
     at: Millis,
     error: StoreError,
     decided: Option<Decision>,
+    policy: Arc<PolicyRef>,
+}
+
+/// How an evaluation treats state.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per evaluation, moved once; boxing the prior would allocate per replayed event"
+)]
+enum Run {
+    /// For real: the attempt is counted and its verdict applied. `network` and `prior`, when
+    /// given, were counted by the caller (replay keeps them centrally).
+    Record {
+        network: Option<NetworkCounts>,
+        prior: Option<Prior>,
+    },
+    /// A what-if: nothing is written anywhere. `policy`, when given, answers instead of the
+    /// one in force, without the shadow.
+    WhatIf { policy: Option<Arc<Policy>> },
 }
 
 /// Orders decisions from the mildest to the strictest.

@@ -11,7 +11,8 @@
 //!
 //! The public modules are what a user of the crate needs:
 //! - [`engine`]: [`Engine::evaluate`] and [`Engine::record`], the whole pipeline with the
-//!   time passed in, and the user operations (export, forget, unlock). The only door to state.
+//!   time passed in, [`Engine::simulate`] (the same pipeline writing nothing), and the user
+//!   operations (export, forget, unlock). The only door to state.
 //! - [`model`]: attempts, outcomes, decisions, user exports: the JSON contract.
 //! - [`signals`]: the policy context (`ctx`), which answers also carry as `signals`.
 //! - [`config`]: settings from file, environment and flags, resolved into a [`config::Config`].

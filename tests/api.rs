@@ -12,31 +12,6 @@ use common::*;
 use riskgate::config::Settings;
 use serde_json::json;
 
-/// Runs each listed test once per state backend, as `<backend>::<test>`: the API behaves the
-/// same whichever backend keeps the state.
-macro_rules! on_every_backend {
-    ($($test:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $test() {
-                super::$test("memory").await
-            })*
-        }
-        mod embedded {
-            $(#[tokio::test]
-            async fn $test() {
-                super::$test("embedded").await
-            })*
-        }
-        mod redis {
-            $(#[tokio::test]
-            async fn $test() {
-                super::$test("redis").await
-            })*
-        }
-    };
-}
-
 on_every_backend!(
     home_login_is_allowed_and_a_new_device_in_a_new_country_steps_up,
     ten_wrong_passwords_lock_but_the_real_user_on_a_known_device_gets_mfa,

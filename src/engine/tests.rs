@@ -15,8 +15,8 @@ use crate::signals::{EventTime, Signals};
 use crate::state::bounded::Placement;
 use crate::state::memory::{Capacity, MemoryStore};
 use crate::state::{
-    AttemptKeys, LoginFacts, Observation, Pending, Store, StoreError, StoreFuture, UserActivity,
-    UserProfile, finish,
+    AttemptKeys, LoginFacts, Observation, Pending, Snapshot, Store, StoreError, StoreFuture,
+    UserActivity, UserProfile, finish,
 };
 use crate::{MINUTE, Millis, SECOND};
 
@@ -622,6 +622,91 @@ fn a_failing_policy_yields_the_fail_safe_decision_marked_fallback() {
     assert!(!fine.verdict.fallback);
 }
 
+// --- What-if ----------------------------------------------------------------------------
+
+/// A what-if of `attempt` at `offset`, under the policy in force or `policy`.
+fn simulate(
+    engine: &Engine,
+    attempt: &Attempt,
+    offset: Millis,
+    policy: Option<Arc<Policy>>,
+) -> Assessment {
+    finish(engine.simulate(attempt, time(offset), policy)).unwrap()
+}
+
+#[test]
+fn a_what_if_sees_what_evaluate_would_and_changes_nothing() {
+    let e = engine(POLICY);
+    eval(&e, &attempt("alice", "allow", Some(true)), 0);
+    eval(&e, &attempt("alice", "mfa", Some(false)), SECOND);
+    let wrong = attempt("alice", "lock", Some(false));
+    let what_ifs: Vec<Assessment> = (0..20)
+        .map(|_| simulate(&e, &wrong, MINUTE, None))
+        .collect();
+    let real = eval(&e, &wrong, MINUTE);
+    for what_if in &what_ifs {
+        assert_eq!(
+            serde_json::to_value(&what_if.signals).unwrap(),
+            serde_json::to_value(&real.signals).unwrap(),
+            "the same signals, this attempt counted once"
+        );
+        assert_eq!(what_if.verdict, real.verdict);
+    }
+    assert_eq!(real.signals.user.failures_15m, 2);
+    assert_eq!(real.signals.ip.failures_10m, 2);
+
+    // A new device allowed in a what-if is not learned, nor parked for a step-up.
+    let mut phone = attempt("bob", "allow", Some(true));
+    phone.device_id = Some("phone".into());
+    simulate(&e, &phone, MINUTE, None);
+    let stepped_up = simulate(&e, &attempt("bob", "mfa", Some(true)), MINUTE, None);
+    let passed = event(OutcomeKind::MfaPassed, "bob", &stepped_up.request_id);
+    assert_eq!(record(&e, &passed, 2 * MINUTE), Recorded::Ignored);
+    assert!(probe(&e, "bob", IP, 3 * MINUTE).user.first_login);
+}
+
+#[test]
+fn a_what_if_runs_the_policy_it_brings_without_the_shadow() {
+    let e = engine(POLICY);
+    let strict = e
+        .runtime()
+        .compile(
+            "strict",
+            "strict.rhai",
+            "fn evaluate(ctx) { #{decision: \"lock\", reasons: [\"what_if\"]} }",
+        )
+        .unwrap();
+    let answer = simulate(
+        &e,
+        &attempt("alice", "allow", None),
+        0,
+        Some(Arc::new(strict)),
+    );
+    assert_eq!(answer.verdict.decision, Decision::Lock);
+    assert_eq!(answer.verdict.reasons, ["what_if"]);
+    assert_eq!(answer.verdict.policy.name, "strict");
+    assert!(answer.shadow.is_none());
+    assert!(
+        finish(e.export_user("alice", time(0))).unwrap().is_none(),
+        "not locked"
+    );
+}
+
+#[test]
+fn a_what_if_writes_nothing_so_a_store_refusing_writes_does_not_change_its_answer() {
+    let e = troubled(false, Decision::Mfa);
+    for decide in ["allow", "mfa", "lock"] {
+        for password_ok in [Some(true), Some(false), None] {
+            let answer = simulate(&e, &attempt("alice", decide, password_ok), 0, None);
+            assert_eq!(answer.verdict.decision.as_str(), decide);
+            assert!(!answer.verdict.fallback, "{password_ok:?}");
+        }
+    }
+    let e = troubled(true, Decision::Mfa);
+    let answer = simulate(&e, &attempt("alice", "allow", Some(true)), 0, None);
+    assert_eq!(answer.verdict.reasons, [STATE_UNAVAILABLE_REASON]);
+}
+
 #[test]
 fn a_lock_fail_safe_reports_the_default_lock_seconds() {
     let settings = EngineSettings {
@@ -685,6 +770,12 @@ impl Store for TroubledStore {
             return down();
         }
         Store::observe(&self.reads, attempt, now)
+    }
+    fn peek<'a>(&'a self, attempt: &'a AttemptKeys<'a>) -> StoreFuture<'a, Snapshot> {
+        if self.reads_fail {
+            return down();
+        }
+        Store::peek(&self.reads, attempt)
     }
     fn count_failure<'a>(&'a self, _: &'a AttemptKeys<'a>, _: Millis) -> StoreFuture<'a, ()> {
         down()

@@ -17,6 +17,10 @@ use crate::model::{Attempt, FieldError, Outcome};
 
 /// Largest accepted request body.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted `/v1/simulate` body: room for an inline policy of
+/// [`MAX_POLICY_BYTES`](super::simulate::MAX_POLICY_BYTES) even with every character escaped
+/// in the JSON (up to 12 bytes for one), beside the attempt.
+pub(crate) const MAX_SIMULATION_BODY_BYTES: usize = 512 * 1024;
 
 /// Every error the API answers with.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +55,16 @@ pub(crate) enum ApiError {
     #[error("the request body did not arrive within {0} seconds")]
     BodyTimeout(u64),
     /// 413: the body is over the limit.
-    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    #[error(
+        "request body is larger than {MAX_BODY_BYTES} bytes ({MAX_SIMULATION_BODY_BYTES} on /v1/simulate)"
+    )]
     TooLarge,
     /// 415: the body is not `application/json`.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    /// 500: a bug (a task panicked); logged, never detailed to the client.
+    #[error("internal error")]
+    Internal(String),
     /// 503: the state backend failed; logged, never detailed to the client.
     #[error("the state backend is unavailable")]
     Unavailable(#[source] EngineError),
@@ -88,6 +97,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -110,8 +120,10 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Unavailable(source) = &self {
-            tracing::error!(error = %source, "request failed");
+        match &self {
+            ApiError::Unavailable(source) => tracing::error!(error = %source, "request failed"),
+            ApiError::Internal(what) => tracing::error!(error = %what, "request failed"),
+            _ => {}
         }
         let (status, code) = self.status_and_code();
         let field = match &self {
@@ -156,38 +168,44 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        // A timer only when the body is not there at once: `timeout` polls the read first.
-        let limit = req
-            .extensions()
-            .get::<BodyTimeout>()
-            .map_or(BodyTimeout::default().0, |timeout| timeout.0);
-        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
-            .await
-            .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?;
-        let bytes = read.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                ApiError::MalformedJson(rejection.body_text())
-            }
-        })?;
+        let bytes = json_body(req, state).await?;
         let value: T = parse(&bytes)?;
         value.validate()?;
         Ok(ValidJson(value))
     }
+}
+
+/// A request's JSON body: refused unless `application/json`, within the body timeout and
+/// under [`MAX_BODY_BYTES`].
+pub(super) async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    // A timer only when the body is not there at once: `timeout` polls the read first.
+    let limit = req
+        .extensions()
+        .get::<BodyTimeout>()
+        .map_or(BodyTimeout::default().0, |timeout| timeout.0);
+    let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?;
+    read.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })
 }
 
 /// The `{id}` of a `/v1/users/{id}` route in the form state is kept under, with a malformed
@@ -213,7 +231,7 @@ impl FromRequestParts<AppState> for UserId {
 }
 
 /// Parses JSON, naming the offending field in errors.
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

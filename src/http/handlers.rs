@@ -78,7 +78,7 @@ const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 /// Refuses a timestamp from the future (beyond clock skew) or further back than `max_age`:
 /// a backdated failure would count in no window, and a backdated attempt would be judged
 /// against a past that state no longer holds.
-fn check_timestamp(
+pub(super) fn check_timestamp(
     timestamp: Option<chrono::DateTime<Utc>>,
     now: chrono::DateTime<Utc>,
     max_age: Duration,

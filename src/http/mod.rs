@@ -6,6 +6,7 @@ mod handlers;
 mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod server;
+mod simulate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/users/{id}/unlock", post(handlers::unlock_user))
         .route("/v1/policies", get(handlers::list_policies))
         .route("/v1/policies/reload", post(handlers::reload_policies))
+        .route(
+            "/v1/simulate",
+            post(simulate::simulate).layer(DefaultBodyLimit::max(error::MAX_SIMULATION_BODY_BYTES)),
+        )
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     Router::new()

@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{handlers, metrics};
+use super::{handlers, metrics, simulate};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use super::{handlers, metrics};
         handlers::unlock_user,
         handlers::list_policies,
         handlers::reload_policies,
+        simulate::simulate,
         handlers::healthz,
         handlers::readyz,
         metrics::scrape,
@@ -41,8 +42,8 @@ impl Modify for ApiKeyScheme {
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
                 "An API key from RISKGATE_API_KEYS (client role for /v1/evaluate and \
-                 /v1/events, admin for the rest); without configured keys, loopback clients \
-                 need none.",
+                 /v1/events, admin for the rest, /v1/simulate included); without configured \
+                 keys, loopback clients need none.",
             ))
             .build();
         components.add_security_scheme("api_key", SecurityScheme::Http(bearer));
@@ -95,6 +96,7 @@ mod tests {
             "/v1/users/{id}/unlock",
             "/v1/policies",
             "/v1/policies/reload",
+            "/v1/simulate",
             "/healthz",
             "/readyz",
             "/openapi.json",

@@ -257,6 +257,29 @@ mod tests {
     }
 
     #[test]
+    fn a_peek_reads_the_disk_and_leaves_the_cache_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path(), capacity(), SyncMode::Always).unwrap();
+            store.learn("bob", LoginFacts::default()).unwrap();
+            store.lock("bob", 5_000).unwrap();
+            store.observe(&failed("bob"), 1_000).unwrap();
+        }
+        let store = open(dir.path(), capacity(), SyncMode::Always).unwrap();
+        let snapshot = store.peek(&failed("bob")).unwrap();
+        assert_eq!(store.sizes(), [0; 6], "nothing cached");
+        assert_eq!(snapshot.locked_until, Some(5_000));
+        assert!(snapshot.profile.is_some());
+        let observation = snapshot.counted(&failed("bob"), 2_000);
+        assert_eq!(observation.counts.user_failures, [2, 2, 2]);
+        assert_eq!(
+            store.activity("bob").unwrap().failures.count(2_000, 60_000),
+            1,
+            "only the real failure is kept"
+        );
+    }
+
+    #[test]
     fn entries_evicted_before_their_batch_is_written_are_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let tiny = Capacity {

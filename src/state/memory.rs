@@ -12,8 +12,9 @@ use super::global::GlobalStats;
 use super::table::Table;
 use super::{
     AttemptKeys, Committed, Counts, EventWindow, LoginFacts, NetworkActivity, NetworkCounts,
-    Observation, PENDING_TTL, Pending, Store, StoreError, StoreFuture, Swept, USER_FAILURE_WINDOWS,
-    USER_FAILURES, UserActivity, UserProfile, key, pending_key,
+    Observation, PENDING_TTL, Pending, Snapshot, Store, StoreError, StoreFuture, Swept,
+    USER_FAILURES, UserActivity, UserProfile, count_user_failure, key, pending_key,
+    user_failure_counts,
 };
 use crate::Millis;
 
@@ -151,16 +152,10 @@ impl MemoryStore {
         known: bool,
         now: Millis,
     ) -> Result<[i64; 3], StoreError> {
-        let (horizon, cap) = USER_FAILURES;
         self.failures.update_pinned(user_key, known, |failures| {
-            failures.push(now, horizon, cap);
-            failure_counts(failures, now)
+            count_user_failure(failures, now)
         })
     }
-}
-
-fn failure_counts(failures: &EventWindow, now: Millis) -> [i64; 3] {
-    USER_FAILURE_WINDOWS.map(|w| failures.count(now, w))
 }
 
 /// The store's operations, answered at once; [`Store`] hands them out as ready futures.
@@ -176,7 +171,7 @@ impl MemoryStore {
             self.record_user_failure(user_key, profile.is_some(), now)?
         } else {
             self.failures
-                .read(user_key, |f| failure_counts(f, now))?
+                .read(user_key, |f| user_failure_counts(f, now))?
                 .unwrap_or_default()
         };
         let network = match attempt.network {
@@ -190,6 +185,25 @@ impl MemoryStore {
             },
             locked_until: self.locks.read(user_key, |until| *until)?,
             profile,
+        })
+    }
+
+    pub(crate) fn peek(&self, attempt: &AttemptKeys<'_>) -> Result<Snapshot, StoreError> {
+        let user_key = key(attempt.user_id);
+        let profile = self.profiles.peek(user_key, Arc::clone)?;
+        let (ip, device) = match attempt.network {
+            Some(keys) => self.network.peek(keys)?,
+            None => Default::default(),
+        };
+        Ok(Snapshot {
+            user_failures: self
+                .failures
+                .peek(user_key, Clone::clone)?
+                .unwrap_or_default(),
+            locked_until: self.locks.peek(user_key, |until| *until)?,
+            profile: profile.filter(|p| p.belongs_to(attempt.user_id)),
+            ip,
+            device,
         })
     }
 
@@ -314,6 +328,10 @@ impl Store for MemoryStore {
         now: Millis,
     ) -> StoreFuture<'a, Observation> {
         ready(MemoryStore::observe(self, attempt, now))
+    }
+
+    fn peek<'a>(&'a self, attempt: &'a AttemptKeys<'a>) -> StoreFuture<'a, Snapshot> {
+        ready(MemoryStore::peek(self, attempt))
     }
 
     fn count_failure<'a>(
@@ -469,6 +487,56 @@ mod tests {
             store.observe(&keys, 100_000).unwrap().locked_until,
             Some(1_000_000)
         );
+    }
+
+    /// An attempt by `user_id` from one London IP on the device `laptop`.
+    fn from_laptop(user_id: &str, failed: bool) -> AttemptKeys<'_> {
+        AttemptKeys {
+            user_id,
+            network: Some(NetworkKeys {
+                ip: IpAddr::from([81, 2, 69, 10]),
+                device_id: Some("laptop"),
+            }),
+            failed,
+        }
+    }
+
+    #[test]
+    fn a_peek_counts_as_observe_would_and_changes_nothing() {
+        let store = MemoryStore::new(Capacity::default(), Placement::random());
+        store.learn("alice", LoginFacts::default()).unwrap();
+        for (at, user) in [(1_000, "alice"), (2_000, "bob"), (3_000, "carol")] {
+            store.observe(&from_laptop(user, true), at).unwrap();
+        }
+        store.lock("alice", 90_000).unwrap();
+        for (at, failed) in [(5_000, false), (6_000, true)] {
+            let keys = from_laptop("alice", failed);
+            let before = (store.sizes(), store.activity("alice").unwrap());
+            let peeked = store.peek(&keys).unwrap().counted(&keys, at);
+            let again = store.peek(&keys).unwrap().counted(&keys, at);
+            assert_eq!(
+                peeked.counts, again.counts,
+                "the first peek counted nothing"
+            );
+            assert_eq!((store.sizes(), store.activity("alice").unwrap()), before);
+            let observed = store.observe(&keys, at).unwrap();
+            assert_eq!(peeked.counts, observed.counts, "failed: {failed}");
+            assert_eq!(peeked.locked_until, Some(90_000));
+            assert_eq!(peeked.profile, observed.profile);
+        }
+        let counts = store
+            .peek(&from_laptop("dave", true))
+            .unwrap()
+            .counted(&from_laptop("dave", true), 7_000)
+            .counts;
+        assert_eq!(counts.user_failures, [1, 1, 1]);
+        assert_eq!(
+            counts.network.ip_failures,
+            [5, 5, 5],
+            "four counted, and this one"
+        );
+        assert_eq!(counts.network.ip_users, [4, 4]);
+        assert_eq!(counts.network.device_users_24h, 4);
     }
 
     fn failing(user_id: &str) -> AttemptKeys<'_> {

@@ -14,6 +14,7 @@ pub(crate) mod memory;
 pub(crate) mod network;
 pub(crate) mod profile;
 pub(crate) mod redis;
+mod snapshot;
 mod table;
 pub(crate) mod window;
 
@@ -26,6 +27,7 @@ use xxhash_rust::xxh3::xxh3_64;
 pub(crate) use memory::MemoryStore;
 pub(crate) use network::{NetworkActivity, NetworkCounts, NetworkKeys};
 pub(crate) use profile::{Feature, FeatureValue, Known, LoginFacts, LoginPlace, UserProfile};
+pub(crate) use snapshot::Snapshot;
 pub(crate) use window::{DistinctWindow, EventWindow};
 
 use crate::{DAY, HOUR, MINUTE, Millis};
@@ -65,6 +67,19 @@ pub(crate) struct Counts {
 
 /// Window lengths of [`Counts::user_failures`].
 pub(crate) const USER_FAILURE_WINDOWS: [Millis; 3] = [15 * MINUTE, HOUR, DAY];
+
+/// A user's failures over [`USER_FAILURE_WINDOWS`] at `now`.
+pub(crate) fn user_failure_counts(failures: &EventWindow, now: Millis) -> [i64; 3] {
+    USER_FAILURE_WINDOWS.map(|w| failures.count(now, w))
+}
+
+/// Counts a failure of the user's at `now` into `failures`; returns their failures over
+/// [`USER_FAILURE_WINDOWS`] including it.
+pub(crate) fn count_user_failure(failures: &mut EventWindow, now: Millis) -> [i64; 3] {
+    let (horizon, cap) = USER_FAILURES;
+    failures.push(now, horizon, cap);
+    user_failure_counts(failures, now)
+}
 
 /// The key a user id or device id is stored under.
 pub(crate) fn key(id: &str) -> u64 {
@@ -165,6 +180,10 @@ pub(crate) trait Store: Send + Sync {
         attempt: &'a AttemptKeys<'a>,
         now: Millis,
     ) -> StoreFuture<'a, Observation>;
+    /// Reads the state [`Store::observe`] would count this attempt into, changing nothing:
+    /// no counter, no expiry, no cache's recency ([`Snapshot::counted`] then counts it on
+    /// copies, for a what-if evaluation).
+    fn peek<'a>(&'a self, attempt: &'a AttemptKeys<'a>) -> StoreFuture<'a, Snapshot>;
     /// Counts a failure reported after the attempt was observed (or never observed).
     fn count_failure<'a>(
         &'a self,

@@ -72,11 +72,22 @@ impl IpActivity {
             || self.users.is_live(now, DAY)
     }
 
-    /// Writes this IP's counts at an attempt by `user` (its key) into `counts`.
-    pub(crate) fn fill(&self, user: u64, now: Millis, counts: &mut NetworkCounts) {
-        counts.ip_failures = IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w));
-        counts.ip_attempts_1m = self.attempts.count(now, MINUTE);
-        counts.ip_users = IP_USER_WINDOWS.map(|w| self.users.count_including(user, now, w));
+    /// Counts an attempt by `user` (its key) at `now`, and its wrong password if `failed`;
+    /// returns the IP's counts including it (the device's left at zero).
+    pub(crate) fn count_attempt(&mut self, user: u64, failed: bool, now: Millis) -> NetworkCounts {
+        if failed {
+            let (horizon, cap) = IP_FAILURES;
+            self.failures.push(now, horizon, cap);
+        }
+        let (horizon, cap) = IP_ATTEMPTS;
+        self.attempts.push(now, horizon, cap);
+        self.users.push(user, now, DISTINCT_USERS);
+        NetworkCounts {
+            ip_failures: IP_FAILURE_WINDOWS.map(|w| self.failures.count(now, w)),
+            ip_attempts_1m: self.attempts.count(now, MINUTE),
+            ip_users: IP_USER_WINDOWS.map(|w| self.users.count_including(user, now, w)),
+            device_users_24h: 0,
+        }
     }
 }
 
@@ -85,6 +96,15 @@ impl IpActivity {
 pub(crate) struct DeviceActivity {
     /// Users seen on it.
     pub users: DistinctWindow,
+}
+
+impl DeviceActivity {
+    /// Counts `user` (its key) on the device at `now`; returns its distinct users including
+    /// them.
+    pub(crate) fn count_user(&mut self, user: u64, now: Millis) -> i64 {
+        self.users.push(user, now, DISTINCT_USERS);
+        self.users.count_including(user, now, DEVICE_USERS_WINDOW)
+    }
 }
 
 /// IP and device counters in bounded maps, with a disk behind them in the embedded backend.
@@ -133,24 +153,28 @@ impl NetworkActivity {
         failed: bool,
         now: Millis,
     ) -> Result<NetworkCounts, StoreError> {
-        let mut counts = NetworkCounts::default();
-        self.ips.update(ip_key(keys.ip), |ip| {
-            if failed {
-                let (horizon, cap) = IP_FAILURES;
-                ip.failures.push(now, horizon, cap);
-            }
-            let (horizon, cap) = IP_ATTEMPTS;
-            ip.attempts.push(now, horizon, cap);
-            ip.users.push(user, now, DISTINCT_USERS);
-            ip.fill(user, now, &mut counts);
-        })?;
+        let mut counts = self
+            .ips
+            .update(ip_key(keys.ip), |ip| ip.count_attempt(user, failed, now))?;
         if let Some(id) = keys.device_id {
-            counts.device_users_24h = self.devices.update(super::key(id), |d| {
-                d.users.push(user, now, DISTINCT_USERS);
-                d.users.count_including(user, now, DEVICE_USERS_WINDOW)
-            })?;
+            counts.device_users_24h = self
+                .devices
+                .update(super::key(id), |d| d.count_user(user, now))?;
         }
         Ok(counts)
+    }
+
+    /// The counters of `keys` as they are, changing nothing (see [`Table::peek`]).
+    pub(crate) fn peek(
+        &self,
+        keys: NetworkKeys<'_>,
+    ) -> Result<(IpActivity, DeviceActivity), StoreError> {
+        let ip = self.ips.peek(ip_key(keys.ip), Clone::clone)?;
+        let device = match keys.device_id {
+            Some(id) => self.devices.peek(super::key(id), Clone::clone)?,
+            None => None,
+        };
+        Ok((ip.unwrap_or_default(), device.unwrap_or_default()))
     }
 
     /// Removes `user` (its key) from every IP's and device's distinct users; returns whether

@@ -99,6 +99,20 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Ok(read.flatten())
     }
 
+    /// Reads the entry for `key` as [`Table::read`] does, but as no use of it: nothing is
+    /// promoted, cached or evicted, so a what-if evaluation leaves even the cache as it was.
+    pub(crate) fn peek<R>(
+        &self,
+        key: u64,
+        f: impl FnOnce(&V) -> R,
+    ) -> Result<Option<R>, StoreError> {
+        self.map.with_entry(key, |cached| match cached {
+            Some(slot) => Ok(slot.as_ref().map(f)),
+            // Read under the shard's lock, as `retain` does, so a staged change is seen.
+            None => Ok(self.load(key)?.flatten().as_ref().map(f)),
+        })
+    }
+
     /// Runs `f` on the entry for `key`, if there is one, and keeps the result.
     pub(crate) fn modify<R>(
         &self,

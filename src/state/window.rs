@@ -77,6 +77,11 @@ pub(crate) struct DistinctWindow {
 }
 
 impl DistinctWindow {
+    /// A window holding `seen`: ids with the last time each was seen.
+    pub(crate) fn from_parts(seen: Vec<(u64, Millis)>) -> Self {
+        Self { seen }
+    }
+
     /// Records `id` at `at`; beyond `cap` ids, the one seen longest ago is forgotten (of
     /// those seen at the same time, the smallest id, as Redis's `ZPOPMIN` does).
     pub(crate) fn push(&mut self, id: u64, at: Millis, cap: usize) {

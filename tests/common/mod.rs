@@ -13,6 +13,32 @@ use riskgate::config::Settings;
 use serde_json::{Value as Json, json};
 use tokio::sync::oneshot;
 
+/// Runs each listed test once per state backend, as `<backend>::<test>`: the API behaves the
+/// same whichever backend keeps the state.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("memory").await
+            })*
+        }
+        mod embedded {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("embedded").await
+            })*
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test("redis").await
+            })*
+        }
+    };
+}
+
 /// A city in the test GeoIP databases.
 pub(crate) struct Place {
     pub net: &'static str,

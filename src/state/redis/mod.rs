@@ -24,10 +24,11 @@ use link::Link;
 pub use link::RedisSetupError;
 use scripts::Scripts;
 
-use super::network::ip_key;
+use super::network::{DeviceActivity, IpActivity, ip_key};
 use super::{
-    AttemptKeys, Committed, Counts, EventWindow, LoginFacts, NetworkCounts, Observation, Pending,
-    Store, StoreError, StoreFuture, Swept, UserActivity, UserProfile, decode, encode, key,
+    AttemptKeys, Committed, Counts, DistinctWindow, EventWindow, LoginFacts, NetworkCounts,
+    Observation, Pending, Snapshot, Store, StoreError, StoreFuture, Swept, UserActivity,
+    UserProfile, decode, encode, key,
 };
 use crate::{HOUR, Millis};
 
@@ -237,6 +238,23 @@ fn failed(error: RedisError) -> StoreError {
     StoreError::Backend(format!("Redis: {error}"))
 }
 
+/// A window's events dropped beyond its cap, as the scripts read them: count and time.
+type Dropped = (Option<u64>, Option<Millis>);
+
+/// A window of events from its times (oldest first) and its dropped events.
+fn event_window(times: Vec<Millis>, dropped: Dropped) -> EventWindow {
+    EventWindow::from_parts(times, dropped.0.zip(dropped.1))
+}
+
+/// A window of distinct users from their members and the times they were last seen.
+fn distinct_window(members: Vec<String>, seen: Vec<Millis>) -> DistinctWindow {
+    let users = members
+        .iter()
+        .zip(seen)
+        .filter_map(|(member, at)| Some((u64::from_str_radix(member, 16).ok()?, at)));
+    DistinctWindow::from_parts(users.collect())
+}
+
 /// What the user's observe script answers.
 type UserReply = (
     i64,
@@ -298,15 +316,92 @@ impl RedisStore {
         }
         let (f1, f2, f3, lock, version, body): UserReply =
             call.invoke_async(&mut self.link()).await.map_err(failed)?;
-        let profile = match (version, body) {
-            (None, _) => {
-                self.profiles.invalidate(&user.id);
-                None
-            }
-            (Some(version), Some(body)) => Some(self.remember(user.id, version, &body)?),
-            (Some(_), None) => cached.map(|(_, profile)| profile),
-        };
+        let profile = self.profile_found(user.id, cached, version, body)?;
         Ok(([f1, f2, f3], lock, profile))
+    }
+
+    /// The profile a script on the user's slot found: its `version` and, when that is not
+    /// the `cached` one's, its `body`.
+    fn profile_found(
+        &self,
+        user: u64,
+        cached: Option<(String, Arc<UserProfile>)>,
+        version: Option<String>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Option<Arc<UserProfile>>, StoreError> {
+        match (version, body) {
+            (None, _) => {
+                self.profiles.invalidate(&user);
+                Ok(None)
+            }
+            (Some(version), Some(body)) => self.remember(user, version, &body).map(Some),
+            (Some(_), None) => Ok(cached.map(|(_, profile)| profile)),
+        }
+    }
+
+    /// The user's part of a [`Snapshot`], read on the user's slot without changing it.
+    async fn peek_user(
+        &self,
+        user: &UserKeys,
+    ) -> Result<(EventWindow, Option<Millis>, Option<Arc<UserProfile>>), StoreError> {
+        let cached = self.profiles.get(&user.id);
+        type Reply = (
+            Vec<Millis>,
+            Dropped,
+            Option<Millis>,
+            Option<String>,
+            Option<Vec<u8>>,
+        );
+        let (times, dropped, locked_until, version, body): Reply = self
+            .scripts
+            .user_read
+            .key(&user.failures)
+            .key(&user.failures_dropped)
+            .key(&user.lock)
+            .key(&user.profile)
+            .arg(cached.as_ref().map_or("", |(version, _)| version.as_str()))
+            .invoke_async(&mut self.link())
+            .await
+            .map_err(failed)?;
+        let profile = self.profile_found(user.id, cached, version, body)?;
+        Ok((event_window(times, dropped), locked_until, profile))
+    }
+
+    /// An IP's counters as they are, read on its slot without changing them.
+    async fn peek_ip(&self, ip: std::net::IpAddr) -> Result<IpActivity, StoreError> {
+        let mut call = self.scripts.ip_read.prepare_invoke();
+        for key in self.keys.ip(ip) {
+            call.key(key);
+        }
+        type Reply = (
+            Vec<Millis>,
+            Dropped,
+            Vec<Millis>,
+            Dropped,
+            Vec<String>,
+            Vec<Millis>,
+        );
+        let (failures, failures_dropped, attempts, attempts_dropped, users, seen): Reply =
+            call.invoke_async(&mut self.link()).await.map_err(failed)?;
+        Ok(IpActivity {
+            failures: event_window(failures, failures_dropped),
+            attempts: event_window(attempts, attempts_dropped),
+            users: distinct_window(users, seen),
+        })
+    }
+
+    /// A device's counters as they are, read on its slot without changing them.
+    async fn peek_device(&self, device: &str) -> Result<DeviceActivity, StoreError> {
+        let (users, seen): (Vec<String>, Vec<Millis>) = self
+            .scripts
+            .device_read
+            .key(self.keys.device(key(device)))
+            .invoke_async(&mut self.link())
+            .await
+            .map_err(failed)?;
+        Ok(DeviceActivity {
+            users: distinct_window(users, seen),
+        })
     }
 
     /// Decodes a profile read from Redis and caches it under its version.
@@ -536,6 +631,33 @@ impl Store for RedisStore {
         }))
     }
 
+    fn peek<'a>(&'a self, attempt: &'a AttemptKeys<'a>) -> StoreFuture<'a, Snapshot> {
+        Box::pin(self.run(async move {
+            let user = self.keys.user(attempt.user_id);
+            let network = async {
+                let Some(keys) = attempt.network else {
+                    return Ok(Default::default());
+                };
+                let device = async {
+                    match keys.device_id {
+                        Some(device) => self.peek_device(device).await,
+                        None => Ok(DeviceActivity::default()),
+                    }
+                };
+                tokio::try_join!(self.peek_ip(keys.ip), device)
+            };
+            let ((user_failures, locked_until, profile), (ip, device)) =
+                tokio::try_join!(self.peek_user(&user), network)?;
+            Ok(Snapshot {
+                user_failures,
+                locked_until,
+                profile,
+                ip,
+                device,
+            })
+        }))
+    }
+
     fn count_failure<'a>(
         &'a self,
         attempt: &'a AttemptKeys<'a>,
@@ -649,7 +771,7 @@ impl Store for RedisStore {
     fn activity<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, UserActivity> {
         Box::pin(self.run(async move {
             let user = self.keys.user(user_id);
-            type Reply = (Vec<Millis>, (Option<u64>, Option<Millis>), Option<Millis>);
+            type Reply = (Vec<Millis>, Dropped, Option<Millis>);
             let (times, dropped, locked_until): Reply = self
                 .scripts
                 .user_read
@@ -660,7 +782,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(failed)?;
             Ok(UserActivity {
-                failures: EventWindow::from_parts(times, dropped.0.zip(dropped.1)),
+                failures: event_window(times, dropped),
                 locked_until,
             })
         }))

@@ -1,7 +1,11 @@
 //! The Lua windows against the Rust ones they mirror, on a real `redis-server`: the same
 //! random events (out of order, equal times, floods beyond the cap) must give the same counts
-//! at every window edge.
-#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed run")]
+//! at every window edge; and a what-if's reads leave Redis exactly as it was.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed run"
+)]
 
 #[path = "../../../tests/common/redis.rs"]
 #[allow(
@@ -149,5 +153,87 @@ fn lua_windows_count_exactly_as_the_rust_windows() {
                 );
             }
         }
+    }
+}
+
+/// Every key under the test prefix: its serialized value, and its time to live.
+async fn keyspace(
+    connection: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::BTreeMap<String, (Vec<u8>, i64)> {
+    let names: Vec<String> = redis::cmd("KEYS")
+        .arg("t:*")
+        .query_async(connection)
+        .await
+        .unwrap();
+    let mut keys = std::collections::BTreeMap::new();
+    for name in names {
+        let (value, ttl): (Vec<u8>, i64) = redis::pipe()
+            .cmd("DUMP")
+            .arg(&name)
+            .cmd("PTTL")
+            .arg(&name)
+            .query_async(connection)
+            .await
+            .unwrap();
+        keys.insert(name, (value, ttl));
+    }
+    keys
+}
+
+#[tokio::test]
+async fn a_peek_creates_no_key_touches_no_expiry_and_counts_as_observe_would() {
+    use crate::state::{AttemptKeys, LoginFacts, NetworkKeys, Store};
+
+    let redis = server::RedisServer::start();
+    let settings = super::RedisSettings {
+        url: redis.url(),
+        prefix: "t:".into(),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let store = super::open(&settings, crate::DAY, 100).await.unwrap();
+    let keys = |user_id, failed| AttemptKeys {
+        user_id,
+        network: Some(NetworkKeys {
+            ip: "192.0.2.1".parse().unwrap(),
+            device_id: Some("laptop"),
+        }),
+        failed,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    store.learn("alice", LoginFacts::default()).await.unwrap();
+    store.observe(&keys("alice", true), now).await.unwrap();
+    store.observe(&keys("bob", true), now + 1).await.unwrap();
+    store.lock("alice", now + 60_000).await.unwrap();
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let before = keyspace(&mut connection).await;
+    for user in ["alice", "bob", "carol"] {
+        for failed in [false, true] {
+            store.peek(&keys(user, failed)).await.unwrap();
+        }
+    }
+    let after = keyspace(&mut connection).await;
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (key, (value, ttl)) in &before {
+        let (value_after, ttl_after) = &after[key];
+        assert_eq!(value, value_after, "{key} changed");
+        assert!(
+            ttl_after <= ttl,
+            "{key} lives longer: {ttl} -> {ttl_after} ms"
+        );
+    }
+    for (at, failed) in [(now + 10, false), (now + 20, true)] {
+        let attempt = keys("alice", failed);
+        let peeked = store.peek(&attempt).await.unwrap().counted(&attempt, at);
+        let observed = store.observe(&attempt, at).await.unwrap();
+        assert_eq!(peeked.counts, observed.counts, "failed: {failed}");
+        assert_eq!(peeked.locked_until, observed.locked_until);
+        assert_eq!(peeked.profile, observed.profile);
     }
 }

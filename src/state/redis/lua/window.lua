@@ -19,6 +19,27 @@ local function dropped_of(key)
   return nil
 end
 
+-- The times of a window's events, oldest first.
+local function times_of(key)
+  local scores = redis.call('ZRANGE', key, '0', '-1', 'WITHSCORES')
+  local times = {}
+  for i = 2, #scores, 2 do
+    times[#times + 1] = tonumber(scores[i])
+  end
+  return times
+end
+
+-- A distinct-id window's ids and the time each was last seen, as two lists.
+local function seen_of(key)
+  local scores = redis.call('ZRANGE', key, '0', '-1', 'WITHSCORES')
+  local ids, times = {}, {}
+  for i = 1, #scores, 2 do
+    ids[#ids + 1] = scores[i]
+    times[#times + 1] = tonumber(scores[i + 1])
+  end
+  return ids, times
+end
+
 -- Records an event at `at` under a unique `member`; keeps `horizon` ms before the newest
 -- event and at most `cap` events, counting the older ones in `dropped` (read with
 -- dropped_of from `dropped_key`); returns `dropped` updated. The keys live `horizon` ms past
