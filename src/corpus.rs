@@ -1,6 +1,7 @@
 //! A seeded, deterministic corpus of labelled logins in the schema of the public RBA dataset
-//! (Wiefling et al.): legitimate users with homes, devices and habits, plus four kinds of
-//! attack. Tests and benchmarks of `riskgate replay` feed on it.
+//! (Wiefling et al.): legitimate users with homes (some shared by two, with a family device),
+//! devices and habits, plus four kinds of attack, each row's kind named in a last column.
+//! Tests, benchmarks and the evaluation of `riskgate replay` feed on it.
 #![expect(
     clippy::indexing_slicing,
     reason = "INVARIANT: every index is an id the generator gave into its own tables, or a \
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::replay::AttackKind;
 use crate::{DAY, HOUR, MINUTE};
 
 /// Shape of a generated corpus.
@@ -59,20 +61,15 @@ pub struct CorpusStats {
     pub attack_rows: u64,
     /// Rows labelled `Is Account Takeover` True.
     pub takeovers: u64,
-    /// Rows per kind: `legitimate`, `stuffing`, `spraying`, `targeted`, `travel`.
-    pub by_kind: BTreeMap<String, u64>,
+    /// Rows per kind.
+    pub by_kind: BTreeMap<AttackKind, u64>,
 }
 
-/// The header of the RBA dataset; no column name holds a comma.
+/// The header of the RBA dataset, and last the kind of each row, which the dataset does not
+/// have (readers of the dataset find columns by name); no column name holds a comma.
 const HEADER: &str = "index,Login Timestamp,User ID,Round-Trip Time [ms],IP Address,Country,\
     Region,City,ASN,User Agent String,Browser Name and Version,OS Name and Version,Device Type,\
-    Login Successful,Is Attack IP,Is Account Takeover";
-const KINDS: [&str; 5] = ["legitimate", "stuffing", "spraying", "targeted", "travel"];
-const LEGIT: u8 = 0;
-const STUFFING: u8 = 1;
-const SPRAYING: u8 = 2;
-const TARGETED: u8 = 3;
-const TRAVEL: u8 = 4;
+    Login Successful,Is Attack IP,Is Account Takeover,Attack Kind";
 const SUCCESS: u8 = 1;
 const TAKEOVER: u8 = 2;
 
@@ -210,9 +207,24 @@ fn pick_country(r: u64, skip: usize) -> usize {
     0
 }
 
+/// Share of a user's logins that start with a wrong password.
+const TYPO: f64 = 0.05;
+/// After a wrong password, the chance of another one.
+const ANOTHER_TYPO: f64 = 0.25;
+/// Most wrong passwords a user types in a row.
+const MAX_TYPOS: usize = 4;
+
+/// Percent of users who live with the user before them (one living alone so far): they share
+/// its country, ISP and home connection, and log in on its main device now and then.
+const HOUSEHOLD_PERCENT: u64 = 20;
+/// Share of a household member's logins made on the shared device.
+const SHARED_DEVICE_USE: f64 = 0.3;
+
 /// A legitimate user, kept small: everything else derives from hashes of its index.
 #[derive(Clone, Copy)]
 struct User {
+    /// The user whose home this is: the user's own index, or the one it lives with.
+    home: u32,
     country: usize,
     isp: usize,
     hour: i64,
@@ -229,7 +241,7 @@ struct Row {
     ip: u32,
     net: u16,
     agent: u16,
-    kind: u8,
+    kind: AttackKind,
     flags: u8,
 }
 
@@ -336,12 +348,27 @@ impl Gen {
             rows: Vec::with_capacity(spec.rows),
         };
         g.users = (0..spec.users.clamp(1, 1 << 30))
-            .map(|_| g.new_user())
+            .map(|u| g.new_user(u as u32))
             .collect();
+        g.households();
         g
     }
 
-    fn new_user(&mut self) -> User {
+    /// Moves some users in with the user before them.
+    fn households(&mut self) {
+        for u in 1..self.users.len() {
+            let host = self.users[u - 1];
+            let alone = host.home as usize == u - 1;
+            if alone && hash(&[self.seed, u as u64, 5]) % 100 < HOUSEHOLD_PERCENT {
+                let user = &mut self.users[u];
+                user.home = host.home;
+                user.country = host.country;
+                user.isp = host.isp;
+            }
+        }
+    }
+
+    fn new_user(&mut self, home: u32) -> User {
         let country = pick_country(self.rng.next(), usize::MAX);
         let isp = self.rng.below(self.nets_of[country].len() as u64) as usize;
         let devices = [(); 3].map(|_| self.rng.pick(&self.browsers));
@@ -350,6 +377,7 @@ impl Gen {
         let activity = [1, 1, 1, 1, 2, 4, 8, 16][self.rng.below(8) as usize];
         let ndev = [1, 1, 2, 2, 3][self.rng.below(5) as usize];
         User {
+            home,
             country,
             isp,
             hour,
@@ -391,7 +419,15 @@ impl Gen {
         }
     }
 
-    fn push(&mut self, ts: i64, user: u64, (net, ip): (u16, u32), agent: u16, kind: u8, flags: u8) {
+    fn push(
+        &mut self,
+        ts: i64,
+        user: u64,
+        (net, ip): (u16, u32),
+        agent: u16,
+        kind: AttackKind,
+        flags: u8,
+    ) {
         let user = user as u32;
         self.rows.push(Row {
             ts,
@@ -406,19 +442,28 @@ impl Gen {
 
     /// Network and address of user `u` on `day`: at home, on another local ISP, or abroad.
     fn whereabouts(&mut self, u: u64, user: &User, day: u64) -> (u16, u32) {
-        // One trip in some 30-day blocks, lasting 2-6 days, to a weighted other country.
-        let trip = hash(&[self.seed, u, day / 30, 1]);
+        // A household travels together: one trip in some 30-day blocks, lasting 2-6 days, to a
+        // weighted other country.
+        let home = u64::from(user.home);
+        let trip = hash(&[self.seed, home, day / 30, 1]);
         let (first, len) = ((trip >> 8) % 27, 2 + (trip >> 16) % 5);
         if trip % 100 < 35 && (day % 30).wrapping_sub(first) < len {
             let nets = &self.nets_of[pick_country(trip >> 24, user.country)];
             let net = nets[(trip >> 40) as usize % nets.len()];
-            return self.place(net, hash(&[self.seed, u, day / 30, 2]));
+            return self.place(net, hash(&[self.seed, home, day / 30, 2]));
         }
         let nets = &self.nets_of[user.country];
-        // Mobile data or the office now and then; the home address changes every few weeks.
-        let isp = (user.isp + usize::from(self.rng.chance(0.15))) % nets.len();
-        let lease = day / (7 + hash(&[self.seed, u, 3]) % 50);
-        self.place(nets[isp], hash(&[self.seed, u, isp as u64, lease]))
+        // The home connection's address changes every few weeks; mobile data or the office
+        // now and then, on the user's own address there.
+        let lease = day / (7 + hash(&[self.seed, home, 3]) % 50);
+        if self.rng.chance(0.15) {
+            let isp = (user.isp + 1) % nets.len();
+            return self.place(nets[isp], hash(&[self.seed, u, isp as u64, lease]));
+        }
+        self.place(
+            nets[user.isp],
+            hash(&[self.seed, home, user.isp as u64, lease]),
+        )
     }
 
     /// User `u`'s device `k`, running `agent` when the range starts, on `day`: browsers
@@ -452,8 +497,12 @@ impl Gen {
             let minute = self.rng.below(HOUR as u64) as i64;
             let mut ts = self.at(local + minute);
             let place = self.whereabouts(u, &user, day);
+            let home = u64::from(user.home);
             let agent = if self.rng.chance(0.03) {
                 self.rng.pick(&self.browsers)
+            } else if home != u && self.rng.chance(SHARED_DEVICE_USE) {
+                // The household's main device, kept up to date by its owner's schedule.
+                self.updated(home, 0, self.users[home as usize].devices[0], day)
             } else {
                 let k = if self.rng.chance(0.6) {
                     0
@@ -462,12 +511,25 @@ impl Gen {
                 };
                 self.updated(u, k, user.devices[k], day)
             };
-            if self.rng.chance(0.05) && self.rows.len() + 1 < goal {
-                self.push(ts, u, place, agent, LEGIT, 0);
-                ts += MINUTE + self.rng.below(9 * MINUTE as u64) as i64;
+            for _ in 0..self.typos() {
+                if self.rows.len() + 1 >= goal {
+                    break;
+                }
+                self.push(ts, u, place, agent, AttackKind::Legitimate, 0);
+                ts += 10_000 + self.rng.below(3 * MINUTE as u64 - 10_000) as i64;
             }
-            self.push(ts, u, place, agent, LEGIT, SUCCESS);
+            self.push(ts, u, place, agent, AttackKind::Legitimate, SUCCESS);
         }
+    }
+
+    /// Wrong passwords before a user's login: one now and then, sometimes a few more (an
+    /// old password, caps lock), up to [`MAX_TYPOS`].
+    fn typos(&mut self) -> usize {
+        let mut typos = usize::from(self.rng.chance(TYPO));
+        while typos > 0 && typos < MAX_TYPOS && self.rng.chance(ANOTHER_TYPO) {
+            typos += 1;
+        }
+        typos
     }
 
     fn stuffing(&mut self, n: usize) {
@@ -497,7 +559,14 @@ impl Gen {
                     users + self.rng.below(1 << 30)
                 };
                 let flags = if known { self.takeover(0.01) } else { 0 };
-                self.push(ts, user, ips[i % ips.len()], agent, STUFFING, flags);
+                self.push(
+                    ts,
+                    user,
+                    ips[i % ips.len()],
+                    agent,
+                    AttackKind::Stuffing,
+                    flags,
+                );
             }
             left -= size;
         }
@@ -529,7 +598,7 @@ impl Gen {
                 ts += 30_000 + self.rng.below(90_000) as i64;
                 let user = self.rng.below(self.users.len() as u64);
                 let flags = self.takeover(0.003);
-                self.push(ts, user, place, agent, SPRAYING, flags);
+                self.push(ts, user, place, agent, AttackKind::Spraying, flags);
             }
             left -= size;
         }
@@ -564,10 +633,17 @@ impl Gen {
             let fails = (self.rng.below(4) as usize).min(left - 1);
             let mut ts = self.campaign_start(HOUR);
             for _ in 0..fails {
-                self.push(ts, u, place, agent, TARGETED, 0);
+                self.push(ts, u, place, agent, AttackKind::Targeted, 0);
                 ts += 20_000 + self.rng.below(5 * MINUTE as u64) as i64;
             }
-            self.push(ts, u, place, agent, TARGETED, SUCCESS | TAKEOVER);
+            self.push(
+                ts,
+                u,
+                place,
+                agent,
+                AttackKind::Targeted,
+                SUCCESS | TAKEOVER,
+            );
             left -= fails + 1;
         }
     }
@@ -593,7 +669,14 @@ impl Gen {
             let agent = self.rng.pick(&self.browsers);
             let ts = victim.ts + HOUR + self.rng.below(2 * HOUR as u64) as i64;
             let user = u64::from(victim.user);
-            self.push(ts, user, place, agent, TRAVEL, SUCCESS | TAKEOVER);
+            self.push(
+                ts,
+                user,
+                place,
+                agent,
+                AttackKind::Travel,
+                SUCCESS | TAKEOVER,
+            );
         }
     }
 
@@ -608,7 +691,7 @@ impl Gen {
             Ok(w.write_field(&buf)?)
         };
         let bool = |b: bool| if b { "True" } else { "False" };
-        let mut counts = [0u64; 5];
+        let mut counts = [0u64; AttackKind::ALL.len()];
         for (i, r) in self.rows.iter().enumerate() {
             let at = DateTime::from_timestamp_millis(r.ts)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "start out of range"))?;
@@ -627,22 +710,19 @@ impl Gen {
             for field in [agent.ua.as_str(), &agent.browser, agent.os, agent.device] {
                 w.write_field(field)?;
             }
-            let (ok, attack) = (r.flags & SUCCESS != 0, r.kind != LEGIT);
+            let (ok, attack) = (r.flags & SUCCESS != 0, r.kind.is_attack());
             for field in [bool(ok), bool(attack), bool(r.flags & TAKEOVER != 0)] {
                 w.write_field(field)?;
             }
+            w.write_field(r.kind.name())?;
             w.write_record(None::<&[u8]>)?;
-            counts[usize::from(r.kind)] += 1;
+            counts[r.kind as usize] += 1;
         }
         w.flush()?;
         let rows = self.rows.len() as u64;
         let takeovers = self.rows.iter().filter(|r| r.flags & TAKEOVER != 0).count() as u64;
-        let by_kind = KINDS
-            .iter()
-            .zip(counts)
-            .map(|(k, c)| (k.to_string(), c))
-            .collect();
-        let legitimate = counts[usize::from(LEGIT)];
+        let by_kind = AttackKind::ALL.into_iter().zip(counts).collect();
+        let legitimate = counts[AttackKind::Legitimate as usize];
         let attack_rows = rows - legitimate;
         Ok(CorpusStats {
             rows,
@@ -693,7 +773,7 @@ mod tests {
             std::str::from_utf8(first).unwrap(),
             "index,Login Timestamp,User ID,Round-Trip Time [ms],IP Address,Country,Region,City,\
              ASN,User Agent String,Browser Name and Version,OS Name and Version,Device Type,\
-             Login Successful,Is Attack IP,Is Account Takeover"
+             Login Successful,Is Attack IP,Is Account Takeover,Attack Kind"
         );
     }
 
@@ -715,7 +795,7 @@ mod tests {
         let start = CorpusSpec::default().start.naive_utc();
         let mut last = start;
         for (i, r) in rows.iter().enumerate() {
-            assert_eq!(r.len(), 16);
+            assert_eq!(r.len(), 17);
             assert_eq!(&r[0], i.to_string());
             let ts = chrono::NaiveDateTime::parse_from_str(&r[1], "%Y-%m-%d %H:%M:%S%.3f").unwrap();
             assert!(ts >= last && ts >= start, "row {i} goes back in time");
@@ -726,6 +806,7 @@ mod tests {
             assert!(["True", "False"].contains(&&r[13]) && ["True", "False"].contains(&&r[15]));
             let legit = &r[14] == "False";
             assert!(!legit || &r[15] == "False", "row {i}: legitimate takeover");
+            assert_eq!(legit, &r[16] == "legitimate", "row {i}: kind against label");
         }
         assert!(
             rows.iter().any(|r| r[9].contains(',')),
@@ -739,8 +820,8 @@ mod tests {
         let share = |n: u64| n as f64 / s.rows as f64;
         assert!((0.10..=0.15).contains(&share(s.attack_rows)), "{s:?}");
         assert!((0.005..=0.04).contains(&share(s.takeovers)), "{s:?}");
-        for kind in KINDS {
-            assert!(s.by_kind[kind] > 0, "no {kind} rows: {s:?}");
+        for kind in AttackKind::ALL {
+            assert!(s.by_kind[&kind] > 0, "no {kind} rows: {s:?}");
         }
     }
 
@@ -756,6 +837,29 @@ mod tests {
         let legit = rows.iter().filter(|r| &r[14] == "False");
         let mistyped = legit.clone().filter(|r| &r[13] == "False").count() as f64;
         assert!((0.02..0.08).contains(&(mistyped / legit.count() as f64)));
+    }
+
+    #[test]
+    fn some_households_share_a_device_and_a_home_address() {
+        let (out, _) = run(&spec(2_000, 40_000, 17));
+        let mut users_of: BTreeMap<(&str, &str), std::collections::BTreeSet<&str>> =
+            BTreeMap::new();
+        let rows = records(&out);
+        for r in rows.iter().filter(|r| &r[16] == "legitimate") {
+            users_of.entry((&r[4], &r[9])).or_default().insert(&r[2]);
+        }
+        let sharing: std::collections::BTreeSet<&str> = users_of
+            .values()
+            .filter(|users| users.len() > 1)
+            .flatten()
+            .copied()
+            .collect();
+        let users = rows
+            .iter()
+            .map(|r| &r[2])
+            .collect::<std::collections::BTreeSet<_>>();
+        let share = sharing.len() as f64 / users.len() as f64;
+        assert!((0.05..0.35).contains(&share), "{share}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use common::*;
 use riskgate::config::Settings;
 use riskgate::corpus::{CorpusSpec, generate};
 use riskgate::replay::summary::DecisionCounts;
-use riskgate::replay::{self, ColumnMap, ReplaySpec, Summary};
+use riskgate::replay::{self, AttackKind, ColumnMap, ReplaySpec, Summary};
 use serde_json::json;
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -139,6 +139,35 @@ fn a_generated_corpus_replays_identically_twice_and_on_any_thread_count() {
     let quality = first.active.quality.expect("the corpus is labelled");
     assert!(quality.detection_rate > 0.5, "{quality:?}");
     assert!(quality.friction_mfa < 0.2, "{quality:?}");
+}
+
+#[test]
+fn a_generated_corpus_is_counted_per_attacker_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("kinds.csv");
+    let spec = CorpusSpec {
+        users: 300,
+        rows: 8_000,
+        seed: 11,
+        ..CorpusSpec::default()
+    };
+    let stats = generate(&spec, std::fs::File::create(&corpus).unwrap()).unwrap();
+    let summary = run(args(&corpus));
+    let m = &summary.metrics;
+    let kinds = &m.active.labelled.as_ref().unwrap().kinds;
+    let written: Vec<_> = stats.by_kind.iter().map(|(k, n)| (*k, *n)).collect();
+    let counted: Vec<_> = kinds.iter().map(|(k, c)| (*k, c.rows.total())).collect();
+    assert_eq!(counted, written);
+    assert_eq!(counted.iter().map(|(_, n)| n).sum::<u64>(), m.rows);
+    let takeovers: u64 = kinds.values().map(|c| c.takeover.total()).sum();
+    assert_eq!(takeovers, stats.takeovers);
+    let quality = m.active.quality.as_ref().unwrap();
+    let attackers: Vec<_> = quality.kinds.keys().copied().collect();
+    assert_eq!(attackers, AttackKind::ALL[1..]);
+    let text = summary.render();
+    for kind in AttackKind::ALL {
+        assert!(text.contains(kind.name()), "{text}");
+    }
 }
 
 /// A policy whose decisions follow the user name, so metrics can be computed by hand.

@@ -31,7 +31,7 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// CSV column mapping, `field=Column,...` (fields: user_id, ip, timestamp, user_agent,
-    /// device_id, app, success, attack, takeover, country, city, asn).
+    /// device_id, app, success, attack, takeover, attack_kind, country, city, asn).
     #[arg(long, conflicts_with = "map_file")]
     map: Option<String>,
     /// CSV column mapping as a TOML file of `field = "Column"` lines.
@@ -97,7 +97,8 @@ pub(crate) fn run(args: ReplayArgs, config: &Config) -> Result<(), Box<dyn std::
 /// `riskgate gen`.
 #[derive(Debug, Args)]
 pub(crate) struct GenArgs {
-    /// Output CSV (RBA dataset schema); `.gz` compresses.
+    /// Output CSV (RBA dataset schema, and each row's kind in a last `Attack Kind` column);
+    /// `.gz` compresses.
     #[arg(long)]
     out: PathBuf,
     /// Legitimate users.

@@ -19,6 +19,85 @@ pub struct Label {
     pub attack: bool,
     /// A successful login by an attacker.
     pub takeover: bool,
+    /// Who made the login, when the log says (generated corpora do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<AttackKind>,
+}
+
+impl Label {
+    /// The label of a row with these columns, if it has any: a takeover, or a row of an
+    /// attacker's kind, is an attack too.
+    pub(crate) fn from_columns(
+        attack: Option<bool>,
+        takeover: Option<bool>,
+        kind: Option<AttackKind>,
+    ) -> Option<Self> {
+        let labelled = attack.is_some() || takeover.is_some() || kind.is_some();
+        let takeover = takeover == Some(true);
+        labelled.then(|| Label {
+            attack: attack == Some(true) || takeover || kind.is_some_and(AttackKind::is_attack),
+            takeover,
+            kind,
+        })
+    }
+}
+
+/// Who made a login: the user, or one of the attacks `riskgate gen` writes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackKind {
+    /// The account's owner.
+    Legitimate,
+    /// Credential stuffing: leaked pairs tried in bursts from a few addresses.
+    Stuffing,
+    /// Password spraying: a few common passwords across many accounts from one address.
+    Spraying,
+    /// A targeted takeover from the victim's country, after a few guesses.
+    Targeted,
+    /// A takeover from far away shortly after the victim's own login.
+    Travel,
+}
+
+impl AttackKind {
+    /// Every kind, in the order reports list them.
+    pub const ALL: [AttackKind; 5] = [
+        AttackKind::Legitimate,
+        AttackKind::Stuffing,
+        AttackKind::Spraying,
+        AttackKind::Targeted,
+        AttackKind::Travel,
+    ];
+
+    /// The name logs and reports use (`travel`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::Legitimate => "legitimate",
+            AttackKind::Stuffing => "stuffing",
+            AttackKind::Spraying => "spraying",
+            AttackKind::Targeted => "targeted",
+            AttackKind::Travel => "travel",
+        }
+    }
+
+    /// The kind named `name`, in any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Made by an attacker.
+    pub fn is_attack(self) -> bool {
+        self != AttackKind::Legitimate
+    }
+}
+
+impl std::fmt::Display for AttackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One row of a log.
@@ -134,5 +213,36 @@ impl ReplayEvent {
             at: millis(outcome.timestamp),
             kind: EventKind::Outcome(Box::new(outcome)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_reads_back_from_its_name_and_serializes_as_it() {
+        for kind in AttackKind::ALL {
+            assert_eq!(AttackKind::parse(kind.name()), Some(kind));
+            assert_eq!(AttackKind::parse(&kind.name().to_uppercase()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+        assert_eq!(AttackKind::parse("phishing"), None);
+    }
+
+    #[test]
+    fn a_row_is_labelled_by_any_label_column_and_an_attackers_kind_is_an_attack() {
+        assert_eq!(Label::from_columns(None, None, None), None);
+        let label = |a, t, k| Label::from_columns(a, t, k).map(|l| (l.attack, l.takeover));
+        assert_eq!(label(Some(false), None, None), Some((false, false)));
+        assert_eq!(label(None, Some(true), None), Some((true, true)));
+        assert_eq!(
+            label(None, None, Some(AttackKind::Spraying)),
+            Some((true, false))
+        );
+        assert_eq!(
+            label(Some(false), None, Some(AttackKind::Legitimate)),
+            Some((false, false))
+        );
     }
 }

@@ -25,7 +25,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use collector::Collector;
-pub use event::Label;
+pub use event::{AttackKind, Label};
 pub(crate) use event::{EventKind, Login, ReplayEvent, ReplayItem, ScoredLogin};
 pub use readers::{ColumnMap, Format, ReadError};
 use router::{Router, Shared};

@@ -128,6 +128,21 @@ fn side_tables(h: &mut String, title: &str, side: &Side) {
                 c.allow, c.mfa, c.lock
             );
         }
+        for (kind, c) in &l.kinds {
+            let _ = write!(
+                h,
+                "<tr><td>  kind {kind}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                c.rows.allow, c.rows.mfa, c.rows.lock
+            );
+            if c.takeover.total() > 0 {
+                let t = c.takeover;
+                let _ = write!(
+                    h,
+                    "<tr><td>    of which takeover</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    t.allow, t.mfa, t.lock
+                );
+            }
+        }
         let _ = write!(
             h,
             "</table><p>Attack detection (mfa or lock) <b>{}</b>, takeover detection <b>{}</b>; \

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Label, ReadError, ScoredLogin};
+use super::{AttackKind, Label, ReadError, ScoredLogin};
 use crate::model::{Decision, PolicyRef, Verdict};
 
 /// Score histogram bins: `floor(score * 100)`, scores clamped to 0..=1.
@@ -43,12 +43,12 @@ impl DecisionCounts {
     }
 
     /// All decisions.
-    pub(crate) fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         self.allow + self.mfa + self.lock
     }
 
     /// Stepped up or locked.
-    pub(crate) fn challenged(&self) -> u64 {
+    pub fn challenged(&self) -> u64 {
         self.mfa + self.lock
     }
 }
@@ -78,6 +78,9 @@ pub struct Labelled {
     pub takeover_scores: Vec<u64>,
     /// Score histogram of legitimate rows with the right password.
     pub legitimate_scores: Vec<u64>,
+    /// Per kind of row, when the log says who made each (`Attack Kind`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<AttackKind, KindCounts>,
 }
 
 impl Default for Labelled {
@@ -90,12 +93,49 @@ impl Default for Labelled {
             attack_scores: vec![0; SCORE_BINS],
             takeover_scores: vec![0; SCORE_BINS],
             legitimate_scores: vec![0; SCORE_BINS],
+            kinds: BTreeMap::new(),
         }
     }
 }
 
-/// Detection and friction at one score threshold.
+/// Decisions and score histograms of the rows of one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindCounts {
+    /// Decisions for the kind's rows.
+    pub rows: DecisionCounts,
+    /// Decisions for the kind's account takeovers.
+    pub takeover: DecisionCounts,
+    /// Score histogram of the kind's rows.
+    pub scores: Vec<u64>,
+    /// Score histogram of the kind's account takeovers.
+    pub takeover_scores: Vec<u64>,
+}
+
+impl Default for KindCounts {
+    fn default() -> Self {
+        Self {
+            rows: DecisionCounts::default(),
+            takeover: DecisionCounts::default(),
+            scores: vec![0; SCORE_BINS],
+            takeover_scores: vec![0; SCORE_BINS],
+        }
+    }
+}
+
+/// Detection of one kind of attack: of its rows, and of its account takeovers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KindRates {
+    /// Share of the kind's rows challenged (mfa or lock; in a sweep, scoring at least the
+    /// threshold).
+    pub detection_rate: f64,
+    /// The same share of the kind's account takeovers.
+    pub takeover_detection_rate: f64,
+}
+
+/// Detection and friction at one score threshold: what a policy challenging exactly the
+/// rows scoring at least the threshold would give. A score does not say whether a challenge
+/// is a step-up or a lock: the policy's own split is in [`Quality`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepPoint {
     /// Rows scoring at least this would be challenged.
     pub threshold: f64,
@@ -105,6 +145,9 @@ pub struct SweepPoint {
     pub takeover_detection_rate: f64,
     /// Share of legitimate successful logins at or above the threshold.
     pub friction: f64,
+    /// The same detection per kind of attack, when the log has kinds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<AttackKind, KindRates>,
 }
 
 /// The quality of one policy against labels.
@@ -118,6 +161,9 @@ pub struct Quality {
     pub friction_mfa: f64,
     /// Share of legitimate successful logins locked.
     pub friction_lock: f64,
+    /// Detection per kind of attack, when the log has kinds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<AttackKind, KindRates>,
     /// Thresholds 0, 0.05 .. 1 on the policy score.
     pub sweep: Vec<SweepPoint>,
     /// For each reachable target detection rate, the highest threshold reaching it.
@@ -125,7 +171,7 @@ pub struct Quality {
 }
 
 /// The highest score threshold that still reaches a target detection rate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suggestion {
     /// The detection rate aimed for.
     pub target: f64,
@@ -166,6 +212,15 @@ impl Side {
         let Some(label) = login.label else { return };
         let labelled = self.labelled.get_or_insert_with(Labelled::default);
         let bin = ((verdict.score.clamp(0.0, 1.0) * 100.0) as usize).min(SCORE_BINS - 1);
+        if let Some(kind) = label.kind {
+            let counts = labelled.kinds.entry(kind).or_default();
+            counts.rows.add(verdict.decision);
+            bump(&mut counts.scores, bin);
+            if label.takeover {
+                counts.takeover.add(verdict.decision);
+                bump(&mut counts.takeover_scores, bin);
+            }
+        }
         if label.attack {
             labelled.attack.add(verdict.decision);
             bump(&mut labelled.attack_scores, bin);
@@ -194,16 +249,33 @@ fn bump(histogram: &mut [u64], bin: usize) {
     }
 }
 
+/// Share of a histogram's rows in `bin` or above.
+fn above(hist: &[u64], bin: usize) -> f64 {
+    let total: u64 = hist.iter().sum();
+    share(hist.iter().skip(bin).sum(), total)
+}
+
+/// `rates` of every attack kind in `l`.
+fn per_kind(
+    l: &Labelled,
+    rates: impl Fn(&KindCounts) -> KindRates,
+) -> BTreeMap<AttackKind, KindRates> {
+    let attacks = l.kinds.iter().filter(|(kind, _)| kind.is_attack());
+    attacks
+        .map(|(&kind, counts)| (kind, rates(counts)))
+        .collect()
+}
+
 fn quality(l: &Labelled) -> Quality {
-    let above = |hist: &[u64], bin: usize| -> f64 {
-        let total: u64 = hist.iter().sum();
-        share(hist.iter().skip(bin).sum(), total)
-    };
     let point = |bin: usize| SweepPoint {
         threshold: bin as f64 / 100.0,
         detection_rate: above(&l.attack_scores, bin),
         takeover_detection_rate: above(&l.takeover_scores, bin),
         friction: above(&l.legitimate_scores, bin),
+        kinds: per_kind(l, |k| KindRates {
+            detection_rate: above(&k.scores, bin),
+            takeover_detection_rate: above(&k.takeover_scores, bin),
+        }),
     };
     let has_attacks = l.attack.total() > 0;
     Quality {
@@ -211,6 +283,10 @@ fn quality(l: &Labelled) -> Quality {
         takeover_detection_rate: share(l.takeover.challenged(), l.takeover.total()),
         friction_mfa: share(l.legitimate_success.mfa, l.legitimate_success.total()),
         friction_lock: share(l.legitimate_success.lock, l.legitimate_success.total()),
+        kinds: per_kind(l, |k| KindRates {
+            detection_rate: share(k.rows.challenged(), k.rows.total()),
+            takeover_detection_rate: share(k.takeover.challenged(), k.takeover.total()),
+        }),
         sweep: (0..SCORE_BINS).step_by(5).map(point).collect(),
         suggested: TARGETS
             .iter()
@@ -457,6 +533,9 @@ fn render_side(s: &mut String, title: &str, side: &Side, total: u64) {
             100.0 * q.friction_mfa,
             100.0 * q.friction_lock
         );
+        if let Some(l) = &side.labelled {
+            render_kinds(s, &l.kinds);
+        }
         for Suggestion { target, at } in &q.suggested {
             let _ = writeln!(
                 s,
@@ -467,5 +546,158 @@ fn render_side(s: &mut String, title: &str, side: &Side, total: u64) {
                 100.0 * at.friction
             );
         }
+    }
+}
+
+/// Decisions per kind of row, and the share challenged of its rows and of its takeovers.
+fn render_kinds(s: &mut String, kinds: &BTreeMap<AttackKind, KindCounts>) {
+    if kinds.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "    {:<12} {:>9} {:>9} {:>9} {:>9} {:>11} {:>10} {:>11}",
+        "kind", "rows", "allow", "mfa", "lock", "challenged", "takeovers", "challenged"
+    );
+    for (kind, k) in kinds {
+        let r = &k.rows;
+        let _ = write!(
+            s,
+            "    {:<12} {:>9} {:>9} {:>9} {:>9} {:>10.2}%",
+            kind.name(),
+            r.total(),
+            r.allow,
+            r.mfa,
+            r.lock,
+            100.0 * share(r.challenged(), r.total())
+        );
+        let t = &k.takeover;
+        if t.total() > 0 {
+            let _ = write!(
+                s,
+                " {:>10} {:>10.2}%",
+                t.total(),
+                100.0 * share(t.challenged(), t.total())
+            );
+        }
+        s.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A scored login of `kind` decided `decision` with `score`.
+    fn login(
+        kind: Option<AttackKind>,
+        takeover: bool,
+        decision: Decision,
+        score: f64,
+    ) -> ScoredLogin {
+        ScoredLogin {
+            row: 1,
+            user_id: "u".into(),
+            at: 0,
+            password_ok: Some(takeover || kind == Some(AttackKind::Legitimate)),
+            label: Label::from_columns(None, Some(takeover), kind),
+            logged: None,
+            verdict: Verdict {
+                decision,
+                score,
+                reasons: Vec::new(),
+                lock_seconds: None,
+                policy: Arc::new(PolicyRef {
+                    name: "p".into(),
+                    version: "v".into(),
+                }),
+                fallback: false,
+            },
+            shadow: None,
+            signals: None,
+        }
+    }
+
+    fn summary(logins: &[ScoredLogin]) -> Summary {
+        let mut summary = Summary::new(0);
+        for l in logins {
+            summary.add(l);
+        }
+        summary.finish(Duration::from_secs(1));
+        summary
+    }
+
+    #[test]
+    fn rows_are_counted_per_kind_and_takeovers_within_their_kind() {
+        use AttackKind::{Legitimate, Targeted, Travel};
+        use Decision::{Allow, Lock, Mfa};
+        let m = summary(&[
+            login(Some(Legitimate), false, Allow, 0.1),
+            login(Some(Legitimate), false, Mfa, 0.6),
+            login(Some(Targeted), false, Lock, 1.0),
+            login(Some(Targeted), true, Allow, 0.2),
+            login(Some(Targeted), true, Mfa, 0.7),
+            login(Some(Travel), true, Mfa, 0.9),
+        ])
+        .metrics;
+        let l = m.active.labelled.as_ref().unwrap();
+        let rows = |kind| l.kinds[&kind].rows;
+        assert_eq!(
+            rows(Legitimate),
+            DecisionCounts {
+                allow: 1,
+                mfa: 1,
+                lock: 0
+            }
+        );
+        assert_eq!(
+            rows(Targeted),
+            DecisionCounts {
+                allow: 1,
+                mfa: 1,
+                lock: 1
+            }
+        );
+        assert_eq!(
+            l.kinds[&Targeted].takeover,
+            DecisionCounts {
+                allow: 1,
+                mfa: 1,
+                lock: 0
+            }
+        );
+        assert_eq!(l.kinds[&Legitimate].takeover.total(), 0);
+        let total: u64 = l.kinds.values().map(|k| k.rows.total()).sum();
+        assert_eq!(total, m.rows);
+
+        let q = m.active.quality.as_ref().unwrap();
+        assert!(
+            !q.kinds.contains_key(&Legitimate),
+            "legitimate rows are friction, not detection"
+        );
+        let targeted = q.kinds[&Targeted];
+        assert_eq!(targeted.detection_rate, 2.0 / 3.0);
+        assert_eq!(targeted.takeover_detection_rate, 1.0 / 2.0);
+        assert_eq!(q.kinds[&Travel].takeover_detection_rate, 1.0);
+        let at = |threshold: f64| q.sweep.iter().find(|p| p.threshold == threshold).unwrap();
+        assert_eq!(at(0.5).kinds[&Targeted].takeover_detection_rate, 1.0 / 2.0);
+        assert_eq!(at(0.8).kinds[&Targeted].detection_rate, 1.0 / 3.0);
+        assert_eq!(at(0.95).kinds[&Travel].takeover_detection_rate, 0.0);
+
+        let text = summary(&[login(Some(Targeted), true, Mfa, 0.7)]).render();
+        assert!(text.contains("targeted"), "{text}");
+    }
+
+    #[test]
+    fn a_log_without_kinds_reports_none() {
+        let m = summary(&[login(None, true, Decision::Mfa, 0.7)]).metrics;
+        assert!(m.active.labelled.as_ref().unwrap().kinds.is_empty());
+        let q = m.active.quality.as_ref().unwrap();
+        assert!(q.kinds.is_empty() && q.sweep.iter().all(|p| p.kinds.is_empty()));
+        let json = serde_json::to_value(&m).unwrap();
+        assert!(json["active"]["labelled"].get("kinds").is_none(), "{json}");
+        assert!(json["active"]["quality"].get("kinds").is_none(), "{json}");
     }
 }

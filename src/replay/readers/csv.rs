@@ -7,7 +7,7 @@ use std::path::Path;
 use super::time::parse_time;
 use super::{ColumnMap, Field, ReadError, geo_hint};
 use crate::model::Attempt;
-use crate::replay::{Label, ReplayEvent, ReplayItem};
+use crate::replay::{AttackKind, Label, ReplayEvent, ReplayItem};
 
 /// Where each field is in a header.
 struct Columns {
@@ -114,11 +114,11 @@ fn event(record: &csv::StringRecord, columns: &Columns, row: u64) -> ReplayItem 
     attempt.device_id = get(Field::DeviceId).map(str::to_owned);
     attempt.app = get(Field::App).map(str::to_owned);
     attempt.password_ok = flag(Field::Success)?;
-    let (attack, takeover) = (flag(Field::Attack)?, flag(Field::Takeover)?);
-    let label = (attack.is_some() || takeover.is_some()).then(|| Label {
-        attack: attack.unwrap_or(false) || takeover.unwrap_or(false),
-        takeover: takeover.unwrap_or(false),
-    });
+    let kind = match get(Field::AttackKind) {
+        None => None,
+        Some(v) => Some(AttackKind::parse(v).ok_or_else(|| bad(format!("bad attack kind `{v}`")))?),
+    };
+    let label = Label::from_columns(flag(Field::Attack)?, flag(Field::Takeover)?, kind);
     let geo = geo_hint(get(Field::Country), get(Field::City), get(Field::Asn));
     Ok(ReplayEvent::login(row, attempt, label, geo))
 }
@@ -138,6 +138,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::EventKind;
     use crate::replay::readers::{Format, events};
 
     #[test]
@@ -166,6 +167,86 @@ mod tests {
         );
     }
 
+    /// The label of each row of `csv` (read by its header), or the row's error.
+    fn labels(csv: &str) -> Vec<Result<Option<Label>, String>> {
+        let input = Box::new(std::io::Cursor::new(csv.as_bytes().to_vec()));
+        let rows = super::events(input, None, Path::new("labels.csv")).unwrap();
+        rows.map(|row| match row.map_err(|e| e.to_string())?.kind {
+            EventKind::Login(login) => Ok(login.label),
+            EventKind::Outcome(_) => Err("not a login".into()),
+        })
+        .collect()
+    }
+
+    fn label(
+        attack: bool,
+        takeover: bool,
+        kind: Option<AttackKind>,
+    ) -> Result<Option<Label>, String> {
+        Ok(Some(Label {
+            attack,
+            takeover,
+            kind,
+        }))
+    }
+
+    const RBA_HEADER: &str = "Login Timestamp,User ID,IP Address,Login Successful,\
+        Is Attack IP,Is Account Takeover";
+
+    #[test]
+    fn the_rba_dataset_without_an_attack_kind_column_has_labels_without_kinds() {
+        let csv = format!("{RBA_HEADER}\n2020-02-03 12:43:30.772,1,10.0.0.1,True,True,False\n");
+        assert_eq!(labels(&csv), [label(true, false, None)]);
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rba-dataset-head.csv");
+        for row in events(&path, Format::Rba, None).unwrap() {
+            let EventKind::Login(login) = row.unwrap().kind else {
+                panic!("a login")
+            };
+            assert_eq!(login.label.unwrap().kind, None);
+        }
+    }
+
+    #[test]
+    fn an_attack_kind_column_labels_each_row_with_its_kind() {
+        let csv = format!(
+            "{RBA_HEADER},Attack Kind\n\
+             2020-02-03 12:43:30,1,10.0.0.1,True,False,False,legitimate\n\
+             2020-02-03 12:43:31,2,10.0.0.2,True,True,True,Travel\n\
+             2020-02-03 12:43:32,3,10.0.0.3,False,False,False,-\n\
+             2020-02-03 12:43:33,4,10.0.0.4,False,True,False,phishing\n"
+        );
+        let read = labels(&csv);
+        assert_eq!(
+            read[..3],
+            [
+                label(false, false, Some(AttackKind::Legitimate)),
+                label(true, true, Some(AttackKind::Travel)),
+                label(false, false, None),
+            ]
+        );
+        assert!(
+            matches!(&read[3], Err(e) if e.contains("bad attack kind `phishing`")),
+            "{read:?}"
+        );
+    }
+
+    #[test]
+    fn an_attack_kind_alone_is_a_label_and_an_attackers_kind_an_attack() {
+        let csv = "user_id,ip,timestamp,attack_kind\n\
+                   a,10.0.0.1,2026-01-01 10:00:00,stuffing\n\
+                   b,10.0.0.2,2026-01-01 10:00:01,legitimate\n\
+                   c,10.0.0.3,2026-01-01 10:00:02,\n";
+        assert_eq!(
+            labels(csv),
+            [
+                label(true, false, Some(AttackKind::Stuffing)),
+                label(false, false, Some(AttackKind::Legitimate)),
+                Ok(None),
+            ]
+        );
+    }
+
     mod props {
         use std::io::Cursor;
         use std::net::IpAddr;
@@ -178,7 +259,7 @@ mod tests {
         use crate::replay::readers::tests::props::{label, mutated, place};
         use crate::replay::readers::time::tests::props::timestamp_text;
         use crate::replay::readers::{ColumnMap, Field, ReadError};
-        use crate::replay::{EventKind, Label, ReplayItem};
+        use crate::replay::{AttackKind, EventKind, Label, ReplayItem};
 
         /// Every row of `csv`, read with `map` (the header decides when `None`).
         fn read(csv: Vec<u8>, map: Option<ColumnMap>) -> Result<Vec<ReplayItem>, ReadError> {
@@ -231,6 +312,23 @@ mod tests {
             prop_oneof![word, blank().prop_map(|cell| (None, cell))]
         }
 
+        /// An optional attack kind and its cell, in any case.
+        fn kind() -> impl Strategy<Value = (Option<AttackKind>, String)> {
+            let named = (
+                prop::sample::select(AttackKind::ALL.to_vec()),
+                any::<bool>(),
+            )
+                .prop_map(|(kind, upper)| {
+                    let cell = if upper {
+                        kind.name().to_uppercase()
+                    } else {
+                        kind.name().to_owned()
+                    };
+                    (Some(kind), cell)
+                });
+            prop_oneof![named, blank().prop_map(|cell| (None, cell))]
+        }
+
         /// An optional ASN and its cell, with or without `AS`.
         fn asn() -> impl Strategy<Value = (Option<u32>, String)> {
             prop_oneof![
@@ -258,6 +356,7 @@ mod tests {
             success: (Option<bool>, String),
             attack: (Option<bool>, String),
             takeover: (Option<bool>, String),
+            kind: (Option<AttackKind>, String),
             country: (Option<String>, String),
             city: (Option<String>, String),
             asn: (Option<u32>, String),
@@ -267,14 +366,14 @@ mod tests {
             (
                 (text(), any::<IpAddr>(), timestamp_text()),
                 (optional(), optional(), optional()),
-                (flag(), flag(), flag()),
+                (flag(), flag(), flag(), kind()),
                 (optional(), optional(), asn()),
             )
                 .prop_map(
                     |(
                         (user_id, ip, at),
                         (user_agent, device_id, app),
-                        (success, attack, takeover),
+                        (success, attack, takeover, kind),
                         (country, city, asn),
                     )| Row {
                         user_id,
@@ -286,6 +385,7 @@ mod tests {
                         success,
                         attack,
                         takeover,
+                        kind,
                         country,
                         city,
                         asn,
@@ -310,6 +410,7 @@ mod tests {
                     Field::Success => self.success.1.clone(),
                     Field::Attack => self.attack.1.clone(),
                     Field::Takeover => self.takeover.1.clone(),
+                    Field::AttackKind => self.kind.1.clone(),
                     Field::Country => self.country.1.clone(),
                     Field::City => self.city.1.clone(),
                     Field::Asn => self.asn.1.clone(),
@@ -317,7 +418,7 @@ mod tests {
             }
 
             fn label(&self) -> Option<Label> {
-                label(self.attack.0, self.takeover.0)
+                label(self.attack.0, self.takeover.0, self.kind.0)
             }
 
             fn place(&self) -> Option<GeoInfo> {
@@ -440,6 +541,9 @@ mod tests {
                     text()
                         .prop_filter("a flag", |f| parse_bool(f).is_none())
                         .prop_map(|cell| (Field::Attack, cell)),
+                    text()
+                        .prop_filter("a kind", |k| AttackKind::parse(k).is_none())
+                        .prop_map(|cell| (Field::AttackKind, cell)),
                 ],
             ) {
                 let bad = bad.index(rows.len());

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{ReadError, geo_hint};
 use crate::decision_log::LogLine;
 use crate::model::{Attempt, Decision, Outcome};
-use crate::replay::{Label, ReplayEvent, ReplayItem};
+use crate::replay::{AttackKind, Label, ReplayEvent, ReplayItem};
 
 /// A plain attempt line: an evaluate body plus what happened and its label.
 #[derive(Deserialize)]
@@ -18,6 +18,9 @@ struct PlainAttempt {
     attack: Option<bool>,
     #[serde(default)]
     takeover: Option<bool>,
+    /// Not `kind`: that key marks a decision-log line.
+    #[serde(default)]
+    attack_kind: Option<AttackKind>,
     #[serde(default)]
     country: Option<String>,
     #[serde(default)]
@@ -94,10 +97,7 @@ fn jsonl_line(line: &str, row: u64) -> ReplayItem {
             message: "attempt without `timestamp`".into(),
         });
     }
-    let label = (plain.attack.is_some() || plain.takeover.is_some()).then(|| Label {
-        attack: plain.attack.unwrap_or(false) || plain.takeover.unwrap_or(false),
-        takeover: plain.takeover.unwrap_or(false),
-    });
+    let label = Label::from_columns(plain.attack, plain.takeover, plain.attack_kind);
     let asn = plain.asn.map(|a| a.to_string());
     let geo = geo_hint(
         plain.country.as_deref(),
@@ -122,7 +122,7 @@ mod tests {
         use crate::replay::readers::ReadError;
         use crate::replay::readers::tests::props::{label, mutated, place};
         use crate::replay::readers::time::tests::props::instant;
-        use crate::replay::{EventKind, ReplayEvent, ReplayItem};
+        use crate::replay::{AttackKind, EventKind, ReplayEvent, ReplayItem};
 
         fn read(text: impl Into<Vec<u8>>) -> Vec<ReplayItem> {
             events(Box::new(Cursor::new(text.into()))).collect()
@@ -210,6 +210,7 @@ mod tests {
                 attempt: Attempt,
                 attack: Option<bool>,
                 takeover: Option<bool>,
+                kind: Option<AttackKind>,
                 country: Option<String>,
                 city: Option<String>,
                 asn: Option<u32>,
@@ -237,7 +238,8 @@ mod tests {
                     timed,
                     (
                         prop::option::of(any::<bool>()),
-                        prop::option::of(any::<bool>())
+                        prop::option::of(any::<bool>()),
+                        prop::option::of(prop::sample::select(AttackKind::ALL.to_vec())),
                     ),
                     (
                         prop::option::of(any::<String>()),
@@ -246,10 +248,11 @@ mod tests {
                     prop::option::of(any::<u32>()),
                 )
                     .prop_map(
-                        |(attempt, (attack, takeover), (country, city), asn)| Line::Attempt {
+                        |(attempt, (attack, takeover, kind), (country, city), asn)| Line::Attempt {
                             attempt,
                             attack,
                             takeover,
+                            kind,
                             country,
                             city,
                             asn,
@@ -278,6 +281,7 @@ mod tests {
                         attempt,
                         attack,
                         takeover,
+                        kind,
                         country,
                         city,
                         asn,
@@ -285,6 +289,7 @@ mod tests {
                         let mut line = json!(attempt);
                         line["attack"] = json!(attack);
                         line["takeover"] = json!(takeover);
+                        line["attack_kind"] = json!(kind);
                         line["country"] = json!(country);
                         line["city"] = json!(city);
                         line["asn"] = json!(asn);
@@ -315,6 +320,7 @@ mod tests {
                             attempt,
                             attack,
                             takeover,
+                            kind,
                             country,
                             city,
                             asn,
@@ -322,7 +328,7 @@ mod tests {
                         EventKind::Login(login),
                     ) => {
                         prop_assert_eq!(json!(login.attempt), json!(attempt));
-                        prop_assert_eq!(login.label, label(*attack, *takeover));
+                        prop_assert_eq!(login.label, label(*attack, *takeover, *kind));
                         prop_assert_eq!(
                             login.geo,
                             place(country.as_deref(), city.as_deref(), *asn)

@@ -111,6 +111,8 @@ pub(super) enum Field {
     Attack,
     /// Labelled as an account takeover.
     Takeover,
+    /// Who made the login: `legitimate`, `stuffing`, `spraying`, `targeted`, `travel`.
+    AttackKind,
     /// Country code given by the log (instead of GeoIP).
     Country,
     /// City given by the log.
@@ -121,7 +123,7 @@ pub(super) enum Field {
 
 impl Field {
     /// Every field, in declaration order.
-    pub(super) const ALL: [Field; 12] = [
+    pub(super) const ALL: [Field; 13] = [
         Field::UserId,
         Field::Ip,
         Field::Timestamp,
@@ -131,6 +133,7 @@ impl Field {
         Field::Success,
         Field::Attack,
         Field::Takeover,
+        Field::AttackKind,
         Field::Country,
         Field::City,
         Field::Asn,
@@ -148,6 +151,7 @@ impl Field {
             Field::Success => "success",
             Field::Attack => "attack",
             Field::Takeover => "takeover",
+            Field::AttackKind => "attack_kind",
             Field::Country => "country",
             Field::City => "city",
             Field::Asn => "asn",
@@ -183,6 +187,8 @@ impl ColumnMap {
             (Field::Success, "Login Successful"),
             (Field::Attack, "Is Attack IP"),
             (Field::Takeover, "Is Account Takeover"),
+            // Not in the dataset: `riskgate gen` adds it as the last column.
+            (Field::AttackKind, "Attack Kind"),
             (Field::Country, "Country"),
             (Field::City, "City"),
             (Field::Asn, "ASN"),
@@ -297,7 +303,7 @@ mod tests {
         use proptest::sample::Index;
 
         use super::*;
-        use crate::replay::Label;
+        use crate::replay::{AttackKind, Label};
 
         /// One edit of a text, at a position taken modulo its length.
         #[derive(Debug, Clone)]
@@ -349,10 +355,16 @@ mod tests {
         pub(in crate::replay::readers) fn label(
             attack: Option<bool>,
             takeover: Option<bool>,
+            kind: Option<AttackKind>,
         ) -> Option<Label> {
-            (attack.is_some() || takeover.is_some()).then(|| Label {
-                attack: attack == Some(true) || takeover == Some(true),
+            if attack.is_none() && takeover.is_none() && kind.is_none() {
+                return None;
+            }
+            let attacker = matches!(kind, Some(k) if k != AttackKind::Legitimate);
+            Some(Label {
+                attack: attack == Some(true) || takeover == Some(true) || attacker,
                 takeover: takeover == Some(true),
+                kind,
             })
         }
 
