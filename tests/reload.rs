@@ -199,3 +199,65 @@ async fn an_editors_lock_file_beside_a_policy_does_not_break_a_reload() {
         .await;
     assert_eq!(reasons(&answer), ["v2"]);
 }
+
+#[tokio::test]
+async fn a_named_pipe_in_the_directory_is_no_policy_and_cannot_hold_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "default.rhai", &allowing("v1"));
+    let server = TestServer::start(Settings {
+        policies_dir: Some(dir.to_owned()),
+        ..Settings::default()
+    })
+    .await;
+    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    for fifo in ["stuck.rhai", "lists/stuck.txt"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.join(fifo))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    write(dir, "default.rhai", &allowing("v2"));
+    let empty = json!({});
+    let reload = server.post("/v1/policies/reload", &empty);
+    let (status, reloaded) = tokio::time::timeout(Duration::from_secs(5), reload)
+        .await
+        .expect("a reload reading a named pipe would wait for a writer forever");
+    assert_eq!(status, 200, "{reloaded}");
+    let answer = server
+        .evaluate(json!({"user_id": "uma", "ip": LONDON}))
+        .await;
+    assert_eq!(reasons(&answer), ["v2"]);
+}
+
+#[tokio::test]
+async fn cases_whose_histories_would_hold_a_reload_for_minutes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    write(dir, "default.rhai", &allowing("v1"));
+    let server = TestServer::start(Settings {
+        policies_dir: Some(dir.to_owned()),
+        ..Settings::default()
+    })
+    .await;
+    let step = "{ evaluate = { user_id = \"u{i}\", ip = \"10.0.0.1\", password_ok = false, \
+                timestamp = 2026-11-03T10:00:00Z }, repeat = 10000, every_seconds = 1 }";
+    let steps = vec![step; 11].join(",\n  ");
+    let case = format!(
+        "[[case]]\nname = \"slow\"\nexpect = {{ decision = \"allow\" }}\nhistory = [\n  {steps},\n  \
+         {{ evaluate = {{ user_id = \"bob\", ip = \"10.0.0.1\", timestamp = 2026-11-05T10:00:00Z }} }},\n]\n"
+    );
+    write(dir, "tests/default.toml", &case);
+    let started = Instant::now();
+    let (status, refused) = server.post("/v1/policies/reload", &json!({})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("100000"),
+        "{refused}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused before running"
+    );
+}

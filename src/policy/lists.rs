@@ -60,7 +60,7 @@ impl Lists {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io(dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "txt") && !super::editor_scratch(p))
+            .filter(|p| p.extension().is_some_and(|e| e == "txt") && super::loadable(p))
             .collect();
         paths.sort();
         let lists = paths

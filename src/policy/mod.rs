@@ -33,11 +33,25 @@ pub(crate) use recorder::{CtxValues, Recorder};
 pub use runtime::{ENTRY_POINT, Policy, Runtime};
 pub use set::{DEFAULT_POLICY, PolicySet, Selection};
 
-/// Whether `path` is an editor's scratch file (a hidden file such as Emacs's `.#name` lock or
-/// Vim's `.name.swp`, or a `name~` backup): never a policy, list or case, and no reason to
-/// reload.
+/// Whether `path` is an editor's scratch file: Emacs's `.#name` lock, Vim's `.name.swp`, a
+/// `name~` backup. Its changes are no reason to reload (while Kubernetes's `..data` swap of
+/// a mounted ConfigMap is).
 pub(crate) fn editor_scratch(path: &std::path::Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|name| name.starts_with('.') || name.ends_with('~'))
+        .is_some_and(|name| {
+            name.starts_with(".#")
+                || name.ends_with('~')
+                || (name.starts_with('.') && (name.ends_with(".swp") || name.ends_with(".swx")))
+        })
+}
+
+/// Whether `path` is a file to load as a policy or list: a regular file (through symlinks),
+/// not hidden, not a backup. A named pipe or a device would hold or flood the reading.
+pub(crate) fn loadable(path: &std::path::Path) -> bool {
+    let visible = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|name| !name.starts_with('.') && !name.ends_with('~'));
+    visible && path.is_file()
 }

@@ -23,6 +23,9 @@ const EMBEDDED_LISTS: &[(&str, &str)] = &[
     ("hosting", include_str!("../../policies/lists/hosting.txt")),
 ];
 
+/// The largest policy script loaded (a policy is read whole at every reload).
+const MAX_SCRIPT_BYTES: u64 = 1 << 20;
+
 /// Which policy runs where: the default, per-app overrides and an optional shadow.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selection {
@@ -57,10 +60,17 @@ impl PolicySet {
         let mut policies = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
-            if path.extension().is_none_or(|e| e != "rhai") || super::editor_scratch(&path) {
+            if path.extension().is_none_or(|e| e != "rhai") || !super::loadable(&path) {
                 continue;
             }
             let name = path.file_stem().unwrap_or_default().to_string_lossy();
+            let size = std::fs::metadata(&path).map_err(io(&path))?.len();
+            if size > MAX_SCRIPT_BYTES {
+                let too_big = std::io::Error::other(format!(
+                    "{size} bytes; a policy has at most {MAX_SCRIPT_BYTES}"
+                ));
+                return Err(io(&path)(too_big));
+            }
             let source = std::fs::read_to_string(&path).map_err(io(&path))?;
             let policy = runtime.compile(&name, &path.display().to_string(), &source)?;
             policies.insert(name.into_owned(), Arc::new(policy));

@@ -61,6 +61,19 @@ pub(super) enum Input {
     History(Vec<(usize, Step)>),
 }
 
+impl Case {
+    /// Engine calls its history makes, repetitions included (none for a ctx case).
+    pub(super) fn runs(&self) -> u64 {
+        match &self.input {
+            Input::Ctx(_) => 0,
+            Input::History(steps) => steps
+                .iter()
+                .map(|(_, step)| u64::from(step.repeat.unwrap_or(1)))
+                .sum(),
+        }
+    }
+}
+
 /// Reads the cases of the file at `path` (for names and errors) holding `text`, checking
 /// that each names a policy `policies` has.
 pub(super) fn parse(path: &Path, text: &str, policies: &PolicySet) -> Result<Vec<Case>, FileError> {

@@ -24,6 +24,10 @@ use crate::engine::EngineSettings;
 /// The subdirectory of a policies directory that holds its cases.
 pub const CASES_DIR: &str = "tests";
 
+/// Engine calls all the cases' histories may make together (a few seconds' work): a reload
+/// runs them before activating a set, so a case file must not hold it for minutes.
+pub const MAX_HISTORY_RUNS: u64 = 100_000;
+
 /// Why cases could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
@@ -230,6 +234,7 @@ pub(crate) fn run_cases(
     }
     paths.sort();
     let runner = runner::Runner::new(policies, limits, settings).map_err(TestError::Runtime)?;
+    let mut runs_left = MAX_HISTORY_RUNS;
     let files = paths
         .into_iter()
         .map(|path| {
@@ -239,6 +244,17 @@ pub(crate) fn run_cases(
                     message: format!("cannot read: {e}"),
                 })
                 .and_then(|text| cases::parse(&path, &text, policies))
+                .and_then(|cases| {
+                    let runs: u64 = cases.iter().map(cases::Case::runs).sum();
+                    runs_left = runs_left.checked_sub(runs).ok_or_else(|| FileError {
+                        line: None,
+                        message: format!(
+                            "the histories of the cases run more than {MAX_HISTORY_RUNS} \
+                             engine calls together; a reload runs them all"
+                        ),
+                    })?;
+                    Ok(cases)
+                })
                 .map(|cases| cases.iter().map(|case| runner.run(case)).collect());
             FileReport { path, cases }
         })
