@@ -243,7 +243,7 @@ async fn cases_whose_histories_would_hold_a_reload_for_minutes_are_refused() {
     .await;
     let step = "{ evaluate = { user_id = \"u{i}\", ip = \"10.0.0.1\", password_ok = false, \
                 timestamp = 2026-11-03T10:00:00Z }, repeat = 10000, every_seconds = 1 }";
-    let steps = vec![step; 11].join(",\n  ");
+    let steps = [step; 11].join(",\n  ");
     let case = format!(
         "[[case]]\nname = \"slow\"\nexpect = {{ decision = \"allow\" }}\nhistory = [\n  {steps},\n  \
          {{ evaluate = {{ user_id = \"bob\", ip = \"10.0.0.1\", timestamp = 2026-11-05T10:00:00Z }} }},\n]\n"
