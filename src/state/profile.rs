@@ -346,6 +346,7 @@ mod padded_features {
 mod stored {
     use std::collections::{BTreeMap, VecDeque};
     use std::fmt;
+    use std::marker::PhantomData;
     use std::net::IpAddr;
 
     use rhai::ImmutableString;
@@ -369,11 +370,72 @@ mod stored {
         Option<ImmutableString>,
     );
 
+    impl From<KnownRow> for Known {
+        fn from((id, label, version, count, first_seen, last_seen, trusted): KnownRow) -> Self {
+            let value = FeatureValue { id, label, version };
+            Self {
+                value,
+                count,
+                first_seen,
+                last_seen,
+                trusted,
+            }
+        }
+    }
+
+    impl From<PlaceRow> for LoginPlace {
+        fn from((at, ip, country, city, lat, lon, accuracy_km, device): PlaceRow) -> Self {
+            let location = Location {
+                country,
+                city,
+                lat,
+                lon,
+                accuracy_km,
+            };
+            Self {
+                at,
+                ip,
+                location,
+                device,
+            }
+        }
+    }
+
+    /// A `T` read from its row `R`, or from a map with field names as earlier builds wrote it.
+    struct Entry<T, R>(T, PhantomData<R>);
+
+    impl<'de, T: Deserialize<'de>, R: Deserialize<'de> + Into<T>> Deserialize<'de> for Entry<T, R> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(EntryVisitor(PhantomData))
+        }
+    }
+
+    struct EntryVisitor<T, R>(PhantomData<(T, R)>);
+
+    impl<'de, T: Deserialize<'de>, R: Deserialize<'de> + Into<T>> Visitor<'de> for EntryVisitor<T, R> {
+        type Value = Entry<T, R>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a row, or a map with field names")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let row = R::deserialize(SeqAccessDeserializer::new(seq))?;
+            Ok(Entry(row.into(), PhantomData))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let named = T::deserialize(MapAccessDeserializer::new(map))?;
+            Ok(Entry(named, PhantomData))
+        }
+    }
+
     /// The known lists: rows per feature in index order, or (readable) a map by feature name.
     pub(super) mod known {
         use super::*;
 
         type Lists = [Vec<Known>; Feature::COUNT];
+        type KnownEntry = Entry<Known, KnownRow>;
 
         pub(in super::super) fn serialize<S: Serializer>(
             lists: &Lists,
@@ -416,6 +478,10 @@ mod stored {
             }
         }
 
+        fn unwrap(entries: Vec<KnownEntry>) -> Vec<Known> {
+            entries.into_iter().map(|e| e.0).collect()
+        }
+
         struct ListsVisitor;
 
         impl<'de> Visitor<'de> for ListsVisitor {
@@ -428,8 +494,8 @@ mod stored {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lists, A::Error> {
                 let mut lists = Lists::default();
                 for list in &mut lists {
-                    match seq.next_element::<Vec<Entry>>()? {
-                        Some(entries) => *list = entries.into_iter().map(|e| e.0).collect(),
+                    match seq.next_element::<Vec<KnownEntry>>()? {
+                        Some(entries) => *list = unwrap(entries),
                         None => break, // written before the later features existed
                     }
                 }
@@ -438,48 +504,10 @@ mod stored {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lists, A::Error> {
-                let mut by_name =
-                    BTreeMap::<String, Vec<Entry>>::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(Feature::ALL.map(|f| {
-                    let entries = by_name.remove(f.plural()).unwrap_or_default();
-                    entries.into_iter().map(|e| e.0).collect()
-                }))
-            }
-        }
-
-        /// One known value, from a row or from a map with field names.
-        struct Entry(Known);
-
-        impl<'de> Deserialize<'de> for Entry {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(EntryVisitor)
-            }
-        }
-
-        struct EntryVisitor;
-
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = Entry;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a known value")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Entry, A::Error> {
-                let (id, label, version, count, first_seen, last_seen, trusted) =
-                    KnownRow::deserialize(SeqAccessDeserializer::new(seq))?;
-                let value = FeatureValue { id, label, version };
-                Ok(Entry(Known {
-                    value,
-                    count,
-                    first_seen,
-                    last_seen,
-                    trusted,
-                }))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
-                Known::deserialize(MapAccessDeserializer::new(map)).map(Entry)
+                let mut by_name = BTreeMap::<String, Vec<KnownEntry>>::deserialize(
+                    MapAccessDeserializer::new(map),
+                )?;
+                Ok(Feature::ALL.map(|f| unwrap(by_name.remove(f.plural()).unwrap_or_default())))
             }
         }
     }
@@ -514,49 +542,8 @@ mod stored {
         pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<VecDeque<LoginPlace>, D::Error> {
-            let entries = Vec::<Entry>::deserialize(d)?;
+            let entries = Vec::<Entry<LoginPlace, PlaceRow>>::deserialize(d)?;
             Ok(entries.into_iter().map(|e| e.0).collect())
-        }
-
-        /// One login, from a row or from a map with field names.
-        struct Entry(LoginPlace);
-
-        impl<'de> Deserialize<'de> for Entry {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(EntryVisitor)
-            }
-        }
-
-        struct EntryVisitor;
-
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = Entry;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a login's time and place")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Entry, A::Error> {
-                let (at, ip, country, city, lat, lon, accuracy_km, device) =
-                    PlaceRow::deserialize(SeqAccessDeserializer::new(seq))?;
-                let location = Location {
-                    country,
-                    city,
-                    lat,
-                    lon,
-                    accuracy_km,
-                };
-                Ok(Entry(LoginPlace {
-                    at,
-                    ip,
-                    location,
-                    device,
-                }))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry, A::Error> {
-                LoginPlace::deserialize(MapAccessDeserializer::new(map)).map(Entry)
-            }
         }
     }
 }
