@@ -34,6 +34,15 @@ fn write(dir: &Path, file: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A server answering with the policies of `dir`, which it watches.
+async fn serving(dir: &Path) -> TestServer {
+    TestServer::start(Settings {
+        policies_dir: Some(dir.to_owned()),
+        ..Settings::default()
+    })
+    .await
+}
+
 /// Polls `GET /v1/policies` until `done` holds, for at most two seconds.
 async fn policies_once(server: &TestServer, done: impl Fn(&Json) -> bool) -> Json {
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -64,11 +73,7 @@ async fn a_watched_directory_activates_only_changes_that_compile_and_pass_their_
     write(dir, "default.rhai", &allowing("v1"));
     write(dir, "tests/default.toml", &cases_expecting("v1"));
     write(dir, "lists/blocklist.txt", "192.0.2.0/24\n");
-    let server = TestServer::start(Settings {
-        policies_dir: Some(dir.to_owned()),
-        ..Settings::default()
-    })
-    .await;
+    let server = serving(dir).await;
     let login = json!({"user_id": "rae", "ip": LONDON, "password_ok": true});
     let v1 = server.evaluate(login.clone()).await;
     assert_eq!(reasons(&v1), ["v1"]);
@@ -158,11 +163,7 @@ async fn an_on_demand_reload_refuses_failing_cases_with_422_and_the_case_named()
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "default.rhai", &allowing("v1"));
-    let server = TestServer::start(Settings {
-        policies_dir: Some(dir.to_owned()),
-        ..Settings::default()
-    })
-    .await;
+    let server = serving(dir).await;
     write(dir, "tests/default.toml", &cases_expecting("v0"));
     let (status, refused) = server.post("/v1/policies/reload", &json!({})).await;
     assert_eq!(
@@ -182,11 +183,7 @@ async fn an_editors_lock_file_beside_a_policy_does_not_break_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "default.rhai", &allowing("v1"));
-    let server = TestServer::start(Settings {
-        policies_dir: Some(dir.to_owned()),
-        ..Settings::default()
-    })
-    .await;
+    let server = serving(dir).await;
     // Emacs marks a file being edited with a dangling symlink named after it.
     std::fs::create_dir_all(dir.join("lists")).unwrap();
     std::os::unix::fs::symlink("user@host.1234", dir.join(".#default.rhai")).unwrap();
@@ -205,11 +202,7 @@ async fn a_named_pipe_in_the_directory_is_no_policy_and_cannot_hold_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "default.rhai", &allowing("v1"));
-    let server = TestServer::start(Settings {
-        policies_dir: Some(dir.to_owned()),
-        ..Settings::default()
-    })
-    .await;
+    let server = serving(dir).await;
     std::fs::create_dir_all(dir.join("lists")).unwrap();
     for fifo in ["stuck.rhai", "lists/stuck.txt"] {
         let made = std::process::Command::new("mkfifo")
@@ -236,11 +229,7 @@ async fn cases_whose_histories_would_hold_a_reload_for_minutes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     write(dir, "default.rhai", &allowing("v1"));
-    let server = TestServer::start(Settings {
-        policies_dir: Some(dir.to_owned()),
-        ..Settings::default()
-    })
-    .await;
+    let server = serving(dir).await;
     let step = "{ evaluate = { user_id = \"u{i}\", ip = \"10.0.0.1\", password_ok = false, \
                 timestamp = 2026-11-03T10:00:00Z }, repeat = 10000, every_seconds = 1 }";
     let steps = [step; 11].join(",\n  ");
