@@ -10,7 +10,7 @@
 //! applier, then writes logged batches into fjall, merging those that queued up, so the
 //! database's flushes, compactions and syncs never hold an answer back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use fjall::{Database, Keyspace, PersistMode};
 
+use super::background;
 use super::commit_log::{self, CommitLog};
 use super::embedded::SyncMode;
 use super::{Committed, StoreError};
@@ -545,7 +546,10 @@ impl Disk {
         let disk = Arc::clone(self);
         let applier = std::thread::Builder::new()
             .name("riskgate-apply".into())
-            .spawn(move || disk.apply_logged())?;
+            .spawn(move || {
+                background::lower_current_thread();
+                disk.apply_logged();
+            })?;
         let syncer = match self.sync {
             SyncMode::EverySec => Some(Syncer::start(Arc::clone(self))?),
             SyncMode::Always | SyncMode::No => None,
@@ -563,24 +567,29 @@ impl Disk {
     }
 }
 
-/// Writes changes into the database in one batch, each key's first (newest) value only.
+/// Writes changes into the database in one batch, each key's first (newest) value only,
+/// in key order: each write searches fjall's in-memory skip list from its head, and in key
+/// order the path to the previous key, still in the CPU's cache, is most of the way to the
+/// next (the searches were half the applier's time in random order).
 fn write_newest<'a>(
     db: &Database,
     spaces: &Keyspaces,
     newest_first: impl IntoIterator<Item = &'a Changes>,
 ) -> fjall::Result<()> {
-    let mut seen = HashSet::new();
-    let mut writes = db.batch();
+    let mut newest = HashMap::new();
     for changes in newest_first {
         for (&(space, key), value) in changes {
-            if !seen.insert((space, key)) {
-                continue;
-            }
-            let keyspace = spaces.get(space);
-            match value {
-                Some(bytes) => writes.insert(keyspace, key.to_be_bytes(), bytes.as_slice()),
-                None => writes.remove(keyspace, key.to_be_bytes()),
-            }
+            newest.entry((space as u8, key)).or_insert((space, value));
+        }
+    }
+    let mut newest: Vec<_> = newest.into_iter().collect();
+    newest.sort_unstable_by_key(|(order, _)| *order);
+    let mut writes = db.batch();
+    for ((_, key), (space, value)) in newest {
+        let keyspace = spaces.get(space);
+        match value {
+            Some(bytes) => writes.insert(keyspace, key.to_be_bytes(), bytes.as_slice()),
+            None => writes.remove(keyspace, key.to_be_bytes()),
         }
     }
     writes.commit()
@@ -645,6 +654,7 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("riskgate-fsync".into())
             .spawn(move || {
+                background::lower_current_thread();
                 // Woken by the interval, or by `stop` going away.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(SYNC_EVERY) {
                     if let Err(error) = disk.sync_log() {

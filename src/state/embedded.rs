@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
+use super::background;
 use super::disk::{Disk, Keyspaces};
 use super::memory::{Capacity, MemoryStore};
 
@@ -117,12 +118,15 @@ pub(crate) fn open(
         },
     };
     // One background worker: flushes and compactions then take at most one core from the
-    // answers (measured with benches/load.sh on 2 cores).
-    let db = Database::builder(dir)
-        .max_journaling_size(MAX_JOURNALING_BYTES)
-        .worker_threads(1)
-        .open()
-        .map_err(failed)?;
+    // answers (measured with benches/load.sh on 2 cores); opened at background priority, so
+    // the worker it starts has it too.
+    let db = background::run(|| {
+        Database::builder(dir)
+            .max_journaling_size(MAX_JOURNALING_BYTES)
+            .worker_threads(1)
+            .open()
+    })
+    .map_err(failed)?;
     check_format(&db, dir)?;
     // fjall's journal need not reach the operating system per write: the commit log holds
     // every change until the database is synced (when a log segment is retired).

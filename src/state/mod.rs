@@ -5,6 +5,7 @@
 //! data. Every call is one atomic step per key, which a remote backend can do in one round
 //! trip.
 
+mod background;
 pub(crate) mod bounded;
 mod commit_log;
 mod disk;
