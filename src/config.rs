@@ -23,7 +23,7 @@ use crate::policy::{DEFAULT_POLICY, Limits, MAX_LOCK_SECONDS, Selection};
 use crate::signals::TravelLimits;
 pub use crate::state::embedded::SyncMode;
 use crate::state::memory::Capacity;
-use crate::state::redis::RedisSettings;
+use crate::state::redis::{RedisSettings, SyncTimes};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
@@ -39,6 +39,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_REDIS_PREFIX: &str = "riskgate:";
 /// Default timeout of a state call to Redis, in milliseconds.
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
+/// Default seconds between two syncs of the global statistics through Redis.
+pub const DEFAULT_REDIS_GLOBAL_SYNC_SECONDS: u64 = 10;
 /// Days a profile is kept without a successful login.
 pub const DEFAULT_PROFILE_RETENTION_DAYS: u64 = 400;
 /// How far back, in seconds, the live API accepts a timestamp.
@@ -172,6 +174,9 @@ settings! {
     /// Milliseconds a state call to Redis may take before the answer is the fail-safe
     /// decision with reason `state_unavailable` [default: 50].
     redis_timeout_ms: u64 = "RISKGATE_REDIS_TIMEOUT_MS";
+    /// Seconds between two exchanges of the global statistics (how common each login
+    /// feature is) between replicas through Redis, 1 to 3600 [default: 10].
+    redis_global_sync_seconds: u64 = "RISKGATE_REDIS_GLOBAL_SYNC_SECONDS";
     /// API keys as `key:role,key:role` (roles `client`, `admin`); unset: loopback clients only.
     api_keys: String = "RISKGATE_API_KEYS", secret;
     /// Seconds a request's headers may take to arrive; also how long an idle keep-alive
@@ -468,7 +473,7 @@ impl Settings {
             })
     }
 
-    /// The Redis URL, key prefix and timeout.
+    /// The Redis URL, key prefix, timeout and global statistics' sync.
     fn redis_settings(&self) -> Result<RedisSettings, ConfigError> {
         let prefix = self
             .redis_prefix
@@ -487,6 +492,15 @@ impl Settings {
                 message: "between 1 and 60000".into(),
             });
         }
+        let sync_seconds = self
+            .redis_global_sync_seconds
+            .unwrap_or(DEFAULT_REDIS_GLOBAL_SYNC_SECONDS);
+        if !(1..=3600).contains(&sync_seconds) {
+            return Err(ConfigError::Invalid {
+                key: "RISKGATE_REDIS_GLOBAL_SYNC_SECONDS",
+                message: "between 1 and 3600".into(),
+            });
+        }
         Ok(RedisSettings {
             url: self
                 .redis_url
@@ -494,6 +508,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
             prefix,
             timeout: std::time::Duration::from_millis(timeout_ms),
+            global_sync: SyncTimes::every(Duration::from_secs(sync_seconds)),
         })
     }
 
@@ -799,12 +814,18 @@ mod tests {
         }
 
         /// Every integer setting.
-        const INTEGERS: [Number<u64>; 14] = [
+        const INTEGERS: [Number<u64>; 15] = [
             Number {
                 key: "redis_timeout_ms",
                 max: u64::MAX,
                 given: |s| s.redis_timeout_ms,
                 applied: |c| u64::try_from(c.redis.timeout.as_millis()).unwrap(),
+            },
+            Number {
+                key: "redis_global_sync_seconds",
+                max: u64::MAX,
+                given: |s| s.redis_global_sync_seconds,
+                applied: |c| c.redis.global_sync.every.as_secs(),
             },
             Number {
                 key: "header_timeout_seconds",

@@ -18,13 +18,15 @@ use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 
 /// A riskgate process on the Redis at `url`, giving up on a Redis call after `timeout_ms`,
-/// and its client.
+/// and its client. Its global statistics sync every second, so syncs run beside every test
+/// (and fail while Redis is down).
 fn replica(url: &str, timeout_ms: &str, geo: &std::path::Path) -> (Server, Client) {
     let port = free_port();
     let env = [
         ("RISKGATE_STATE_BACKEND", "redis"),
         ("RISKGATE_REDIS_URL", url),
         ("RISKGATE_REDIS_TIMEOUT_MS", timeout_ms),
+        ("RISKGATE_REDIS_GLOBAL_SYNC_SECONDS", "1"),
     ];
     let command = process::serve(&env, geo, port);
     (Server::start(command, port), Client::new(port))

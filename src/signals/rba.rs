@@ -110,9 +110,9 @@ fn factor(
 }
 
 /// `ln(p(u | attack) / p(u | legit))`: `(1 / users) / (user's logins / logins)`, all from the
-/// same global counts (halved alike, and per replica with Redis), so a long-standing user's
-/// lifetime successes never weigh against counts that forgot most of them. A user the counts
-/// do not know yet (after a restart) counts one login.
+/// same global counts (halved alike; with Redis, summed over the replicas), so a long-standing
+/// user's lifetime successes never weigh against counts that forgot most of them. A user the
+/// counts do not know yet (after a restart) counts one login.
 fn user_factor(prior: &Prior) -> f64 {
     if prior.logins < 1.0 || prior.users < 1.0 {
         return 0.0;

@@ -6,7 +6,11 @@
 //! lock or learn) on the user's slot. Every key expires (windows after their
 //! horizon, locks after they end, parked attempts after a day, profiles after the retention
 //! period), so Redis memory stays bounded without a sweep.
+//!
+//! The global statistics of login features stay in process, where every evaluation reads
+//! them; replicas exchange them in the background (`global_sync.rs`).
 
+mod global_sync;
 mod link;
 mod scripts;
 #[cfg(test)]
@@ -20,6 +24,8 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use redis::{AsyncCommands, RedisError};
 
+use global_sync::GlobalSync;
+pub(crate) use global_sync::SyncTimes;
 use link::Link;
 pub use link::RedisSetupError;
 use scripts::Scripts;
@@ -50,6 +56,8 @@ pub(crate) struct RedisSettings {
     pub prefix: String,
     /// How long a call may take before the state counts as unavailable.
     pub timeout: Duration,
+    /// When replicas share their global statistics.
+    pub global_sync: SyncTimes,
 }
 
 /// State in Redis, shared by every replica using the same server and prefix.
@@ -68,10 +76,9 @@ pub(crate) struct RedisStore {
     profile_turns: Box<[tokio::sync::Mutex<()>]>,
     /// Whether the background probe's last write succeeded.
     health: Arc<AtomicBool>,
-    /// Global frequencies of login features, learned by this replica: behind a load
-    /// balancer each replica sees a fair sample of all logins, so each estimates the same
-    /// frequencies.
-    global: GlobalStats,
+    /// Global frequencies of login features: those this replica learned plus, as of the
+    /// last background sync, the other replicas'.
+    global: Arc<GlobalSync>,
 }
 
 /// Stripes of [`RedisStore::profile_turns`]: enough that concurrent logins of different
@@ -91,6 +98,12 @@ pub(crate) async fn open(
     check_format(&mut link.clone(), &keys, &settings.url).await?;
     let health = Arc::new(AtomicBool::new(true));
     link.watch(keys.probe(), &health, settings.timeout);
+    let global = Arc::new(GlobalSync::new(
+        link.clone(),
+        keys.clone(),
+        settings.global_sync,
+    ));
+    global.run_in_background();
     Ok(RedisStore {
         link,
         keys,
@@ -102,7 +115,7 @@ pub(crate) async fn open(
             .map(|_| tokio::sync::Mutex::new(()))
             .collect(),
         health,
-        global: GlobalStats::new(),
+        global,
     })
 }
 
@@ -132,6 +145,7 @@ async fn check_format(link: &mut Link, keys: &Keys, url: &str) -> Result<(), Red
 
 /// Key names. Ids are hashed, so no user id, IP or device id appears in a key, and no
 /// crafted name can escape its hash tag.
+#[derive(Clone)]
 struct Keys {
     prefix: String,
 }
@@ -211,6 +225,18 @@ impl Keys {
     /// The key the health probe writes.
     fn probe(&self) -> String {
         format!("{}probe", self.prefix)
+    }
+
+    /// The replicas sharing global statistics, scored by their last publish. Every global
+    /// key has the tag `{global}`: one slot holds them all.
+    fn global_replicas(&self) -> String {
+        format!("{}{{global}}:replicas", self.prefix)
+    }
+
+    /// The header of the global statistics a replica (its random id) published; the keys
+    /// of their chunks add `:<n>`.
+    fn global_replica(&self, id: &str) -> String {
+        format!("{}{{global}}:replica:{id}", self.prefix)
     }
 }
 
@@ -808,6 +834,6 @@ impl Store for RedisStore {
     }
 
     fn global(&self) -> &GlobalStats {
-        &self.global
+        self.global.stats()
     }
 }

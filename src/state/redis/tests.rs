@@ -10,9 +10,9 @@
 #[path = "../../../tests/common/redis.rs"]
 #[allow(
     dead_code,
-    reason = "the integration tests' harness; only its single server is used here"
+    reason = "the integration tests' harness; the unit tests use a part of it"
 )]
-mod server;
+pub(super) mod server;
 
 use redis::Script;
 
@@ -189,6 +189,7 @@ async fn a_peek_creates_no_key_touches_no_expiry_and_counts_as_observe_would() {
         url: redis.url(),
         prefix: "t:".into(),
         timeout: std::time::Duration::from_secs(5),
+        global_sync: super::SyncTimes::every(std::time::Duration::from_secs(3600)),
     };
     let store = super::open(&settings, crate::DAY, 100).await.unwrap();
     let keys = |user_id, failed| AttemptKeys {
