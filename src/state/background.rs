@@ -5,25 +5,17 @@
 //! compaction runs, the scheduler hands the core to the request first. On a 2-core machine
 //! a compaction holding one core for tens of milliseconds otherwise sets the answers' p99.
 
-use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-
-/// The priority on thread-priority's 0..=99 scale (normal is 50): nice 5 on Linux, a third
-/// of a request thread's share of a busy core, so a background thread is never starved and
+/// How many steps of nice below the threads answering requests: at 5, a busy background
+/// thread gets a third of a request thread's share of a core, so it is never starved and
 /// the applier does not fall so far behind that answers wait for it.
-const BACKGROUND: u8 = 35;
+const LOWER_BY: i32 = 5;
 
 /// Lowers the calling thread's priority; threads it starts from now on inherit it.
 pub(crate) fn lower_current_thread() {
-    let lowered = ThreadPriorityValue::try_from(BACKGROUND)
-        .map_err(|e| e.to_string())
-        .and_then(|value| {
-            set_current_thread_priority(ThreadPriority::Crossplatform(value))
-                .map_err(|e| e.to_string())
-        });
-    // Not fatal: the store works the same, answers only compete with it for the CPU.
-    if let Err(error) = lowered {
-        tracing::warn!(%error, "cannot lower the priority of a background thread");
-    }
+    // SAFETY: `nice` takes and returns integers only; on Linux it changes the calling
+    // thread's nice value alone. Lowering a priority cannot fail (it clamps at 19), so its
+    // result is not needed.
+    unsafe { libc::nice(LOWER_BY) };
 }
 
 /// Runs `f` on a new thread at background priority and returns what it returns: threads
@@ -61,7 +53,7 @@ mod tests {
             let inherited = std::thread::spawn(nice).join().expect("no panic");
             (nice(), inherited)
         });
-        assert!(own > normal, "the priority was not lowered: nice {own}");
+        assert_eq!(own, (normal + i64::from(LOWER_BY)).min(19), "nice {own}");
         assert_eq!(inherited, own);
         assert_eq!(nice(), normal, "the caller is unchanged");
     }
