@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench --bench rba`. Memory is measured, not estimated: this binary counts the
 //! bytes its allocator holds, and prints the bytes held per profile over 10,000 profiles
-//! (each built by learning 40 logins) and by the global statistics after a million logins.
+//! (each built by learning 40 logins; with each user's own user agent strings, then with
+//! the shared ones browsers send) and by the global statistics after a million logins.
 //! `baseline/woothee_uncached` measures a fixed piece of work in the same run, to compare
 //! runs on this shared, noisy machine.
 #![allow(
@@ -20,7 +21,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use riskgate::bench_hooks::{RbaCase, typical_profile};
+use riskgate::bench_hooks::{RbaCase, typical_profile, typical_profile_shared_agents};
 
 /// The `riskgate` binary's allocator, counting the bytes it holds.
 struct Counting;
@@ -58,12 +59,21 @@ fn bench(c: &mut Criterion) {
     common::bench_host_baseline(c, "after");
 
     let profiles = 10_000;
-    let (kept, bytes) = held_by(|| (0..profiles).map(typical_profile).collect::<Vec<_>>());
-    println!(
-        "rba/memory: {} bytes per profile (40 logins learned), over {profiles} profiles",
-        bytes / profiles as isize
-    );
-    drop(kept);
+    for (agents, profile) in [
+        (
+            "each user's own user agents",
+            typical_profile as fn(u64) -> _,
+        ),
+        ("user agents shared", typical_profile_shared_agents),
+    ] {
+        let (kept, bytes) = held_by(|| (0..profiles).map(profile).collect::<Vec<_>>());
+        println!(
+            "rba/memory: {} bytes per profile (40 logins learned, {agents}), over {profiles} \
+             profiles",
+            bytes / profiles as isize
+        );
+        drop(kept);
+    }
     let logins = if std::env::args().any(|a| a == "--bench") {
         1_000_000
     } else {

@@ -29,10 +29,13 @@ impl RbaCase {
         let stats = GlobalStats::new();
         for i in 0..logins {
             let user = i % users.max(1);
-            stats.learn(key(&format!("user{user}")), &facts(user, i));
+            stats.learn(
+                key(&format!("user{user}")),
+                &facts(user, i, Agents::PerUser),
+            );
         }
         let profile = typical_profile(0);
-        let login = facts(0, 1_000);
+        let login = facts(0, 1_000, Agents::PerUser);
         Self {
             stats,
             profile,
@@ -50,18 +53,37 @@ impl RbaCase {
 
 /// The profile a user has after 40 successful logins on a dynamic line (a fresh address in
 /// their ISP's block most times), from two devices, with a browser that updated itself;
-/// `user` varies the values, so no two users' profiles share them.
+/// `user` varies the values, so no two users' profiles share them, user agents included.
 pub fn typical_profile(user: u64) -> UserProfile {
+    profile(user, Agents::PerUser)
+}
+
+/// [`typical_profile`], with user agents as browsers send them: one string for everyone on
+/// the same browser build and system, so their labels are shared text.
+pub fn typical_profile_shared_agents(user: u64) -> UserProfile {
+    profile(user, Agents::Shared)
+}
+
+/// Whose user agent strings a login sends.
+#[derive(Clone, Copy)]
+enum Agents {
+    /// Each user's own (`... user7`).
+    PerUser,
+    /// The browser's, the same for every user.
+    Shared,
+}
+
+fn profile(user: u64, agents: Agents) -> UserProfile {
     let mut profile = UserProfile::default();
     profile.claim(&format!("user{user}"));
     for login in 0..40 {
-        profile.learn(facts(user, login));
+        profile.learn(facts(user, login, agents));
     }
     profile
 }
 
 /// One successful login of `user`: its `login`-th.
-fn facts(user: u64, login: u64) -> LoginFacts {
+fn facts(user: u64, login: u64, agents: Agents) -> LoginFacts {
     let isp = (user % 50) as u8;
     let ip = Ipv4Addr::new(
         81,
@@ -76,7 +98,11 @@ fn facts(user: u64, login: u64) -> LoginFacts {
     } else {
         ("Windows 10", "pc")
     };
-    let agent = format!("Mozilla/5.0 ({os}) Chrome/{version}.0.0.0 user{user}");
+    let agent = format!("Mozilla/5.0 ({os}) Chrome/{version}.0.0.0");
+    let agent = match agents {
+        Agents::PerUser => format!("{agent} user{user}"),
+        Agents::Shared => agent,
+    };
     let value = |feature, label: String| Some(FeatureValue::new(feature, label));
     let mut facts = LoginFacts::default();
     let features = [

@@ -20,7 +20,7 @@ use crate::policy::{Policy, PolicyError, PolicyOutput, PolicySet, Runtime};
 use crate::signals::{self, EventTime, Inputs, Signals, TravelLimits};
 use crate::state::global::Prior;
 use crate::state::{
-    AttemptKeys, Feature, FeatureValue, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
+    AttemptKeys, Feature, FeatureValue, Label, LoginFacts, LoginPlace, NetworkCounts, NetworkKeys,
     Observation, Pending, PendingStage, Store, UserActivity,
 };
 
@@ -806,16 +806,7 @@ pub(crate) fn login_facts(
 /// An address's /24 (IPv4) or /48 (IPv6), about one site or subscriber: its network when no
 /// autonomous system is known, and the prefix a profile learns.
 fn network_prefix(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0/24")
-        }
-        IpAddr::V6(v6) => {
-            let [a, b, c, ..] = v6.segments();
-            format!("{a:x}:{b:x}:{c:x}::/48")
-        }
-    }
+    Label::network(ip).to_string()
 }
 
 /// A device is its explicit id or, without one, its user agent.

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::Millis;
 use crate::enrich::{DeviceInfo, GeoInfo};
 use crate::model::Attempt;
-use crate::state::{Feature, Known, LoginFacts, NetworkCounts, Observation, UserProfile};
+use crate::state::{Feature, KnownValue, LoginFacts, NetworkCounts, Observation, UserProfile};
 pub(crate) use travel::TravelLimits;
 
 /// An event time, kept as milliseconds and rendered as RFC 3339 only when shown.
@@ -324,7 +324,7 @@ struct History<'a> {
     profile: Option<&'a UserProfile>,
     facts: &'a LoginFacts,
     /// The user's entry for this login's device, when known.
-    device: Option<&'a Known>,
+    device: Option<&'a KnownValue>,
 }
 
 impl<'a> History<'a> {
@@ -337,7 +337,7 @@ impl<'a> History<'a> {
         };
         history.device = history.known(Feature::Device).flatten().filter(|known| {
             let now = facts.get(Feature::Device).and_then(|d| d.version);
-            match (known.value.version, now) {
+            match (known.version(), now) {
                 // An update, not a downgrade nor a leap no browser makes between two logins.
                 (Some(before), Some(now)) => now >= before && now - before <= version_jump,
                 _ => true,
@@ -349,12 +349,12 @@ impl<'a> History<'a> {
     /// The known device's browser is newer than when it last logged in.
     fn device_updated(&self) -> bool {
         let now = self.facts.get(Feature::Device).and_then(|d| d.version);
-        self.device.is_some_and(|known| now > known.value.version)
+        self.device.is_some_and(|known| now > known.version())
     }
 
     /// `None` when the login has no value for `feature`; otherwise the user's entry for
     /// it, `None` inside when the user never had it.
-    fn known(&self, feature: Feature) -> Option<Option<&'a Known>> {
+    fn known(&self, feature: Feature) -> Option<Option<&'a KnownValue>> {
         let value = self.facts.get(feature)?;
         Some(self.profile.and_then(|p| p.known(feature, value.id)))
     }
@@ -402,7 +402,7 @@ fn user_signals(
     let profile = history.profile;
     let last_login = profile.and_then(|p| p.last_login());
     let trip = last_login.and_then(|last| {
-        let from = travel::Fix::of(&last.location, last.at)?;
+        let from = travel::Fix::of(last.location(), last.at)?;
         let to = travel::Fix::of(&geo.location, at)?;
         Some(travel::travel(from, to, limits))
     });
@@ -422,7 +422,7 @@ fn user_signals(
         known_countries: history.count(Feature::Country),
         known_devices: history.count(Feature::Device),
         last_login_at: last_login.map(|l| EventTime(l.at)),
-        last_country: last_login.and_then(|l| l.location.country.clone()),
+        last_country: last_login.and_then(|l| l.location().country.clone()),
         distance_km: trip.map(|t| t.distance_km),
         elapsed_h: trip.map(|t| t.elapsed_h),
         speed_kmh: trip.map(|t| t.speed_kmh),

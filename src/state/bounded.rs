@@ -59,6 +59,13 @@ impl Placement {
         hasher.write_u64(key);
         hasher.finish()
     }
+
+    /// Where a text key goes.
+    pub(crate) fn hash_text(&self, text: &str) -> u64 {
+        let mut hasher = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        hasher.write(text.as_bytes());
+        hasher.finish()
+    }
 }
 
 /// The shard a placement hash falls in (in a sharded map). Eviction in one shard never

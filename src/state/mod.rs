@@ -27,7 +27,9 @@ use xxhash_rust::xxh3::xxh3_64;
 
 pub(crate) use memory::MemoryStore;
 pub(crate) use network::{NetworkActivity, NetworkCounts, NetworkKeys};
-pub(crate) use profile::{Feature, FeatureValue, Known, LoginFacts, LoginPlace, UserProfile};
+pub(crate) use profile::{
+    Feature, FeatureValue, KnownValue, Label, LoginFacts, LoginPlace, UserProfile,
+};
 pub(crate) use snapshot::Snapshot;
 pub(crate) use window::{DistinctWindow, EventWindow};
 

@@ -1,12 +1,28 @@
 //! A user's learned profile: what their fully successful logins looked like.
+//!
+//! A server keeps many profiles in memory, so a profile holds its values compactly
+//! ([`KnownValue`], [`RecentLogin`]): addresses as numbers, common labels shared between
+//! profiles, lists exactly as long as they are. Exports show each in its readable form
+//! ([`Known`], [`LoginPlace`]), and storage writes the same text as ever ([`stored`]).
+
+mod interner;
+mod known;
+mod label;
+mod place;
+mod stored;
 
 use std::collections::VecDeque;
 
 use rhai::ImmutableString;
 use serde::{Deserialize, Serialize};
 
+pub use known::Known;
+pub(crate) use known::{KnownLists, KnownValue};
+pub(crate) use label::Label;
+pub use place::LoginPlace;
+pub(crate) use place::RecentLogin;
+
 use crate::Millis;
-use crate::model::Location;
 
 /// Known values kept per feature; the least recently seen is forgotten first.
 pub(crate) const MAX_KNOWN_PER_FEATURE: usize = 16;
@@ -115,53 +131,6 @@ impl FeatureValue {
     }
 }
 
-/// A value the user has logged in with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Known {
-    /// The value.
-    #[serde(flatten)]
-    pub value: FeatureValue,
-    /// Successful logins with it.
-    pub count: u32,
-    /// First successful login with it.
-    #[schema(value_type = i64)]
-    pub first_seen: Millis,
-    /// Latest successful login with it.
-    #[schema(value_type = i64)]
-    pub last_seen: Millis,
-    /// The user explicitly trusted it (devices only).
-    #[serde(default)]
-    pub trusted: bool,
-}
-
-/// Where and when a successful login happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LoginPlace {
-    /// Event time.
-    #[schema(value_type = i64)]
-    pub at: Millis,
-    /// Client IP.
-    #[schema(value_type = String, example = "203.0.113.7")]
-    pub ip: std::net::IpAddr,
-    /// Country, city and coordinates, where known.
-    #[serde(flatten)]
-    pub location: Location,
-    /// Device label.
-    #[schema(value_type = Option<String>)]
-    pub device: Option<ImmutableString>,
-}
-
-impl Default for LoginPlace {
-    fn default() -> Self {
-        Self {
-            at: 0,
-            ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            location: Location::default(),
-            device: None,
-        }
-    }
-}
-
 /// Everything a successful login teaches the profile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LoginFacts {
@@ -193,11 +162,11 @@ pub struct UserProfile {
     /// Known values per [`Feature`].
     #[serde(with = "stored::known")]
     #[schema(value_type = std::collections::BTreeMap<String, Vec<Known>>)]
-    pub known: [Vec<Known>; Feature::COUNT],
+    pub(crate) known: KnownLists,
     /// The latest successful logins in event-time order, newest last.
     #[serde(with = "stored::places")]
     #[schema(value_type = Vec<LoginPlace>)]
-    pub recent_logins: VecDeque<LoginPlace>,
+    pub(crate) recent_logins: VecDeque<RecentLogin>,
 }
 
 impl UserProfile {
@@ -226,13 +195,13 @@ impl UserProfile {
     }
 
     /// The values of `feature` the user has logged in with.
-    pub(crate) fn values(&self, feature: Feature) -> &[Known] {
-        self.known.get(feature as usize).map_or(&[], Vec::as_slice)
+    pub(crate) fn values(&self, feature: Feature) -> &[KnownValue] {
+        self.known.of(feature)
     }
 
     /// The known entry for a value, if the user has logged in with it.
-    pub(crate) fn known(&self, feature: Feature, id: u64) -> Option<&Known> {
-        self.values(feature).iter().find(|k| k.value.id == id)
+    pub(crate) fn known(&self, feature: Feature, id: u64) -> Option<&KnownValue> {
+        self.values(feature).iter().find(|k| k.id == id)
     }
 
     /// Successful logins seen with any value of `feature` (the denominator of its frequencies).
@@ -244,7 +213,7 @@ impl UserProfile {
     }
 
     /// The latest successful login (the origin for impossible travel).
-    pub(crate) fn last_login(&self) -> Option<&LoginPlace> {
+    pub(crate) fn last_login(&self) -> Option<&RecentLogin> {
         self.recent_logins.back()
     }
 
@@ -255,11 +224,14 @@ impl UserProfile {
             self.first_seen = at;
         }
         self.successes += 1;
+        let device = login.get(Feature::Device).map(|d| d.id);
         for (feature, value) in Feature::ALL.into_iter().zip(login.features) {
             if let Some(value) = value {
                 self.remember(feature, value, at);
             }
         }
+        let device = device.and_then(|id| self.known(Feature::Device, id));
+        let device = device.and_then(|known| known.label.text()).cloned();
         // Make room first, so the ring never grows past its bound.
         let recent = &mut self.recent_logins;
         let mut pos = recent.partition_point(|l| l.at <= at);
@@ -275,13 +247,14 @@ impl UserProfile {
             let wanted = (recent.capacity() * 2).clamp(4, MAX_RECENT_LOGINS);
             recent.reserve_exact(wanted - recent.len());
         }
-        recent.insert(pos, login.place);
+        let kept = RecentLogin::new(login.place, device.as_ref(), recent.iter());
+        recent.insert(pos, kept);
     }
 
     /// Marks a known device trusted; returns false (and changes nothing) for an unknown one.
     pub(crate) fn trust_device(&mut self, device: u64) -> bool {
-        let devices = self.known.get_mut(Feature::Device as usize);
-        match devices.and_then(|list| list.iter_mut().find(|k| k.value.id == device)) {
+        let devices = self.known.of_mut(Feature::Device);
+        match devices.iter_mut().find(|k| k.id == device) {
             Some(known) => {
                 known.trusted = true;
                 true
@@ -293,30 +266,28 @@ impl UserProfile {
     /// Counts one successful login with `value`; a new value beyond the bound replaces the
     /// one seen longest ago.
     fn remember(&mut self, feature: Feature, value: FeatureValue, at: Millis) {
-        let Some(list) = self.known.get_mut(feature as usize) else {
-            return;
-        };
-        if let Some(known) = list.iter_mut().find(|k| k.value.id == value.id) {
+        let list = self.known.of_mut(feature);
+        if let Some(known) = list.iter_mut().find(|k| k.id == value.id) {
             known.count += 1;
             known.last_seen = known.last_seen.max(at);
             // An updated browser: remember its newest version.
-            if value.version > known.value.version {
-                known.value = value;
+            if value.version > known.version() {
+                known.label = Label::new(value.label, value.version);
             }
             return;
         }
+        let new = KnownValue::new(value, at);
         if list.len() >= MAX_KNOWN_PER_FEATURE
             && let Some(stalest) = (0..list.len()).min_by_key(|&i| list.get(i).map(|k| k.last_seen))
         {
-            list.swap_remove(stalest);
+            // The last value takes the stalest one's place, and the new one goes last.
+            list.swap(stalest, list.len() - 1);
+            if let Some(last) = list.last_mut() {
+                *last = new;
+            }
+            return;
         }
-        list.push(Known {
-            value,
-            count: 1,
-            first_seen: at,
-            last_seen: at,
-            trusted: false,
-        });
+        self.known.push(feature, new);
     }
 }
 
@@ -335,216 +306,6 @@ mod padded_features {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Features, D::Error> {
         let mut stored = Vec::<Option<FeatureValue>>::deserialize(d)?.into_iter();
         Ok(std::array::from_fn(|_| stored.next().flatten()))
-    }
-}
-
-/// How a profile's lists are written. A profile is rewritten on every successful login, so
-/// its size is most of what the durable backends write: stored (MessagePack, not human
-/// readable) each known value and login is a row without field names; exports (JSON) keep
-/// the readable shape, known lists keyed by feature name. Reading takes either shape, so
-/// entries written with names by earlier builds still read.
-mod stored {
-    use std::collections::{BTreeMap, VecDeque};
-    use std::fmt;
-    use std::marker::PhantomData;
-    use std::net::IpAddr;
-
-    use rhai::ImmutableString;
-    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use super::{Feature, FeatureValue, Known, LoginPlace};
-    use crate::Millis;
-    use crate::model::Location;
-
-    type KnownRow = (u64, ImmutableString, Option<u32>, u32, Millis, Millis, bool);
-    type PlaceRow = (
-        Millis,
-        IpAddr,
-        Option<ImmutableString>,
-        Option<ImmutableString>,
-        Option<f64>,
-        Option<f64>,
-        Option<f64>,
-        Option<ImmutableString>,
-    );
-
-    impl From<KnownRow> for Known {
-        fn from((id, label, version, count, first_seen, last_seen, trusted): KnownRow) -> Self {
-            let value = FeatureValue { id, label, version };
-            Self {
-                value,
-                count,
-                first_seen,
-                last_seen,
-                trusted,
-            }
-        }
-    }
-
-    impl From<PlaceRow> for LoginPlace {
-        fn from((at, ip, country, city, lat, lon, accuracy_km, device): PlaceRow) -> Self {
-            let location = Location {
-                country,
-                city,
-                lat,
-                lon,
-                accuracy_km,
-            };
-            Self {
-                at,
-                ip,
-                location,
-                device,
-            }
-        }
-    }
-
-    /// A `T` read from its row `R`, or from a map with field names as earlier builds wrote it.
-    struct Entry<T, R>(T, PhantomData<R>);
-
-    impl<'de, T: Deserialize<'de>, R: Deserialize<'de> + Into<T>> Deserialize<'de> for Entry<T, R> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(EntryVisitor(PhantomData))
-        }
-    }
-
-    struct EntryVisitor<T, R>(PhantomData<(T, R)>);
-
-    impl<'de, T: Deserialize<'de>, R: Deserialize<'de> + Into<T>> Visitor<'de> for EntryVisitor<T, R> {
-        type Value = Entry<T, R>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a row, or a map with field names")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-            let row = R::deserialize(SeqAccessDeserializer::new(seq))?;
-            Ok(Entry(row.into(), PhantomData))
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            let named = T::deserialize(MapAccessDeserializer::new(map))?;
-            Ok(Entry(named, PhantomData))
-        }
-    }
-
-    /// The known lists: rows per feature in index order, or (readable) a map by feature name.
-    pub(super) mod known {
-        use super::*;
-
-        type Lists = [Vec<Known>; Feature::COUNT];
-        type KnownEntry = Entry<Known, KnownRow>;
-
-        pub(in super::super) fn serialize<S: Serializer>(
-            lists: &Lists,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            if s.is_human_readable() {
-                let map: BTreeMap<&str, &Vec<Known>> = Feature::ALL
-                    .iter()
-                    .zip(lists)
-                    .map(|(f, values)| (f.plural(), values))
-                    .collect();
-                map.serialize(s)
-            } else {
-                s.collect_seq(lists.iter().map(|list| Rows(list)))
-            }
-        }
-
-        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Lists, D::Error> {
-            d.deserialize_any(ListsVisitor)
-        }
-
-        struct Rows<'a>(&'a [Known]);
-
-        impl Serialize for Rows<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.iter().map(|k| {
-                    let v = &k.value;
-                    (
-                        v.id,
-                        &v.label,
-                        v.version,
-                        k.count,
-                        k.first_seen,
-                        k.last_seen,
-                        k.trusted,
-                    )
-                }))
-            }
-        }
-
-        fn unwrap(entries: Vec<KnownEntry>) -> Vec<Known> {
-            entries.into_iter().map(|e| e.0).collect()
-        }
-
-        struct ListsVisitor;
-
-        impl<'de> Visitor<'de> for ListsVisitor {
-            type Value = Lists;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("the known values per feature")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lists, A::Error> {
-                let mut lists = Lists::default();
-                for list in &mut lists {
-                    match seq.next_element::<Vec<KnownEntry>>()? {
-                        Some(entries) => *list = unwrap(entries),
-                        None => break, // written before the later features existed
-                    }
-                }
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(lists)
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lists, A::Error> {
-                let mut by_name = BTreeMap::<String, Vec<KnownEntry>>::deserialize(
-                    MapAccessDeserializer::new(map),
-                )?;
-                Ok(Feature::ALL.map(|f| unwrap(by_name.remove(f.plural()).unwrap_or_default())))
-            }
-        }
-    }
-
-    /// The latest logins: rows, or (readable) maps with field names.
-    pub(super) mod places {
-        use super::*;
-
-        pub(in super::super) fn serialize<S: Serializer>(
-            places: &VecDeque<LoginPlace>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            if s.is_human_readable() {
-                places.serialize(s)
-            } else {
-                s.collect_seq(places.iter().map(|p| {
-                    let l = &p.location;
-                    (
-                        p.at,
-                        p.ip,
-                        &l.country,
-                        &l.city,
-                        l.lat,
-                        l.lon,
-                        l.accuracy_km,
-                        &p.device,
-                    )
-                }))
-            }
-        }
-
-        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<VecDeque<LoginPlace>, D::Error> {
-            let entries = Vec::<Entry<LoginPlace, PlaceRow>>::deserialize(d)?;
-            Ok(entries.into_iter().map(|e| e.0).collect())
-        }
     }
 }
 
@@ -579,10 +340,7 @@ mod tests {
             p.known(Feature::Device, laptop.id).is_none(),
             "stalest evicted"
         );
-        assert_eq!(
-            p.known[Feature::Device as usize].len(),
-            MAX_KNOWN_PER_FEATURE
-        );
+        assert_eq!(p.values(Feature::Device).len(), MAX_KNOWN_PER_FEATURE);
         assert_eq!(p.recent_logins.len(), MAX_RECENT_LOGINS);
         assert_eq!(p.successes, 2 + MAX_KNOWN_PER_FEATURE as u64);
         assert_eq!(
@@ -651,6 +409,137 @@ mod tests {
         p
     }
 
+    /// A profile with every kind of label: addresses and networks of both families, one
+    /// written another way than the engine writes it (kept as text), a device whose browser
+    /// updated, logins with and without a location, one learned out of order.
+    fn varied_profile() -> UserProfile {
+        let ips = [
+            "81.2.69.142",
+            "81.2.69.7",
+            "2001:db8:1::7",
+            "198.51.100.23",
+            "::ffff:81.2.69.9",
+        ];
+        let prefixes = [
+            "81.2.69.0/24",
+            "81.2.69.0/24",
+            "2001:db8:1::/48",
+            "198.51.100.0/24",
+            "81.2.69.0/24",
+        ];
+        let networks = ["AS3320", "AS3320", "AS6805", "198.51.100.0/24", "AS3320"];
+        let devices = ["c0ffee", "2001:DB8::1", "01.2.3.4", "kiosk 7"];
+        let mut p = UserProfile::new("alice");
+        for n in 0..23 {
+            let device = if n % 3 == 0 {
+                let version = 120 + (n / 5) as u32;
+                let label = format!("Chrome {version}.0.0.0 on Windows 10");
+                FeatureValue::versioned(Feature::Device, "Chrome|Windows|pc", label, version)
+            } else {
+                FeatureValue::new(Feature::Device, devices[n % devices.len()])
+            };
+            let country = if n % 4 == 0 { "FR" } else { "DE" };
+            let mut values = vec![
+                device.clone(),
+                FeatureValue::new(Feature::Country, country),
+                FeatureValue::new(Feature::Asn, networks[n % 5]),
+                FeatureValue::new(Feature::Browser, format!("Chrome {}", 120 + n / 5)),
+                FeatureValue::new(Feature::Os, "Windows 10"),
+                FeatureValue::new(Feature::IpPrefix, prefixes[n % 5]),
+                FeatureValue::new(Feature::Ip, ips[n % 5]),
+            ];
+            if n % 2 == 0 {
+                let agent = format!("Mozilla/5.0 agent {n}");
+                values.push(FeatureValue {
+                    label: device.label.clone(),
+                    ..FeatureValue::new(Feature::UserAgent, agent)
+                });
+                values.push(FeatureValue::new(Feature::DeviceType, "pc"));
+            }
+            let mut facts = LoginFacts::default();
+            let features = [
+                Feature::Device,
+                Feature::Country,
+                Feature::Asn,
+                Feature::Browser,
+                Feature::Os,
+                Feature::IpPrefix,
+                Feature::Ip,
+                Feature::UserAgent,
+                Feature::DeviceType,
+            ];
+            for (feature, value) in features.into_iter().zip(values) {
+                facts.features[feature as usize] = Some(value);
+            }
+            facts.place.at = 1_767_571_200_123 + n as i64 * 3_600_777;
+            facts.place.ip = ips[n % 5].parse().unwrap();
+            if n % 3 != 1 {
+                facts.place.location = Location {
+                    country: Some("DE".into()),
+                    city: (n % 2 == 0).then(|| "Berlin".into()),
+                    lat: Some(52.5196),
+                    lon: Some(13.4069),
+                    accuracy_km: Some(if n % 4 == 0 { 20.0 } else { 100.0 }),
+                };
+            }
+            facts.place.device = Some(device.label);
+            p.learn(facts);
+        }
+        let mut late = LoginFacts::default();
+        late.features[Feature::Ip as usize] = Some(FeatureValue::new(Feature::Ip, "203.0.113.5"));
+        late.place.at = 1_767_571_200_000;
+        late.place.ip = "203.0.113.5".parse().unwrap();
+        p.learn(late);
+        p.trust_device(FeatureValue::new(Feature::Device, "c0ffee").id);
+        p
+    }
+
+    #[test]
+    fn a_profile_stores_and_exports_exactly_as_before_profiles_were_compact() {
+        // Written by the build that held every label as text and every list as a vector.
+        let rows = include_bytes!("../testdata/profile-rows.msgpack");
+        let export = include_str!("../testdata/profile-export.json");
+        let p = varied_profile();
+        assert_eq!(crate::state::encode(&p).unwrap(), rows);
+        assert_eq!(serde_json::to_string_pretty(&p).unwrap() + "\n", export);
+        assert_eq!(crate::state::decode::<UserProfile>(rows).unwrap(), p);
+        assert_eq!(serde_json::from_str::<UserProfile>(export).unwrap(), p);
+    }
+
+    #[test]
+    fn addresses_and_networks_are_held_as_numbers() {
+        let p = varied_profile();
+        for feature in [Feature::Ip, Feature::IpPrefix] {
+            let values = p.values(feature);
+            assert!(
+                values.iter().all(|v| v.label.text().is_none()),
+                "{values:?}"
+            );
+        }
+        let devices = p.values(Feature::Device);
+        let odd = devices
+            .iter()
+            .find(|d| d.label.to_string() == "2001:DB8::1");
+        assert!(
+            odd.is_some_and(|d| d.label.text().is_some()),
+            "another spelling"
+        );
+    }
+
+    #[test]
+    fn recent_logins_share_the_known_devices_label() {
+        let p = varied_profile();
+        let devices = p.values(Feature::Device);
+        for login in &p.recent_logins {
+            let Some(device) = login.device() else {
+                continue;
+            };
+            let known = devices.iter().filter_map(|d| d.label.text());
+            let mut same = known.filter(|label| *label == device);
+            assert!(same.all(|label| label.ptr_eq(device)), "{device}");
+        }
+    }
+
     #[test]
     fn a_stored_profile_reads_back() {
         let p = busy_profile();
@@ -661,7 +550,7 @@ mod tests {
     #[test]
     fn a_profile_stored_with_field_names_by_an_earlier_build_reads_and_shrinks_by_a_third() {
         // A load test's user, as the build before rows wrote it.
-        let named = include_bytes!("testdata/profile-with-field-names.msgpack");
+        let named = include_bytes!("../testdata/profile-with-field-names.msgpack");
         let p: UserProfile = crate::state::decode(named).unwrap();
         assert_eq!(p.user_id, "user-3622");
         assert_eq!(p.successes, 17);
