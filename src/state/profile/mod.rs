@@ -457,18 +457,7 @@ mod tests {
                 values.push(FeatureValue::new(Feature::DeviceType, "pc"));
             }
             let mut facts = LoginFacts::default();
-            let features = [
-                Feature::Device,
-                Feature::Country,
-                Feature::Asn,
-                Feature::Browser,
-                Feature::Os,
-                Feature::IpPrefix,
-                Feature::Ip,
-                Feature::UserAgent,
-                Feature::DeviceType,
-            ];
-            for (feature, value) in features.into_iter().zip(values) {
+            for (feature, value) in Feature::ALL.into_iter().zip(values) {
                 facts.features[feature as usize] = Some(value);
             }
             facts.place.at = 1_767_571_200_123 + n as i64 * 3_600_777;

@@ -49,6 +49,14 @@ fn logins(store: &RedisStore) -> f64 {
     store.global().prior(0, &from("DE")).logins
 }
 
+/// Asserts that `store` scores with both replicas' 40 logins (30 from DE, 10 from FR):
+/// N = 40, two distinct countries, so M = 3.
+fn assert_sees_both_replicas(store: &RedisStore) {
+    assert_eq!(logins(store), 40.0);
+    let de = p(store, "DE");
+    assert!((de - 31.0 / 43.0).abs() < 1e-3, "{de}");
+}
+
 /// Learns `count` logins from `country` through `store`, by users from `first` on.
 fn learn(store: &RedisStore, first: u64, count: u64, country: &str) {
     for user in first..first + count {
@@ -93,14 +101,8 @@ async fn logins_learned_through_one_replica_count_through_the_other(url: &str) {
     sync(&a).await;
     assert_eq!(sync(&b).await.replicas, 1);
     assert_eq!(sync(&a).await.replicas, 1);
-    // N = 40 logins, 2 distinct countries: M = 3.
     for store in [&a, &b] {
-        assert_eq!(logins(store), 40.0);
-        assert!(
-            (p(store, "DE") - 31.0 / 43.0).abs() < 1e-3,
-            "{}",
-            p(store, "DE")
-        );
+        assert_sees_both_replicas(store);
         assert!(
             (p(store, "FR") - 11.0 / 43.0).abs() < 1e-3,
             "{}",
@@ -209,12 +211,7 @@ async fn a_sync_while_redis_is_down_keeps_the_last_view_and_a_later_one_recovers
     assert_eq!(sync_once_redis_answers(&b).await.replicas, 1);
     assert_eq!(sync(&a).await.replicas, 1);
     for store in [&a, &b] {
-        assert_eq!(logins(store), 40.0);
-        assert!(
-            (p(store, "DE") - 31.0 / 43.0).abs() < 1e-3,
-            "{}",
-            p(store, "DE")
-        );
+        assert_sees_both_replicas(store);
     }
 }
 
