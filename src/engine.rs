@@ -41,7 +41,8 @@ pub(crate) struct EngineSettings {
     pub travel: TravelLimits,
     /// Whether user ids differing only in case are one user.
     pub user_ids: UserIdCase,
-    /// Major versions a browser may move up between logins and still be the same device.
+    /// Most major versions a browser may move up between logins and still be the same device
+    /// (fewer for logins close together: see `signals::releases_since`).
     pub device_version_jump: u32,
 }
 

@@ -18,7 +18,7 @@ use crate::state::{
     AttemptKeys, LoginFacts, Observation, Pending, Snapshot, Store, StoreError, StoreFuture,
     UserActivity, UserProfile, finish,
 };
-use crate::{MINUTE, Millis, SECOND};
+use crate::{DAY, MINUTE, Millis, SECOND};
 
 /// Decides what `attributes.decide` says (`allow` by default; `error` makes the policy fail)
 /// and locks for `attributes.lock_seconds` (the engine's default when absent).
@@ -449,25 +449,37 @@ fn a_browser_update_is_the_same_device_and_a_downgrade_another_os_or_browser_is_
     eval(&e, &on(chrome(120, windows)), 0);
     let device = |agent: String, offset| probe_attempt(&e, on(agent), offset).device.clone();
 
-    let updated = device(chrome(124, windows), MINUTE);
+    let updated = device(chrome(122, windows), MINUTE);
     assert!(updated.known && updated.updated, "{updated:?}");
     let same = device(chrome(120, windows), 2 * MINUTE);
     assert!(same.known && !same.updated, "{same:?}");
+    let four_weeks = 28 * DAY;
+    let later = device(chrome(124, windows), 2 * four_weeks);
+    assert!(
+        later.known && later.updated,
+        "two releases later: {later:?}"
+    );
     let firefox =
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
-    for (agent, what) in [
-        (chrome(119, windows), "a downgrade"),
-        (chrome(140, windows), "a leap of 20 versions"),
-        (chrome(121, "X11; Linux x86_64"), "another OS"),
-        (firefox.to_owned(), "another browser"),
+    for (agent, at, what) in [
+        (chrome(119, windows), MINUTE, "a downgrade"),
+        (chrome(123, windows), MINUTE, "three versions within a day"),
+        (
+            chrome(125, windows),
+            2 * four_weeks,
+            "five versions in eight weeks",
+        ),
+        (chrome(140, windows), 52 * 7 * DAY, "a leap of 20 versions"),
+        (chrome(121, "X11; Linux x86_64"), MINUTE, "another OS"),
+        (firefox.to_owned(), MINUTE, "another browser"),
     ] {
-        let other = device(agent, 3 * MINUTE);
+        let other = device(agent, at);
         assert!(!other.known, "{what} is another device: {other:?}");
     }
 
     // Once the update logs in fully, the newer version is the one remembered.
-    eval(&e, &on(chrome(124, windows)), 4 * MINUTE);
-    let older = device(chrome(122, windows), 5 * MINUTE);
+    eval(&e, &on(chrome(122, windows)), 4 * MINUTE);
+    let older = device(chrome(121, windows), 5 * MINUTE);
     assert!(
         !older.known,
         "back below the newest version seen: {older:?}"

@@ -15,10 +15,10 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use rhai::ImmutableString;
 use serde::Serialize;
 
-use crate::Millis;
 use crate::enrich::{DeviceInfo, GeoInfo};
 use crate::model::Attempt;
 use crate::state::{Feature, KnownValue, LoginFacts, NetworkCounts, Observation, UserProfile};
+use crate::{DAY, Millis};
 pub(crate) use travel::TravelLimits;
 
 /// An event time, kept as milliseconds and rendered as RFC 3339 only when shown.
@@ -236,7 +236,7 @@ pub(crate) struct Inputs<'a> {
     pub lists: Vec<ImmutableString>,
     /// Impossible-travel limits.
     pub travel: TravelLimits,
-    /// Major versions a browser may move up and still be the same device.
+    /// Most major versions a browser may move up and still be the same device.
     pub version_jump: u32,
     /// How common the login's values are across users.
     pub prior: Prior,
@@ -267,7 +267,7 @@ pub(crate) fn compute(input: Inputs<'_>) -> Signals {
         version_jump,
         prior,
     } = input;
-    let history = History::new(observation, facts, version_jump);
+    let history = History::new(observation, facts, at, version_jump);
     let network = &observation.counts.network;
     Signals {
         request: request_signals(attempt),
@@ -318,6 +318,22 @@ pub(crate) fn without_state(
     }
 }
 
+/// Browsers ship a major version at most every four weeks (Chrome, Edge and Firefox exactly
+/// so; Safari yearly).
+const MAJOR_RELEASE_INTERVAL: Millis = 28 * DAY;
+/// Major versions a browser may be ahead of the time elapsed: a beta channel, a release
+/// rolled out early.
+const RELEASES_AHEAD: u32 = 2;
+
+/// Major versions a browser last seen at `last_seen` can have moved up by `at`: a browser
+/// seen yesterday at 120 cannot be at 125 today, whatever the user agent says.
+fn releases_since(last_seen: Millis, at: Millis) -> u32 {
+    let releases = at.saturating_sub(last_seen).max(0) / MAJOR_RELEASE_INTERVAL;
+    u32::try_from(releases)
+        .unwrap_or(u32::MAX)
+        .saturating_add(RELEASES_AHEAD)
+}
+
 /// What the user's profile knows of this login's values.
 struct History<'a> {
     /// The profile, when the user has ever logged in successfully.
@@ -328,7 +344,12 @@ struct History<'a> {
 }
 
 impl<'a> History<'a> {
-    fn new(observation: &'a Observation, facts: &'a LoginFacts, version_jump: u32) -> Self {
+    fn new(
+        observation: &'a Observation,
+        facts: &'a LoginFacts,
+        at: Millis,
+        version_jump: u32,
+    ) -> Self {
         let profile = observation.profile.as_deref().filter(|p| p.successes > 0);
         let mut history = Self {
             profile,
@@ -339,7 +360,10 @@ impl<'a> History<'a> {
             let now = facts.get(Feature::Device).and_then(|d| d.version);
             match (known.version(), now) {
                 // An update, not a downgrade nor a leap no browser makes between two logins.
-                (Some(before), Some(now)) => now >= before && now - before <= version_jump,
+                (Some(before), Some(now)) => {
+                    now >= before
+                        && now - before <= releases_since(known.last_seen, at).min(version_jump)
+                }
                 _ => true,
             }
         });
