@@ -4,7 +4,9 @@
 //! Run: `cargo bench --bench rba`. Memory is measured, not estimated: this binary counts the
 //! bytes its allocator holds, and prints the bytes held per profile over 10,000 profiles
 //! (each built by learning 40 logins; with each user's own user agent strings, then with
-//! the shared ones browsers send) and by the global statistics after a million logins.
+//! the shared ones browsers send), on average over the users of a generated population
+//! (`riskgate gen`, whose users mostly log in monthly or less) and by the global statistics
+//! after a million logins.
 //! `baseline/woothee_uncached` measures a fixed piece of work in the same run, to compare
 //! runs on this shared, noisy machine.
 #![allow(
@@ -21,7 +23,10 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use riskgate::bench_hooks::{RbaCase, typical_profile, typical_profile_shared_agents};
+use riskgate::bench_hooks::{
+    RbaCase, population_profiles, typical_profile, typical_profile_shared_agents,
+};
+use riskgate::corpus::CorpusSpec;
 
 /// The `riskgate` binary's allocator, counting the bytes it holds.
 struct Counting;
@@ -74,6 +79,26 @@ fn bench(c: &mut Criterion) {
         );
         drop(kept);
     }
+    // The population the evaluation replays (docs/eval): 20,000 users over 90 days.
+    let spec = CorpusSpec {
+        users: 20_000,
+        rows: 300_000,
+        days: 90,
+        seed: 7,
+        ..CorpusSpec::default()
+    };
+    let (population, bytes) = held_by(|| population_profiles(&spec));
+    let population = population.expect("the generated corpus reads back");
+    let logins: u64 = population.iter().map(|p| p.successes).sum();
+    println!(
+        "rba/memory: {} bytes per profile on average over the {} users of a generated \
+         population ({:.1} logins learned each on average, `riskgate gen --users 20000 --rows \
+         300000 --days 90 --seed 7`)",
+        bytes / population.len().max(1) as isize,
+        population.len(),
+        logins as f64 / population.len().max(1) as f64
+    );
+    drop(population);
     let logins = if std::env::args().any(|a| a == "--bench") {
         1_000_000
     } else {

@@ -1,8 +1,15 @@
 //! Entry points for `benches/` into parts that are not public: not an API, and may change in
 //! any release.
 
-use std::net::Ipv4Addr;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 
+use chrono::NaiveDateTime;
+
+use crate::corpus::{self, CorpusSpec};
+use crate::engine::login_facts;
+use crate::enrich::{DeviceParser, GeoInfo};
 use crate::state::global::GlobalStats;
 use crate::state::{Feature, FeatureValue, LoginFacts, UserProfile, key};
 
@@ -62,6 +69,63 @@ pub fn typical_profile(user: u64) -> UserProfile {
 /// the same browser build and system, so their labels are shared text.
 pub fn typical_profile_shared_agents(user: u64) -> UserProfile {
     profile(user, Agents::Shared)
+}
+
+/// The profiles of a population as `riskgate gen` makes it (most users logging in about
+/// monthly, a few every other day, on dynamic addresses, browsers updating themselves): each
+/// legitimate successful login of the corpus `spec` learned by its user's profile, as the
+/// engine learns it.
+pub fn population_profiles(spec: &CorpusSpec) -> io::Result<Vec<UserProfile>> {
+    let mut log = Vec::new();
+    corpus::generate(spec, &mut log)?;
+    let mut reader = csv::Reader::from_reader(log.as_slice());
+    let header = reader.headers()?.clone();
+    let column = |name: &str| {
+        (header.iter().position(|h| h == name))
+            .ok_or_else(|| io::Error::other(format!("the corpus has no column `{name}`")))
+    };
+    let [time, user, ip, country, asn, agent, success, kind] = [
+        "Login Timestamp",
+        "User ID",
+        "IP Address",
+        "Country",
+        "ASN",
+        "User Agent String",
+        "Login Successful",
+        "Attack Kind",
+    ]
+    .map(column);
+    let (time, user, ip, country, asn, agent, success, kind) =
+        (time?, user?, ip?, country?, asn?, agent?, success?, kind?);
+    let devices = DeviceParser::new(100_000);
+    let mut profiles = HashMap::<String, UserProfile>::new();
+    for record in reader.records() {
+        let record = record?;
+        let field = |i: usize| record.get(i).unwrap_or_default();
+        if field(kind) != "legitimate" || field(success) != "True" {
+            continue;
+        }
+        let address: IpAddr = field(ip).parse().map_err(io::Error::other)?;
+        let at = NaiveDateTime::parse_from_str(field(time), "%Y-%m-%d %H:%M:%S%.3f")
+            .map_err(io::Error::other)?
+            .and_utc()
+            .timestamp_millis();
+        let geo = GeoInfo::known(Some(field(country)), None, field(asn).parse().ok());
+        let device = devices.parse(Some(field(agent)));
+        let facts = login_facts(
+            address,
+            &geo.unwrap_or_default(),
+            &device,
+            None,
+            Some(field(agent)),
+            at,
+        );
+        let profile = profiles.entry(field(user).to_owned()).or_default();
+        if profile.claim(field(user)) {
+            profile.learn(facts);
+        }
+    }
+    Ok(profiles.into_values().collect())
 }
 
 /// Whose user agent strings a login sends.
