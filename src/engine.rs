@@ -91,13 +91,16 @@ impl EngineSettings {
         }
     }
 
-    /// The fail-safe verdict, marked as such, with the reason it replaces the policy's.
+    /// The fail-safe verdict, marked as such, with the reason it replaces the policy's. A
+    /// `lock` fail-safe refuses the attempt without locking the account (`lock_seconds: 0`):
+    /// a failing policy must not leave every user it failed on locked out once it is fixed,
+    /// nor let whoever makes it fail lock accounts.
     fn fallback(&self, policy: Arc<PolicyRef>, decision: Decision, reason: &str) -> Verdict {
         Verdict {
             decision,
             score: 1.0,
             reasons: vec![reason.to_owned()],
-            lock_seconds: (decision == Decision::Lock).then_some(self.default_lock_seconds),
+            lock_seconds: (decision == Decision::Lock).then_some(0),
             policy,
             fallback: true,
         }

@@ -306,7 +306,8 @@ pub struct Verdict {
     pub score: f64,
     /// Why, as short snake_case codes.
     pub reasons: Vec<String>,
-    /// How long the account stays locked; only with `lock`.
+    /// How long the account stays locked; only with `lock` (0: this attempt is refused and the
+    /// account is not locked, as with a `lock` fail-safe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_seconds: Option<u64>,
     /// The policy that answered.

@@ -720,7 +720,7 @@ fn a_what_if_writes_nothing_so_a_store_refusing_writes_does_not_change_its_answe
 }
 
 #[test]
-fn a_lock_fail_safe_reports_the_default_lock_seconds() {
+fn a_lock_fail_safe_refuses_the_attempt_without_locking_the_account() {
     let settings = EngineSettings {
         fail_safe: Decision::Lock,
         default_lock_seconds: 120,
@@ -729,9 +729,12 @@ fn a_lock_fail_safe_reports_the_default_lock_seconds() {
     let e = engine_with(POLICY, settings);
     let failed = eval(&e, &attempt("alice", "error", Some(true)), 0);
     assert_eq!(failed.verdict.decision, Decision::Lock);
-    assert_eq!(failed.verdict.lock_seconds, Some(120));
+    assert_eq!(failed.verdict.lock_seconds, Some(0));
     assert_eq!(failed.verdict.reasons, [POLICY_ERROR_REASON]);
     assert!(failed.verdict.fallback);
+    // Once the policy answers again, nothing of the fail-safe is left on the account.
+    let next = probe(&e, "alice", IP, MINUTE);
+    assert!(!next.user.locked, "{:?}", next.user);
 }
 
 // --- IP counters ---------------------------------------------------------------------------
@@ -860,9 +863,11 @@ fn state_that_cannot_be_read_gives_the_fail_safe_and_never_allow() {
         assert_eq!(verdict.decision, expected, "fail-safe {fail_safe:?}");
         assert_eq!(verdict.reasons, [STATE_UNAVAILABLE_REASON]);
         assert!(verdict.fallback);
-        let lock =
-            (expected == Decision::Lock).then_some(EngineSettings::default().default_lock_seconds);
-        assert_eq!(verdict.lock_seconds, lock);
+        // A `lock` fail-safe refuses the attempt; it does not lock the account.
+        assert_eq!(
+            verdict.lock_seconds,
+            (expected == Decision::Lock).then_some(0)
+        );
         // Only what needs no state is reported; nothing pretends to know the user.
         assert_eq!(answer.signals.request.user_id.as_str(), "alice");
         assert!(!answer.signals.user.first_login && !answer.signals.device.known);
