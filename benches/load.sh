@@ -8,6 +8,7 @@
 #   BACKENDS=embedded benches/load.sh     # the RISKGATE_STATE_BACKENDs to measure
 #
 #   LOGINS=single benches/load.sh         # every request the same login
+#   ROUNDS=5 benches/load.sh              # every cell five times, interleaved; medians at the end
 #
 # For each server: the closed-loop maximum (CONNS connections as fast as they go), then an
 # open loop at RATE requests/s reporting p50/p99/p99.9. Installs the load generator `oha`
@@ -19,6 +20,9 @@
 # under load, but all stay up, so each is measured on the same machine state. The redis
 # backend runs on a redis-server of its own, started here on a free port. The embedded
 # backend goes last: its database keeps flushing and compacting for a while after its turn.
+# On a shared machine one run of a cell says little (p99 swings several-fold from minute to
+# minute): with ROUNDS=n every cell runs n times, the rounds interleaved, so each backend meets
+# the same moments of the host, and the medians per cell are printed last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +32,7 @@ CONNS=${CONNS:-32}
 REDIS_RATE=${REDIS_RATE:-5000}
 BACKENDS=${BACKENDS:-memory redis embedded}
 LOGINS=${LOGINS:-mixed}
+ROUNDS=${ROUNDS:-1}
 
 if ! command -v oha >/dev/null 2>&1; then
   echo "== installing oha (load generator)"
@@ -127,15 +132,17 @@ run() {
   shift 2
   oha --no-tui --output-format json -m POST -H 'content-type: application/json' -Z "$bodies" \
     "$@" "$url" >"$work/out.json"
-  python3 - "$name" "$work/out.json" <<'PY'
+  python3 - "$name" "$work/out.json" "$work/cells.tsv" <<'PY'
 import json, sys
-name, path = sys.argv[1], sys.argv[2]
+name, path, cells = sys.argv[1], sys.argv[2], sys.argv[3]
 r = json.load(open(path))
 s, p = r["summary"], r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
 ms = lambda v: f"{v * 1000:7.3f}"
 print(f"{name:<28} {s['requestsPerSec']:>10.0f} req/s   p50 {ms(p['p50'])} ms   "
       f"p99 {ms(p['p99'])} ms   p99.9 {ms(p['p99.9'])} ms   status {codes}")
+with open(cells, "a") as out:
+    out.write(f"{name}\t{s['requestsPerSec']}\t{p['p50']}\t{p['p99']}\t{p['p99.9']}\n")
 PY
 }
 
@@ -143,16 +150,40 @@ warm() { oha --no-tui -n 2000 -c 8 -m POST -H 'content-type: application/json' -
 warm "http://127.0.0.1:$echo_port/echo"
 for backend in $BACKENDS; do warm "http://127.0.0.1:${ports[$backend]}/v1/evaluate"; done
 
-echo "== $LOGINS logins; closed loop, $CONNS connections, $DURATION"
-run "echo (max)" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -z "$DURATION"
-for backend in $BACKENDS; do
-  run "evaluate $backend (max)" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" -c "$CONNS" -z "$DURATION"
+for round in $(seq "$ROUNDS"); do
+  [[ $ROUNDS -gt 1 ]] && echo "== round $round of $ROUNDS"
+  echo "== $LOGINS logins; closed loop, $CONNS connections, $DURATION"
+  run "echo (max)" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -z "$DURATION"
+  for backend in $BACKENDS; do
+    run "evaluate $backend (max)" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" -c "$CONNS" -z "$DURATION"
+  done
+  echo "== open loop, $RATE requests/s (redis: $REDIS_RATE), $DURATION"
+  run "echo @ $RATE/s" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
+  for backend in $BACKENDS; do
+    rate=$RATE
+    [[ $backend == redis ]] && rate=$REDIS_RATE
+    run "evaluate $backend @ $rate/s" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" \
+      -c "$CONNS" -q "$rate" --latency-correction -z "$DURATION"
+  done
 done
-echo "== open loop, $RATE requests/s (redis: $REDIS_RATE), $DURATION"
-run "echo @ $RATE/s" "http://127.0.0.1:$echo_port/echo" -c "$CONNS" -q "$RATE" --latency-correction -z "$DURATION"
-for backend in $BACKENDS; do
-  rate=$RATE
-  [[ $backend == redis ]] && rate=$REDIS_RATE
-  run "evaluate $backend @ $rate/s" "http://127.0.0.1:${ports[$backend]}/v1/evaluate" \
-    -c "$CONNS" -q "$rate" --latency-correction -z "$DURATION"
-done
+
+if [[ $ROUNDS -gt 1 ]]; then
+  echo "== medians over $ROUNDS rounds (closed loops also as a share of memory's, round by round)"
+  python3 - "$work/cells.tsv" <<'PY'
+import statistics, sys
+from collections import defaultdict
+cells = defaultdict(list)
+for line in open(sys.argv[1]):
+    name, rps, p50, p99, p999 = line.rstrip("\n").split("\t")
+    cells[name].append((float(rps), float(p50), float(p99), float(p999)))
+memory = [rps for rps, *_ in cells.get("evaluate memory (max)", [])]
+for name, runs in cells.items():
+    med = lambda i: statistics.median(run[i] for run in runs)
+    line = (f"{name:<28} {med(0):>10.0f} req/s   p50 {med(1) * 1000:7.3f} ms   "
+            f"p99 {med(2) * 1000:7.3f} ms   p99.9 {med(3) * 1000:7.3f} ms")
+    if name.endswith("(max)") and memory and len(memory) == len(runs):
+        share = statistics.median(run[0] / base for run, base in zip(runs, memory))
+        line += f"   {share:5.0%} of memory"
+    print(line)
+PY
+fi

@@ -50,7 +50,7 @@ fn lua_windows_count_exactly_as_the_rust_windows() {
         script("see(KEYS[1], {ARGV[1]}, tonumber(ARGV[2]), tonumber(ARGV[3]), 864000000) return 1");
     let distinct = script("return count_distinct(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))");
     let distinct_with = script(
-        "return count_distinct_with(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])",
+        "return count_distinct_with(KEYS[1], tonumber(ARGV[1]), {tonumber(ARGV[2])}, ARGV[3])[1]",
     );
     let counts = script(
         "return counts({}, KEYS[1], dropped_of(KEYS[2]), tonumber(ARGV[1]), \

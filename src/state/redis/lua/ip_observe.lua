@@ -17,8 +17,8 @@ local reply = counts({}, KEYS[1], failures_dropped, now,
   {IP_FAILURE_WINDOW_1, IP_FAILURE_WINDOW_2, IP_FAILURE_WINDOW_3})
 reply[4] = count(KEYS[3], attempts_dropped, now, IP_ATTEMPT_WINDOW)
 if ARGV[3] == '1' then
-  reply[5] = count_distinct_with(KEYS[5], now, IP_USER_WINDOW_1, ARGV[5])
-  reply[6] = count_distinct_with(KEYS[5], now, IP_USER_WINDOW_2, ARGV[5])
+  local users = count_distinct_with(KEYS[5], now, {IP_USER_WINDOW_1, IP_USER_WINDOW_2}, ARGV[5])
+  reply[5], reply[6] = users[1], users[2]
 else
   reply[5] = count_distinct(KEYS[5], now, IP_USER_WINDOW_1)
   reply[6] = count_distinct(KEYS[5], now, IP_USER_WINDOW_2)

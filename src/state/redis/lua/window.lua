@@ -94,15 +94,16 @@ local function count_distinct(key, now, span)
   return redis.call('ZCOUNT', key, '(' .. int(now - span), int(now))
 end
 
--- count_distinct for an attempt by `own` at `now`, which counts itself even when it arrived
--- late (ids keep only their newest time, and own's may be after now).
-local function count_distinct_with(key, now, span, own)
-  local n = count_distinct(key, now, span)
+-- count_distinct over each of `spans` for an attempt by `own` at `now`, which counts itself
+-- even when it arrived late (ids keep only their newest time, and own's may be after now).
+local function count_distinct_with(key, now, spans, own)
   local last = redis.call('ZSCORE', key, own)
-  if last and tonumber(last) > now then
-    n = n + 1
+  local late = (last and tonumber(last) > now) and 1 or 0
+  local counts = {}
+  for i, span in ipairs(spans) do
+    counts[i] = count_distinct(key, now, span) + late
   end
-  return n
+  return counts
 end
 
 -- Records each distinct id of `ids` as seen at `at` (never earlier than it was). When one is
