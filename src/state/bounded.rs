@@ -305,6 +305,29 @@ impl<V> BoundedMap<V> {
         Ok(f(value))
     }
 
+    /// Whether `key` has an entry; nothing is promoted.
+    pub(crate) fn holds(&self, key: u64) -> bool {
+        let hash = self.placement.hash(key);
+        self.shard(hash).lock().holds(hash, key).is_some()
+    }
+
+    /// Inserts what `make` returns for `key`, run with the shard locked, unless an entry is
+    /// held already or it returns `None`.
+    pub(crate) fn insert_missing<E>(
+        &self,
+        key: u64,
+        make: impl FnOnce() -> Result<Option<V>, E>,
+    ) -> Result<(), E> {
+        let hash = self.placement.hash(key);
+        let mut shard = self.shard(hash).lock();
+        if shard.holds(hash, key).is_none()
+            && let Some(value) = make()?
+        {
+            shard.insert(Held::Young, hash, key, value, self.half, &self.placement);
+        }
+        Ok(())
+    }
+
     /// Removes and returns the entry for `key`.
     pub(crate) fn remove(&self, key: u64) -> Option<V> {
         let hash = self.placement.hash(key);

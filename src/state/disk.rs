@@ -127,6 +127,14 @@ impl Keyspaces {
 /// The latest encoding of each changed key; `None` for a removal.
 pub(crate) type Changes = HashMap<(Space, u64), Option<Vec<u8>>>;
 
+/// What [`Disk::fetch`] read.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    value: Option<Vec<u8>>,
+    /// [`Staged::drops`] before the read.
+    drops: u64,
+}
+
 /// Changes not yet in the database.
 struct Staged {
     /// Changes since the last batch was taken.
@@ -148,6 +156,9 @@ struct Staged {
     segment: Arc<File>,
     /// Set when the store closes: the applier stops once everything logged is applied.
     closing: bool,
+    /// How many times the applier has dropped batches the database now holds: a key read
+    /// before a drop may have changed since without a trace left here ([`Disk::refresh`]).
+    drops: u64,
 }
 
 impl Staged {
@@ -183,6 +194,7 @@ impl Staged {
 
     /// Drops the batches up to `through`, now in the database.
     fn drop_applied(&mut self, through: u64) {
+        self.drops += 1;
         while let Some((number, _)) = self.unapplied.front()
             && *number <= through
             && let Some((number, batch)) = self.unapplied.pop_front()
@@ -272,6 +284,7 @@ impl Disk {
                 full_segments: Vec::new(),
                 segment: log.file(),
                 closing: false,
+                drops: 0,
             }),
             logged: Condvar::new(),
             applied: tokio::sync::Notify::new(),
@@ -305,6 +318,33 @@ impl Disk {
             .get(key.to_be_bytes())
             .map_err(backend)?;
         Ok(stored.map(|bytes| bytes.to_vec()))
+    }
+
+    /// [`Disk::load`] for a key to cache later, off the runtime's threads: a read can wait
+    /// several milliseconds for fjall (its flushes and compactions hold a tree's version lock
+    /// while they fsync), and on a runtime thread it held up every request the thread had.
+    /// [`Disk::refresh`] then tells whether what it read is still the key's latest.
+    pub(crate) fn fetch(&self, space: Space, key: u64) -> Result<Fetched, StoreError> {
+        let drops = self.lock().drops;
+        let value = self.load(space, key)?;
+        Ok(Fetched { value, drops })
+    }
+
+    /// The latest encoding of a key [`Disk::fetch`]ed earlier: a change staged since then,
+    /// or else what the fetch read, unless the applier has dropped batches meanwhile (one may
+    /// have held a change to the key, now in the database only): then `None`, read it again.
+    /// Call it with the key's shard locked, as for staging.
+    pub(crate) fn refresh(
+        &self,
+        space: Space,
+        key: u64,
+        fetched: Fetched,
+    ) -> Option<Option<Vec<u8>>> {
+        let staged = self.lock();
+        match staged.latest(space, key) {
+            Some(newer) => Some(newer),
+            None => (staged.drops == fetched.drops).then_some(fetched.value),
+        }
     }
 
     /// Every entry of a keyspace, staged changes included, each read once; for sweeps and
@@ -380,6 +420,14 @@ impl Disk {
                 ));
             }
             applied.await;
+        }
+    }
+
+    /// Waits until the applier has written every logged batch into the database.
+    #[cfg(test)]
+    pub(crate) fn wait_until_applied(&self) {
+        while !self.lock().unapplied.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

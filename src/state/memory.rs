@@ -207,6 +207,48 @@ impl MemoryStore {
         })
     }
 
+    /// Reads from the disk, on a blocking thread, what observing `attempt` needs and memory
+    /// lacks, so that a read waiting for the database holds up no other request (see
+    /// [`Disk::fetch`]). Outside a runtime, or in memory only, there is nothing to do here:
+    /// observing reads what it lacks itself.
+    async fn fetch_missing(&self, attempt: &AttemptKeys<'_>) -> Result<(), StoreError> {
+        if self.disk.is_none() || tokio::runtime::Handle::try_current().is_err() {
+            return Ok(());
+        }
+        let user = key(attempt.user_id);
+        let [ip, device] = attempt
+            .network
+            .map(|keys| self.network.to_fetch(keys))
+            .unwrap_or_default();
+        let fetches = [
+            self.failures.to_fetch(user),
+            self.locks.to_fetch(user),
+            self.profiles.to_fetch(user),
+            ip,
+            device,
+        ];
+        if fetches.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let read = move || fetches.map(|fetch| fetch.map(|f| f.run()).transpose());
+        let [failures, locks, profile, ip, device] = tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot read the state: {e}")))?;
+        if let Some(fetched) = failures? {
+            self.failures.fill(user, fetched)?;
+        }
+        if let Some(fetched) = locks? {
+            self.locks.fill(user, fetched)?;
+        }
+        if let Some(fetched) = profile? {
+            self.profiles.fill(user, fetched)?;
+        }
+        if let Some(keys) = attempt.network {
+            self.network.fill(keys, [ip?, device?])?;
+        }
+        Ok(())
+    }
+
     /// The user's profile, unless the one under their key is another id's.
     fn own_profile(&self, user_id: &str) -> Result<Option<Arc<UserProfile>>, StoreError> {
         let profile = self.profiles.read(key(user_id), Arc::clone)?;
@@ -327,7 +369,10 @@ impl Store for MemoryStore {
         attempt: &'a AttemptKeys<'a>,
         now: Millis,
     ) -> StoreFuture<'a, Observation> {
-        ready(MemoryStore::observe(self, attempt, now))
+        Box::pin(async move {
+            self.fetch_missing(attempt).await?;
+            MemoryStore::observe(self, attempt, now)
+        })
     }
 
     fn peek<'a>(&'a self, attempt: &'a AttemptKeys<'a>) -> StoreFuture<'a, Snapshot> {
@@ -422,6 +467,59 @@ mod tests {
     use super::*;
     use crate::state::NetworkKeys;
     use crate::state::bounded::SHARDED_FROM;
+
+    /// A read made off the runtime ([`MemoryStore::fetch_missing`]) is cached only while it
+    /// is still the key's latest: a change made between the read and its caching, staged or
+    /// already in the database, is never undone (an unlock, an erasure, a newer lock).
+    #[test]
+    fn a_key_read_off_the_runtime_is_cached_only_while_it_is_the_latest() {
+        use crate::state::embedded::{self, SyncMode};
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Capacity {
+            users: 2,
+            profiles: 2,
+            ips: 2,
+            devices: 2,
+            pending: 2,
+        };
+        {
+            let store = embedded::open(dir.path(), tiny, SyncMode::No).unwrap();
+            for user in ["bob", "carol", "dave"] {
+                store.lock(user, 5_000).unwrap();
+            }
+        }
+        let store = embedded::open(dir.path(), tiny, SyncMode::No).unwrap();
+        let read = |user| {
+            let fetch = store.locks.to_fetch(key(user)).expect("on disk only");
+            fetch.run().unwrap()
+        };
+        let until = |user| store.activity(user).unwrap().locked_until;
+
+        // Unlocked after the read: the change is staged, and wins.
+        let bob = read("bob");
+        assert!(store.unlock("bob").unwrap());
+        store.locks.fill(key("bob"), bob).unwrap();
+        assert_eq!(until("bob"), None, "an unlock is never undone");
+
+        // Locked for longer after the read, written to the database and evicted: the read
+        // may be stale, so it is not cached, and the next use reads the disk.
+        let carol = read("carol");
+        store.lock("carol", 9_000).unwrap();
+        crate::state::finish(store.committed()).unwrap();
+        store.disk().unwrap().wait_until_applied();
+        for i in 0..100 {
+            store.lock(&format!("other{i}"), 1).unwrap();
+        }
+        assert!(store.locks.to_fetch(key("carol")).is_some(), "evicted");
+        store.locks.fill(key("carol"), carol).unwrap();
+        assert_eq!(until("carol"), Some(9_000));
+
+        // Unchanged: cached as read.
+        let dave = read("dave");
+        store.locks.fill(key("dave"), dave).unwrap();
+        assert!(store.locks.to_fetch(key("dave")).is_none(), "cached");
+        assert_eq!(until("dave"), Some(5_000));
+    }
 
     #[test]
     fn a_flood_of_random_users_and_ips_stays_within_the_bounds() {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use super::StoreError;
 use super::bounded::Placement;
-use super::disk::{Disk, Space};
-use super::table::Table;
+use super::disk::{Disk, Fetched, Space};
+use super::table::{Fetch, Table};
 use super::{DistinctWindow, EventWindow};
 use crate::{DAY, HOUR, MINUTE, Millis};
 
@@ -162,6 +162,30 @@ impl NetworkActivity {
                 .update(super::key(id), |d| d.count_user(user, now))?;
         }
         Ok(counts)
+    }
+
+    /// The reads from the disk observing `keys` would make: the IP's, the device's.
+    pub(crate) fn to_fetch(&self, keys: NetworkKeys<'_>) -> [Option<Fetch>; 2] {
+        let device = keys.device_id.map(super::key);
+        [
+            self.ips.to_fetch(ip_key(keys.ip)),
+            device.and_then(|device| self.devices.to_fetch(device)),
+        ]
+    }
+
+    /// Caches what the reads of [`NetworkActivity::to_fetch`] found (see [`Table::fill`]).
+    pub(crate) fn fill(
+        &self,
+        keys: NetworkKeys<'_>,
+        [ip, device]: [Option<Fetched>; 2],
+    ) -> Result<(), StoreError> {
+        if let Some(fetched) = ip {
+            self.ips.fill(ip_key(keys.ip), fetched)?;
+        }
+        if let (Some(fetched), Some(id)) = (device, keys.device_id) {
+            self.devices.fill(super::key(id), fetched)?;
+        }
+        Ok(())
     }
 
     /// The counters of `keys` as they are, changing nothing (see [`Table::peek`]).

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::bounded::{BoundedMap, Placement};
-use super::disk::{Disk, Space};
+use super::disk::{Disk, Fetched, Space};
 use super::{StoreError, decode, encode};
 
 /// A bounded map, and the keyspace behind it when state is durable.
@@ -200,6 +200,31 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Ok(removed)
     }
 
+    /// What to read `key` from, when a use of it would read the disk (it is durable and not
+    /// in memory): [`Fetch::run`] reads it on any thread, and [`Table::fill`] caches it.
+    pub(crate) fn to_fetch(&self, key: u64) -> Option<Fetch> {
+        let (disk, space) = self.disk.as_ref()?;
+        (!self.map.holds(key)).then(|| Fetch {
+            disk: Arc::clone(disk),
+            space: *space,
+            key,
+        })
+    }
+
+    /// Caches what [`Fetch::run`] read for `key`, unless the key is in memory by now or may
+    /// have changed since (a later use then reads the disk itself).
+    pub(crate) fn fill(&self, key: u64, fetched: Fetched) -> Result<(), StoreError> {
+        let Some((disk, space)) = &self.disk else {
+            return Ok(());
+        };
+        self.map
+            .insert_missing(key, || match disk.refresh(*space, key, fetched) {
+                Some(Some(bytes)) => decode(&bytes).map(|value| Some(Some(value))),
+                Some(None) => Ok(Some(None)),
+                None => Ok(None),
+            })
+    }
+
     /// Entries held in memory.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -223,5 +248,19 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             disk.stage(*space, key, Some(encode(value)?));
         }
         Ok(())
+    }
+}
+
+/// A read of one key from the disk, to run off the runtime's threads ([`Table::to_fetch`]).
+pub(crate) struct Fetch {
+    disk: Arc<Disk>,
+    space: Space,
+    key: u64,
+}
+
+impl Fetch {
+    /// Reads the key.
+    pub(crate) fn run(&self) -> Result<Fetched, StoreError> {
+        self.disk.fetch(self.space, self.key)
     }
 }
