@@ -18,8 +18,9 @@
 # (one user, one IP) every time, the worst case for per-key locks, where every answer parks a
 # step-up. The echo route gets the same bodies. Servers run one at a time
 # under load, but all stay up, so each is measured on the same machine state. The redis
-# backend runs on a redis-server of its own, started here on a free port. The embedded
-# backend goes last: its database keeps flushing and compacting for a while after its turn.
+# backend runs on a redis-server of its own, started here on a free port. Each cell starts
+# once the servers are idle (settle): the embedded backend's database keeps flushing and
+# compacting for a while after its turn, which would otherwise land on the next cells.
 # On a shared machine one run of a cell says little (p99 swings several-fold from minute to
 # minute): with ROUNDS=n every cell runs n times, the rounds interleaved, so each backend meets
 # the same moments of the host, and the medians per cell are printed last.
@@ -130,6 +131,7 @@ PY
 run() {
   local name=$1 url=$2
   shift 2
+  settle
   oha --no-tui --output-format json -m POST -H 'content-type: application/json' -Z "$bodies" \
     "$@" "$url" >"$work/out.json"
   python3 - "$name" "$work/out.json" "$work/cells.tsv" <<'PY'
@@ -143,6 +145,33 @@ print(f"{name:<28} {s['requestsPerSec']:>10.0f} req/s   p50 {ms(p['p50'])} ms   
       f"p99 {ms(p['p99'])} ms   p99.9 {ms(p['p99.9'])} ms   status {codes}")
 with open(cells, "a") as out:
     out.write(f"{name}\t{s['requestsPerSec']}\t{p['p50']}\t{p['p99']}\t{p['p99.9']}\n")
+PY
+}
+
+# Waits (at most a minute) until the servers are idle, under 5% of a core over a second, so
+# no cell pays for background work an earlier one left: the embedded backend's database goes
+# on flushing and compacting for a while after a closed loop.
+settle() {
+  python3 - "${pids[@]}" <<'PY'
+import os, sys, time
+pids = sys.argv[1:]
+def ticks():
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total
+hz = os.sysconf("SC_CLK_TCK")
+deadline, last = time.time() + 60, ticks()
+while time.time() < deadline:
+    time.sleep(1)
+    now = ticks()
+    if (now - last) / hz < 0.05:
+        break
+    last = now
 PY
 }
 
