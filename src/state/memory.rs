@@ -158,6 +158,18 @@ impl MemoryStore {
     }
 }
 
+/// Runs `f`, which takes a while (it visits whole tables), so that on a multi-threaded runtime
+/// the worker's other requests move to another thread meanwhile instead of waiting.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// The store's operations, answered at once; [`Store`] hands them out as ready futures.
 impl MemoryStore {
     pub(crate) fn observe(
@@ -424,7 +436,9 @@ impl Store for MemoryStore {
     }
 
     fn forget<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, bool> {
-        ready(MemoryStore::forget(self, user_id))
+        // Erasure visits every parked attempt, IP and device (on the disk too, when durable):
+        // the worker running it first hands its other requests to another thread.
+        ready(blocking(|| MemoryStore::forget(self, user_id)))
     }
 
     fn sweep(&self, now: Millis, retention: Millis) -> StoreFuture<'_, Swept> {
